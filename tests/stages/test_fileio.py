@@ -1,0 +1,74 @@
+"""stages.fileio: atomic writes leave the old output or the new one, never half of one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stages.errors import StageError
+from stages.fileio import atomic_dir, atomic_path, read_json, read_jsonl, write_json, write_jsonl
+
+
+def test_write_jsonl_round_trip_unicode(tmp_path):
+    path = tmp_path / "out" / "a.jsonl"
+    rows = [{"q": "Größe 42 µg?", "n": 1}, {"q": "日本語", "n": 2}]
+    assert write_jsonl(path, rows) == 2
+    assert read_jsonl(path) == rows
+
+
+def test_failed_write_keeps_previous_file_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "m.json"
+    write_json(path, {"v": 1})
+
+    def rows():
+        yield {"v": 2}
+        raise RuntimeError("crash mid-write")
+
+    with pytest.raises(RuntimeError):
+        write_jsonl(path, rows())
+    assert json.loads(path.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_atomic_dir_replaces_whole_directory_or_nothing(tmp_path):
+    out = tmp_path / "processed"
+    with atomic_dir(out) as tmp:
+        (tmp / "old.txt").write_text("old")
+    with pytest.raises(ValueError), atomic_dir(out) as tmp:
+        (tmp / "new.txt").write_text("new")
+        raise ValueError("stage failed")
+    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
+    with atomic_dir(out) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["processed"]
+
+
+def test_published_files_get_umask_permissions(tmp_path):
+    path = tmp_path / "x.txt"
+    with atomic_path(path) as tmp:
+        tmp.write_text("x")
+    assert path.stat().st_mode & 0o044  # readable by group/others, unlike mkstemp's 0600
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b'{"a": 1}\n{"a": \n', "bad.jsonl:2: malformed JSON"),
+        (b'{"a": 1}\n[1, 2]\n', "bad.jsonl:2: expected a JSON object"),
+        (b'{"a": "\xff\xfe"}\n', "bad.jsonl: not valid UTF-8"),
+    ],
+)
+def test_read_jsonl_bad_input_names_file_and_line(tmp_path, content, expected):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(StageError, match=expected):
+        read_jsonl(path)
+
+
+def test_missing_files_are_stage_errors(tmp_path):
+    with pytest.raises(StageError, match="file not found"):
+        read_jsonl(tmp_path / "nope.jsonl")
+    with pytest.raises(StageError, match="file not found"):
+        read_json(tmp_path / "nope.json")
