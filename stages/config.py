@@ -18,8 +18,15 @@ from stages import CONF_DIR
 from stages.errors import StageError
 
 
-def compose(overrides: Sequence[str] = (), config_dir: str | Path = CONF_DIR) -> DictConfig:
+def default_conf_dir() -> Path:
+    """conf/ of the project we run in (DVC runs stages from the repo root), else the installed one."""
+    local = Path.cwd() / "conf"
+    return local if (local / "config.yaml").is_file() else CONF_DIR
+
+
+def compose(overrides: Sequence[str] = (), config_dir: str | Path | None = None) -> DictConfig:
     """Compose conf/config.yaml with Hydra override strings (`domain=legal`, `train.lr=1e-4`)."""
+    config_dir = config_dir or default_conf_dir()
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -36,8 +43,9 @@ def compose(overrides: Sequence[str] = (), config_dir: str | Path = CONF_DIR) ->
 
 
 def dump_params(path: str | Path = "params.yaml", overrides: Sequence[str] = (),
-                config_dir: str | Path = CONF_DIR) -> bool:
+                config_dir: str | Path | None = None) -> bool:
     """Write the composed config to params.yaml the way `dvc exp run` does; True when it changed."""
+    config_dir = config_dir or default_conf_dir()
     from dvc.utils.hydra import compose_and_dump
 
     from stages.fileio import atomic_path
