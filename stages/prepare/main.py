@@ -1,0 +1,76 @@
+"""The prepare stage: load a source, clean, split, validate, write data/processed/<domain>/ and data metrics.
+
+    domain-llm prepare domain=legal data.num_samples=200          # standalone, composing conf/ + overrides
+    domain-llm prepare --params params.yaml                       # how dvc.yaml runs it
+    domain-llm prepare data=local_file data.path=my.jsonl         # your own data
+
+Outputs: {paths.processed}/<domain.name>/{train,validation,test}.jsonl + dataset_card.md (the whole
+{paths.processed} directory is replaced atomically), {paths.metrics}/data.json and data_report.md.
+Nothing is written unless every check passes, so a failed run leaves the previous outputs as they were.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from stages.errors import StageError
+from stages.fileio import atomic_dir, write_json, write_jsonl, write_text
+from stages.prepare.cleaning import CleaningConfig, clean_records, length_function
+from stages.prepare.report import PrepareSummary, data_metrics, render_data_report, render_dataset_card
+from stages.prepare.sources import load_source
+from stages.prepare.splits import SPLITS, SplitRatios, remove_leakage, split_records
+from stages.prepare.validation import ValidationSettings, validate_splits
+
+log = logging.getLogger(__name__)
+
+
+def validation_settings(cfg: DictConfig) -> ValidationSettings:
+    section = cfg.prepare.get("validation") or {}
+    expected = tuple(cfg.domain.domains) if cfg.data.source == "synthetic" else ()
+    return ValidationSettings(language=section.get("language", "en"),
+                              max_language_mismatch=float(section.get("max_language_mismatch", 0.05)),
+                              max_domain_share_gap=float(section.get("max_domain_share_gap", 0.15)),
+                              leakage_threshold=float(section.get("leakage_threshold", 0.9)),
+                              expected_domains=expected)
+
+
+def main(cfg: DictConfig) -> dict:
+    """Run the stage; returns the metrics written to data.json."""
+    name, system_prompt, seed = str(cfg.domain.name), cfg.domain.get("system_prompt"), int(cfg.seed)
+    ratios = SplitRatios.from_cfg(cfg.prepare.split)
+    cleaning = CleaningConfig.from_cfg(cfg.prepare.cleaning)
+    settings = validation_settings(cfg)
+    tokenizer_path = Path(cfg.paths.base_model) / "tokenizer.json"
+
+    loaded = load_source(cfg)
+    log.info("loaded %d examples from %s", len(loaded.records), loaded.source)
+    records, dropped, unit = clean_records(loaded.records, cleaning, system_prompt, seed, tokenizer_path)
+    splits = split_records(records, ratios, seed)
+    splits, leak_drops = remove_leakage(splits, settings.leakage_threshold)
+    dropped.update(leak_drops)
+    length, _ = length_function(cleaning, tokenizer_path)
+    ratio_map = {"train": ratios.train, "validation": ratios.validation, "test": ratios.test}
+    checks = validate_splits(splits, ratio_map, cleaning, length, unit, settings)
+    summary = PrepareSummary(name, loaded, splits, dropped, checks, cleaning, unit, ratio_map, seed)
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        raise StageError("data validation failed, nothing written: " + "; ".join(
+            f"{c.name}: {c.detail}" + (f" (e.g. {c.examples[0]})" if c.examples else "") for c in failed))
+
+    metrics = data_metrics(summary, length)
+    with atomic_dir(cfg.paths.processed) as tmp:
+        # the whole processed dir is one DVC output: other domains' folders go, this one is complete
+        out = tmp / name
+        out.mkdir()
+        for split in SPLITS:
+            write_jsonl(out / f"{split}.jsonl", splits[split])
+        write_text(out / "dataset_card.md", render_dataset_card(summary, metrics))
+    metrics_dir = Path(cfg.paths.metrics)
+    write_json(metrics_dir / "data.json", metrics)
+    write_text(metrics_dir / "data_report.md", render_data_report(summary, metrics))
+    log.info("wrote %s/%s: %s; dropped %s", cfg.paths.processed, name,
+             {s: len(splits[s]) for s in SPLITS}, dict(dropped) or "nothing")
+    return metrics
