@@ -1,0 +1,131 @@
+"""Generate and score the test examples with one engine, timing generation after a warm-up.
+
+    examples = load_examples(Path("data/processed/healthcare/test.jsonl"), max_examples=None)
+    run = run_model(engine, examples, SamplingParams(max_new_tokens=96), batch_size=8, warmup_examples=2)
+    run.speed  # {"tokens_per_second": ..., "examples_per_second": ..., "latency_p50_s": ..., ...}
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from stages.errors import StageError
+from stages.fileio import read_jsonl
+from stages.generation import Engine, Generation, SamplingParams
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Example:
+    """One test record as the evaluation sees it: the conversation up to the answer, and the answer."""
+    id: str
+    domain: str
+    messages: list[dict]          # system? + user, without the assistant turn
+    reference: str                # the assistant turn's content
+    expected_number: float | None  # numeric_answer when answer_type == "numeric"
+
+
+@dataclass
+class ModelRun:
+    """What one engine produced on the examples."""
+    prompts: list[str]
+    generations: list[Generation]
+    nll_sums: list[float | None]
+    ref_token_counts: list[int | None]
+    speed: dict[str, float]
+
+
+def _line_numbers(path: Path) -> list[int]:
+    """1-based line numbers of the non-blank lines (read_jsonl skips blank lines)."""
+    with open(path, encoding="utf-8") as f:
+        return [i for i, line in enumerate(f, start=1) if line.strip()]
+
+
+def load_examples(path: Path, max_examples: int | None = None) -> list[Example]:
+    """Read a prepared split; a record without a usable conversation raises StageError naming its line."""
+    records = read_jsonl(path)
+    lines = _line_numbers(path)
+    examples = []
+    for record, lineno in zip(records, lines, strict=True):
+        where = f"{path}:{lineno}"
+        messages = record.get("messages")
+        if not isinstance(messages, list) or len(messages) < 2 or not all(isinstance(x, dict) for x in messages):
+            raise StageError(f"{where}: field 'messages' must be a list [system?, user, assistant]; "
+                             "re-run `domain-llm prepare`")
+        last = messages[-1]
+        if last.get("role") != "assistant" or not isinstance(last.get("content"), str):
+            raise StageError(f"{where}: field 'messages' must end with an assistant turn holding the "
+                             "reference answer; re-run `domain-llm prepare`")
+        expected = None
+        if record.get("answer_type") == "numeric":
+            value = record.get("numeric_answer")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise StageError(f"{where}: field 'numeric_answer' must be a finite number when "
+                                 f"answer_type is 'numeric' (got {value!r})")
+            expected = float(value)
+        examples.append(Example(str(record.get("id", lineno)), str(record.get("domain", "unknown")),
+                                messages[:-1], last["content"], expected))
+    if not examples:
+        raise StageError(f"{path}: no examples; re-run `domain-llm prepare` (is data.num_samples too small?)")
+    return examples[:max_examples] if max_examples else examples
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else math.nan
+
+
+def generate_timed(engine: Engine, prompts: list[str], params: SamplingParams, batch_size: int,
+                   warmup_examples: int = 0, desc: str = "generate") -> tuple[list[Generation], dict[str, float]]:
+    """Generate in chunks of `batch_size` prompts (one `engine.generate` call each), after generating the
+    first `warmup_examples` prompts untimed (first calls pay for allocation and kernel selection).
+    Speed: examples/s and completion tokens/s over the summed chunk wall times; latency of an example
+    = the wall time of the chunk it was generated in (it is returned when its whole batch is done)."""
+    if warmup_examples > 0:
+        engine.generate(prompts[:warmup_examples], params)
+    generations: list[Generation] = []
+    latencies: list[float] = []
+    total = 0.0
+    for start in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch", leave=False):
+        chunk = prompts[start:start + batch_size]
+        t0 = time.perf_counter()
+        out = engine.generate(chunk, params)
+        elapsed = time.perf_counter() - t0
+        total += elapsed
+        generations.extend(out)
+        latencies.extend([elapsed] * len(chunk))
+    tokens = sum(g.completion_tokens for g in generations)
+    speed = {
+        "tokens_per_second": tokens / total if total > 0 else math.nan,
+        "examples_per_second": len(prompts) / total if total > 0 else math.nan,
+        "latency_p50_s": _percentile(latencies, 50),
+        "latency_p95_s": _percentile(latencies, 95),
+        "generation_seconds": total,
+        "completion_tokens": tokens,
+    }
+    return generations, speed
+
+
+def run_model(engine: Engine, examples: list[Example], params: SamplingParams, batch_size: int,
+              warmup_examples: int, score_references: bool = True, label: str = "") -> ModelRun:
+    """Predictions (timed) and, when `score_references`, each reference's NLL given its prompt."""
+    prompts = [engine.apply_chat_template(ex.messages) for ex in examples]
+    # llama.cpp decodes one sequence at a time: a chunk of 1 gives true per-example latency there.
+    chunk = batch_size if engine.name == "hf" else 1
+    generations, speed = generate_timed(engine, prompts, params, chunk, warmup_examples, desc=f"{label} generate")
+    nll: list[float | None] = [None] * len(examples)
+    ntok: list[int | None] = [None] * len(examples)
+    if score_references:
+        for i, (prompt, ex) in enumerate(tqdm(list(zip(prompts, examples, strict=True)),
+                                              desc=f"{label} score", leave=False)):
+            nll[i], ntok[i] = engine.score(prompt, ex.reference)
+    log.info("%s: %d examples, %.2f examples/s, %.1f tokens/s", label, len(examples),
+             speed["examples_per_second"], speed["tokens_per_second"])
+    return ModelRun(prompts, generations, nll, ntok, speed)
