@@ -1,0 +1,159 @@
+"""The evaluate stage end to end on tiny real models: HF (tiny random Llama) and GGUF (embedded SmolLM2)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from stages.errors import StageError
+from stages.evaluate.main import main
+from stages.fileio import read_jsonl, write_jsonl
+from stages.prepare.records import make_record
+
+SYSTEM = "You are a finance assistant."
+STABLE_KEYS = ("rouge1", "rouge2", "rougeL", "bleu", "bleu_precision_1", "bleu_precision_4", "perplexity",
+               "exact_match", "token_accuracy", "f1", "precision", "recall", "semantic_similarity",
+               "numeric_accuracy", "tokens_per_second", "examples_per_second", "latency_p50_s", "latency_p95_s",
+               "n_examples")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+def _records() -> list[dict]:
+    return [
+        make_record("finance", "What is compound interest?", "Interest earned on principal and past interest.",
+                    "synthetic", system_prompt=SYSTEM),
+        make_record("finance", "What does 1000 grow to at 5% for 2 years, compounded yearly?",
+                    "It grows to 1,102.50.", "synthetic", system_prompt=SYSTEM, answer_type="numeric",
+                    numeric_answer=1102.5),
+        make_record("healthcare", "What is hypertension?", "High blood pressure.", "synthetic", system_prompt=SYSTEM),
+        make_record("healthcare", "Who treats diabetes?", "An endocrinologist.", "synthetic"),
+    ]
+
+
+def _cfg(cfg_factory, tmp_path: Path, merged: Path, base: Path, *extra: str):
+    write_jsonl(tmp_path / "data" / "finance" / "test.jsonl", _records())
+    return cfg_factory("domain=finance", f"paths.processed={tmp_path / 'data'}", f"paths.merged={merged}",
+                       f"paths.base_model={base}", f"paths.metrics={tmp_path / 'metrics'}", "threads=1",
+                       "eval.max_new_tokens=6", "eval.bootstrap_samples=100", "eval.warmup_examples=1", *extra)
+
+
+def _reference_nll(model_dir: Path, messages: list[dict], reference: str) -> tuple[float, int]:
+    """Independent check of the stage's perplexity input: plain transformers, no engine."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    prompt = tok(tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True),
+                 add_special_tokens=False)["input_ids"]
+    target = tok(reference, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([prompt + target])).logits[0, len(prompt) - 1:-1]
+    return float(torch.nn.functional.cross_entropy(logits, torch.tensor(target), reduction="sum")), len(target)
+
+
+def test_hf_engine_end_to_end(cfg_factory, tmp_path, tiny_model_dir):
+    # base == fine-tuned folder: greedy decoding must then give identical predictions and zero deltas
+    cfg = _cfg(cfg_factory, tmp_path, tiny_model_dir, tiny_model_dir, "eval.batch_size=3")
+    returned = main(cfg)
+    metrics = tmp_path / "metrics"
+    eval_json = json.loads((metrics / "eval.json").read_text())
+    assert eval_json == returned
+    for key in STABLE_KEYS:
+        assert key in eval_json, key
+    for key in ("rougeL", "bleu", "perplexity", "f1", "semantic_similarity"):
+        assert eval_json[f"{key}_ci_low"] <= eval_json[key] <= eval_json[f"{key}_ci_high"]
+    assert eval_json["n_examples"] == 4 and eval_json["n_numeric"] == 1
+    assert eval_json["tokens_per_second"] > 0 and eval_json["latency_p95_s"] >= eval_json["latency_p50_s"] > 0
+
+    predictions = read_jsonl(metrics / "eval" / "predictions.jsonl")
+    assert [p["model"] for p in predictions] == ["finetuned"] * 4 + ["base"] * 4
+    ft, base = predictions[:4], predictions[4:]
+    assert [p["prediction"] for p in ft] == [p["prediction"] for p in base]
+    assert [p["reference"] for p in ft] == [r["messages"][-1]["content"] for r in _records()]
+    assert all(p["prompt"].endswith("<|im_start|>assistant\n") and p["reference"] not in p["prompt"] for p in ft)
+    assert "numeric_correct" in ft[1]["scores"] and "numeric_correct" not in ft[0]["scores"]
+    assert eval_json["rougeL"] == pytest.approx(sum(p["scores"]["rougeL"] for p in ft) / 4)
+
+    # corpus perplexity = exp(total NLL / total tokens), recomputed here with plain transformers
+    nll, ntok = zip(*(_reference_nll(tiny_model_dir, r["messages"][:-1], r["messages"][-1]["content"])
+                      for r in _records()), strict=True)
+    assert eval_json["perplexity"] == pytest.approx(math.exp(sum(nll) / sum(ntok)), rel=1e-4)
+
+    comparison = json.loads((metrics / "model_comparison.json").read_text())
+    assert set(comparison["models"]) == {"finetuned", "base"}
+    deltas = comparison["deltas"]["finetuned_vs_base"]
+    for key in ("rougeL", "bleu", "perplexity", "f1", "exact_match"):
+        assert deltas[key]["delta"] == pytest.approx(0.0, abs=1e-9), key
+
+    domains = json.loads((metrics / "domain_evaluation.json").read_text())
+    assert set(domains["finetuned"]) == {"finance", "healthcare"}
+    assert domains["finetuned"]["finance"]["n_examples"] == 2
+    assert "numeric_accuracy" in domains["finetuned"]["finance"]
+    assert "numeric_accuracy" not in domains["finetuned"]["healthcare"]
+
+
+def test_gguf_engine_end_to_end(cfg_factory, tmp_path, tiny_model_dir, smollm2_gguf):
+    cfg = _cfg(cfg_factory, tmp_path, tiny_model_dir, tiny_model_dir, "eval.compare_base=false",
+               "eval.max_examples=2", "eval.semantic_similarity=false", f"eval.gguf_files=[{smollm2_gguf}]")
+    main(cfg)
+    metrics = tmp_path / "metrics"
+    comparison = json.loads((metrics / "model_comparison.json").read_text())
+    label = f"gguf:{smollm2_gguf.stem}"
+    gguf = comparison["models"][label]
+    assert gguf["engine"] == "gguf" and gguf["n_examples"] == 2
+    # a real 135M instruct model on plain English answers: far below the tiny random model's ~vocab-size ppl
+    assert 1.0 < gguf["perplexity"] < 500 < comparison["models"]["finetuned"]["perplexity"]
+    assert comparison["deltas"][f"finetuned_vs_{label}"]["perplexity"]["finetuned_better"] is False
+    predictions = [p for p in read_jsonl(metrics / "eval" / "predictions.jsonl") if p["model"] == label]
+    assert len(predictions) == 2 and all(p["prediction"].strip() for p in predictions)
+    assert all(0 < p["completion_tokens"] <= 6 for p in predictions)
+    assert "semantic_similarity" not in json.loads((metrics / "eval.json").read_text())
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_crash_mid_evaluation_leaves_previous_outputs(cfg_factory, tmp_path, tiny_model_dir):
+    main(_cfg(cfg_factory, tmp_path, tiny_model_dir, tiny_model_dir, "eval.compare_base=false",
+              "eval.semantic_similarity=false"))
+    before = _snapshot(tmp_path / "metrics")
+    assert {"eval.json", "model_comparison.json", "domain_evaluation.json", "eval/predictions.jsonl"} <= set(before)
+
+    # the second model is corrupt: the fine-tuned model is evaluated, then loading the base fails
+    corrupt = tmp_path / "corrupt_base"
+    shutil.copytree(tiny_model_dir, corrupt)
+    weights = corrupt / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    # Any exception will do here (the engine's contract says StageError for a corrupt model; transformers'
+    # SafetensorError currently escapes it) - what matters is that nothing was written.
+    with pytest.raises(Exception):  # noqa: B017
+        main(_cfg(cfg_factory, tmp_path, tiny_model_dir, corrupt, "eval.compare_base=true",
+                  "eval.semantic_similarity=false", "eval.max_new_tokens=3"))
+    assert _snapshot(tmp_path / "metrics") == before
+    assert not [p for p in (tmp_path / "metrics").rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_bad_records_name_file_line_and_field(cfg_factory, tmp_path, tiny_model_dir):
+    cfg = _cfg(cfg_factory, tmp_path, tiny_model_dir, tiny_model_dir)
+    test_file = tmp_path / "data" / "finance" / "test.jsonl"
+    records = _records()
+    records[1]["messages"] = records[1]["messages"][:-1]          # no assistant turn
+    write_jsonl(test_file, records)
+    with pytest.raises(StageError, match=r"test\.jsonl:2: field 'messages'"):
+        main(cfg)
+    records = _records()
+    records[1]["numeric_answer"] = "about 1100"
+    write_jsonl(test_file, records)
+    with pytest.raises(StageError, match=r"test\.jsonl:2: field 'numeric_answer'"):
+        main(cfg)
+    assert not (tmp_path / "metrics").exists()
