@@ -1,0 +1,273 @@
+"""HF Llama/Mistral folder (safetensors) -> GGUF (f32/f16/bf16) with gguf-py, streamed tensor by tensor.
+
+    from stages.quantize.convert import convert_hf_to_gguf
+    convert_hf_to_gguf(Path("models/merged"), Path("models/gguf/model-f16.gguf"), outtype="f16")
+
+Other architectures are refused with a message naming `quantize.llama_cpp_path`: a user-supplied llama.cpp
+checkout whose own convert_hf_to_gguf.py is then run in a subprocess (`convert_with_llama_cpp`).
+The output is written to a temp file and renamed only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+from stages.errors import StageError
+from stages.fileio import atomic_path
+from stages.quantize.vocab import write_vocab
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM")
+ROPE_FREQS = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight"
+OUTTYPES = {
+    "f32": (gguf.GGMLQuantizationType.F32, gguf.LlamaFileType.ALL_F32),
+    "f16": (gguf.GGMLQuantizationType.F16, gguf.LlamaFileType.MOSTLY_F16),
+    "bf16": (gguf.GGMLQuantizationType.BF16, gguf.LlamaFileType.MOSTLY_BF16),
+}
+
+
+@dataclass
+class LlamaShape:
+    """The hyper-parameters llama.cpp needs, read from config.json."""
+    n_layers: int
+    n_embd: int
+    n_ff: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int
+    n_vocab: int
+    n_ctx: int
+    rms_eps: float
+    rope_theta: float
+    rope: dict
+    tied: bool
+
+    @classmethod
+    def from_config(cls, config: dict, config_path: Path) -> LlamaShape:
+        try:
+            n_head = int(config["num_attention_heads"])
+            n_embd = int(config["hidden_size"])
+            # transformers 5 keeps rope settings under rope_parameters; 4.x used rope_theta / rope_scaling.
+            rope = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
+            theta = rope.get("rope_theta", config.get("rope_theta", 10000.0))
+            return cls(
+                n_layers=int(config["num_hidden_layers"]), n_embd=n_embd, n_ff=int(config["intermediate_size"]),
+                n_head=n_head, n_head_kv=int(config.get("num_key_value_heads") or n_head),
+                head_dim=int(config.get("head_dim") or n_embd // n_head), n_vocab=int(config["vocab_size"]),
+                n_ctx=int(config.get("max_position_embeddings", 2048)),
+                rms_eps=float(config.get("rms_norm_eps", 1e-5)), rope_theta=float(theta), rope=rope,
+                tied=bool(config.get("tie_word_embeddings", False)))
+        except KeyError as e:
+            raise StageError(f"{config_path}: missing field {e.args[0]!r}; is this a Llama-family config?") from None
+
+
+def read_config(model_dir: Path) -> dict:
+    """config.json of a Llama/Mistral folder, or StageError naming the optional llama.cpp route."""
+    path = model_dir / "config.json"
+    if not path.is_file():
+        raise StageError(f"{path}: not found; quantize expects an HF model folder (paths.merged)")
+    config = json.loads(path.read_text(encoding="utf-8"))
+    archs = config.get("architectures") or []
+    if not any(a in SUPPORTED_ARCHITECTURES for a in archs):
+        raise StageError(f"{path}: architecture {archs or config.get('model_type')} is not supported by the "
+                         f"built-in converter ({', '.join(SUPPORTED_ARCHITECTURES)}); set "
+                         "quantize.llama_cpp_path=/path/to/llama.cpp to use its convert_hf_to_gguf.py instead")
+    return config
+
+
+def permute_rotary(weight: np.ndarray, n_head: int) -> np.ndarray:
+    """HF stores q/k rows as [first halves | second halves] per head for rotate_half; llama.cpp rotates
+    adjacent pairs. Interleave the halves back: (n_head, 2, d/2, ...) -> (n_head, d/2, 2, ...)."""
+    rows = weight.shape[0]
+    return (weight.reshape(n_head, 2, rows // n_head // 2, *weight.shape[1:])
+            .swapaxes(1, 2).reshape(weight.shape))
+
+
+def llama3_rope_factors(shape: LlamaShape) -> np.ndarray:
+    """Per-frequency scale factors of Llama 3.1's rope scaling, stored as the rope_freqs tensor."""
+    rope = shape.rope
+    factor, low, high = float(rope["factor"]), float(rope.get("low_freq_factor", 1.0)), \
+        float(rope.get("high_freq_factor", 4.0))
+    old_ctx = float(rope.get("original_max_position_embeddings", 8192))
+    freqs = 1.0 / (shape.rope_theta ** (np.arange(0, shape.head_dim, 2, dtype=np.float64) / shape.head_dim))
+    factors = []
+    for freq in freqs:
+        wavelen = 2 * math.pi / freq
+        if wavelen < old_ctx / high:
+            factors.append(1.0)
+        elif wavelen > old_ctx / low:
+            factors.append(factor)
+        else:
+            smooth = (old_ctx / wavelen - low) / (high - low)
+            factors.append(1.0 / ((1 - smooth) / factor + smooth))
+    return np.asarray(factors, dtype=np.float32)
+
+
+def write_hparams(writer: gguf.GGUFWriter, shape: LlamaShape, name: str, file_type: int) -> None:
+    writer.add_name(name)
+    writer.add_context_length(shape.n_ctx)
+    writer.add_embedding_length(shape.n_embd)
+    writer.add_block_count(shape.n_layers)
+    writer.add_feed_forward_length(shape.n_ff)
+    writer.add_head_count(shape.n_head)
+    writer.add_head_count_kv(shape.n_head_kv)
+    writer.add_layer_norm_rms_eps(shape.rms_eps)
+    writer.add_rope_freq_base(shape.rope_theta)
+    writer.add_rope_dimension_count(shape.head_dim)
+    if shape.head_dim != shape.n_embd // shape.n_head:
+        writer.add_key_length(shape.head_dim)
+        writer.add_value_length(shape.head_dim)
+    writer.add_vocab_size(shape.n_vocab)
+    writer.add_file_type(int(file_type))
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    rope_type = shape.rope.get("rope_type", shape.rope.get("type", "default"))
+    if rope_type == "linear":
+        writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        writer.add_rope_scaling_factor(float(shape.rope["factor"]))
+    elif rope_type == "yarn":
+        writer.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        writer.add_rope_scaling_factor(float(shape.rope["factor"]))
+        writer.add_rope_scaling_orig_ctx_len(int(shape.rope["original_max_position_embeddings"]))
+    elif rope_type not in ("default", "llama3"):
+        raise StageError(f"config.json rope_type={rope_type!r} is not supported by the built-in converter; "
+                         "set quantize.llama_cpp_path to a llama.cpp checkout")
+
+
+def safetensors_files(model_dir: Path) -> list[Path]:
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise StageError(f"{model_dir}: no *.safetensors weights (pickled .bin checkpoints are not loaded for "
+                         "safety); re-save the model with save_pretrained(safe_serialization=True)")
+    return files
+
+
+def iter_hf_tensors(model_dir: Path) -> Iterator[tuple[str, Path, tuple[int, ...]]]:
+    """(name, file, shape) of every stored tensor, from the safetensors headers (no data read)."""
+    from safetensors import safe_open
+
+    for path in safetensors_files(model_dir):
+        with safe_open(path, framework="pt") as f:
+            for name in f.keys():
+                yield name, path, tuple(f.get_slice(name).get_shape())
+
+
+def load_tensor(path: Path, name: str) -> np.ndarray:
+    import torch
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        return f.get_tensor(name).to(torch.float32).numpy()
+
+
+def plan_tensors(model_dir: Path, shape: LlamaShape) -> list[tuple[str, str, Path, tuple[int, ...]]]:
+    """(gguf name, hf name, file, shape) for every tensor we write, in file order."""
+    name_map = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, shape.n_layers)
+    plan = []
+    for hf_name, path, dims in iter_hf_tensors(model_dir):
+        if hf_name.endswith("rotary_emb.inv_freq"):
+            continue  # recomputed by llama.cpp from rope_freq_base
+        if hf_name == "lm_head.weight" and shape.tied:
+            continue  # tied: llama.cpp falls back to token_embd when output.weight is absent
+        gguf_name = name_map.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if gguf_name is None:
+            raise StageError(f"{path}: tensor {hf_name!r} has no llama.cpp name; set quantize.llama_cpp_path "
+                             "to a llama.cpp checkout to convert this model")
+        plan.append((gguf_name, hf_name, path, dims))
+    return plan
+
+
+def to_outtype(gguf_name: str, data: np.ndarray, shape: LlamaShape, qtype: gguf.GGMLQuantizationType
+               ) -> np.ndarray:
+    """Permute q/k and cast; 1-D tensors (norms) stay f32 as llama.cpp expects."""
+    if gguf_name.endswith("attn_q.weight"):
+        data = permute_rotary(data, shape.n_head)
+    elif gguf_name.endswith("attn_k.weight"):
+        data = permute_rotary(data, shape.n_head_kv)
+    if data.ndim == 1 or qtype == gguf.GGMLQuantizationType.F32:
+        return np.ascontiguousarray(data, dtype=np.float32)
+    if qtype == gguf.GGMLQuantizationType.F16:
+        return np.ascontiguousarray(data, dtype=np.float16)
+    return gguf.quants.quantize(np.ascontiguousarray(data, dtype=np.float32), qtype)
+
+
+def read_chat_template(model_dir: Path) -> str | None:
+    path = model_dir / "chat_template.jinja"
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    config = model_dir / "tokenizer_config.json"
+    if config.is_file():
+        template = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
+        return template if isinstance(template, str) else None
+    return None
+
+
+def convert_hf_to_gguf(model_dir: Path, out_path: Path, outtype: str = "f16", tokenizer_pre: str = "auto",
+                       llama_cpp_path: str | None = None, name: str | None = None) -> Path:
+    """Convert an HF Llama/Mistral folder to one GGUF file; returns `out_path`."""
+    model_dir, out_path = Path(model_dir), Path(out_path)
+    if outtype not in OUTTYPES:
+        raise StageError(f"quantize.outtype={outtype!r}: use one of {', '.join(OUTTYPES)}")
+    try:
+        config = read_config(model_dir)
+    except StageError:
+        if llama_cpp_path:
+            return convert_with_llama_cpp(model_dir, out_path, outtype, llama_cpp_path)
+        raise
+    shape = LlamaShape.from_config(config, model_dir / "config.json")
+    qtype, file_type = OUTTYPES[outtype]
+    plan = plan_tensors(model_dir, shape)
+    rope_freqs = llama3_rope_factors(shape) if shape.rope.get("rope_type") == "llama3" else None
+    template = read_chat_template(model_dir)
+    if template is None:
+        log.warning("%s: no chat template; llama.cpp will fall back to its llama-2 chat format", model_dir)
+
+    with atomic_path(out_path, suffix=".gguf") as tmp:
+        writer = gguf.GGUFWriter(tmp, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
+        write_hparams(writer, shape, name or model_dir.name, file_type)
+        pre = write_vocab(writer, model_dir, shape.n_vocab, tokenizer_pre, template)
+        # Header first (tensor infos: shapes and byte sizes from the safetensors headers), then the data one
+        # tensor at a time, so a 7B model never sits in memory whole.
+        if rope_freqs is not None:
+            writer.add_tensor_info(ROPE_FREQS, rope_freqs.shape, rope_freqs.dtype, rope_freqs.nbytes)
+        for gguf_name, _, _, dims in plan:
+            tensor_qtype = gguf.GGMLQuantizationType.F32 if len(dims) == 1 else qtype
+            nbytes = math.prod(dims) * (4 if tensor_qtype == gguf.GGMLQuantizationType.F32 else 2)
+            writer.add_tensor_info(gguf_name, dims, np.dtype(np.float32), nbytes, raw_dtype=tensor_qtype)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        if rope_freqs is not None:
+            writer.write_tensor_data(rope_freqs)
+        for gguf_name, hf_name, path, _ in plan:
+            writer.write_tensor_data(to_outtype(gguf_name, load_tensor(path, hf_name), shape, qtype))
+        writer.close()
+    log.info("wrote %s (%s, %d tensors, tokenizer pre=%s, %.1f MB)", out_path, outtype, len(plan), pre,
+             out_path.stat().st_size / 1e6)
+    return out_path
+
+
+def convert_with_llama_cpp(model_dir: Path, out_path: Path, outtype: str, llama_cpp_path: str) -> Path:
+    """The optional route for architectures we do not convert: the user's llama.cpp checkout's converter."""
+    script = Path(llama_cpp_path) / "convert_hf_to_gguf.py"
+    if not script.is_file():
+        raise StageError(f"quantize.llama_cpp_path={llama_cpp_path}: no convert_hf_to_gguf.py there; point it "
+                         "at a llama.cpp checkout")
+    with atomic_path(out_path, suffix=".gguf") as tmp:
+        cmd = [sys.executable, str(script), str(model_dir), "--outfile", str(tmp), "--outtype", outtype]
+        log.info("running %s", " ".join(cmd))
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise StageError(f"{script} failed (exit {proc.returncode}): {tail[0][:300]}")
+    return out_path

@@ -1,0 +1,71 @@
+"""`quantize` stage: merged HF model -> verified GGUFs (f16 + each quantization type), manifest, Modelfile,
+and a size/quality/speed benchmark into metrics/quantize.json.
+
+    domain-llm quantize                                     # conf/ defaults (models/merged -> models/gguf)
+    domain-llm quantize paths.merged=/tmp/smol_base 'quantize.types=[q4_k_m]'
+    domain-llm quantize --params params.yaml                # how dvc.yaml runs it
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from stages.errors import StageError
+from stages.fileio import atomic_dir, read_jsonl, write_json
+from stages.quantize.api import convert_and_quantize
+from stages.quantize.benchmark import BenchmarkArgs, benchmark_files
+from stages.quantize.convert import read_chat_template
+from stages.quantize.publish import source_model_info, write_manifest, write_modelfile
+
+log = logging.getLogger(__name__)
+
+
+def domain_test_split(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.processed) / str(cfg.domain.name) / "test.jsonl"
+
+
+def probe_texts(records: list[dict], n: int = 200) -> list[str]:
+    """Domain strings for the tokenizer parity check: the test split's questions and answers."""
+    texts = []
+    for record in records:
+        texts += [m["content"] for m in record.get("messages", []) if m.get("content")]
+    return texts[:n]
+
+
+def main(cfg: DictConfig) -> dict:
+    q = cfg.quantize
+    model_dir = Path(cfg.paths.merged)
+    if not (model_dir / "config.json").is_file():
+        raise StageError(f"{model_dir}: no merged model (config.json missing); run `domain-llm train` first "
+                         "or point paths.merged at an HF model folder")
+    records = read_jsonl(domain_test_split(cfg))
+    types = [str(t).lower() for t in q.types]
+    outtype = str(q.outtype)
+    threads = int(cfg.threads)
+    out_dir = Path(cfg.paths.gguf)
+    with atomic_dir(out_dir) as staging:
+        files, reports = convert_and_quantize(model_dir, staging, types=types, outtype=outtype, threads=threads,
+                                              llama_cpp_path=q.get("llama_cpp_path"),
+                                              tokenizer_pre=str(q.get("tokenizer_pre", "auto")),
+                                              probe_texts=probe_texts(records))
+        bench = q.benchmark
+        metrics = benchmark_files(
+            files[outtype], {t: p for t, p in files.items() if t != outtype}, records,
+            BenchmarkArgs(max_examples=int(bench.max_examples), n_ctx=int(bench.n_ctx),
+                          decode_tokens=int(bench.decode_tokens), threads=threads),
+            reference_type=outtype)
+        write_manifest(staging, files, source_model_info(model_dir),
+                       {"quantize": OmegaConf.to_container(q, resolve=True), "threads": threads,
+                        "domain": str(cfg.domain.name)}, reports)
+        served = types[0] if types else outtype
+        write_modelfile(staging, files[served].name, read_chat_template(model_dir),
+                        cfg.domain.get("system_prompt"), stop=list(q.get("stop", ["<|im_end|>"])))
+    write_json(Path(cfg.paths.metrics) / "quantize.json", metrics)
+    for name, row in metrics.items():
+        log.info("%-8s %8.1f MB  ΔPPL %s%%  KL %s  top1 %s  decode %s tok/s", name, row["size_mb"],
+                 row.get("delta_ppl_pct"), row.get("kl_divergence"), row.get("top1_agreement"),
+                 row.get("decode_tokens_per_s"))
+    return metrics

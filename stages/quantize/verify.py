@@ -1,0 +1,120 @@
+"""Check a GGUF before it is published: it parses, its tensor data is all there, llama.cpp loads it, and it
+generates finite logits for a few greedy tokens.
+
+    from stages.quantize.verify import verify_gguf
+    verify_gguf(Path("models/gguf/model-q4_k_m.gguf"))     # StageError on a truncated/corrupt file
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+from stages.errors import StageError
+
+log = logging.getLogger(__name__)
+
+CHECK_PROMPT = "The capital of France is"
+
+
+def check_gguf_structure(path: Path) -> gguf.GGUFReader:
+    """Parse the header and make sure every tensor's bytes lie inside the file (catches truncation)."""
+    path = Path(path)
+    if not path.is_file():
+        raise StageError(f"{path}: GGUF file not found")
+    size = path.stat().st_size
+    try:
+        reader = gguf.GGUFReader(path)
+    except (ValueError, IndexError, KeyError, OSError) as e:
+        raise StageError(f"{path}: not a readable GGUF ({size} bytes; truncated or corrupt: "
+                         f"{str(e).splitlines()[0][:120]}); re-run `domain-llm quantize`") from None
+    if not reader.tensors:
+        raise StageError(f"{path}: GGUF has no tensors; re-run `domain-llm quantize`")
+    end = max(int(t.data_offset) + int(t.n_bytes) for t in reader.tensors)
+    if end > size:
+        raise StageError(f"{path}: truncated GGUF (tensor data needs {end} bytes, file has {size}); "
+                         "re-run `domain-llm quantize`")
+    return reader
+
+
+def load_gguf(path: Path, threads: int = 0, n_ctx: int = 512, logits_all: bool = False, f32_kv: bool = False):
+    """llama_cpp.Llama for `path`; StageError (saying what is wrong with the file) when llama.cpp refuses it.
+
+    llama.cpp itself checks that every tensor lies inside the file; the slower GGUFReader walk only runs to
+    explain a failure."""
+    from llama_cpp import Llama
+
+    path = Path(path)
+    if not path.is_file():
+        raise StageError(f"{path}: GGUF file not found")
+    with open(path, "rb") as f:
+        if f.read(4) != b"GGUF":
+            raise StageError(f"{path}: not a GGUF file (bad magic bytes); re-run `domain-llm quantize`")
+    kv = {"type_k": 0, "type_v": 0} if f32_kv else {}  # 0 = GGML_TYPE_F32: exact comparisons with torch
+    try:
+        return Llama(str(path), n_ctx=n_ctx, n_threads=threads or None, n_threads_batch=threads or None,
+                     logits_all=logits_all, verbose=False, **kv)
+    except ValueError:
+        check_gguf_structure(path)  # raises the specific reason (truncated, unreadable header)
+        raise StageError(f"{path}: llama.cpp cannot load this GGUF (corrupt or unsupported); "
+                         "re-run `domain-llm quantize`") from None
+
+
+def greedy_tokens(llm, prompt: str, n_tokens: int) -> list[int]:
+    """n greedy tokens after `prompt` (not stopping at EOS: we test the weights, not the stop rule)."""
+    tokens = llm.tokenize(prompt.encode(), add_bos=True, special=True)
+    out = []
+    for token in llm.generate(tokens, temp=0.0, top_k=1, reset=True):
+        out.append(int(token))
+        if len(out) >= n_tokens:
+            break
+    return out
+
+
+def verify_gguf(path: Path, threads: int = 0, n_tokens: int = 8) -> dict:
+    """Load `path` and generate `n_tokens`; returns {"tokens": [...], "text": ...} or raises StageError."""
+    llm = load_gguf(path, threads=threads, n_ctx=128)
+    try:
+        tokens = greedy_tokens(llm, CHECK_PROMPT, n_tokens)
+        logits = np.asarray(llm.scores[llm.n_tokens - 1])
+        if len(tokens) < n_tokens or not np.isfinite(logits).all():
+            raise StageError(f"{path}: loads but does not generate finite logits; the file is corrupt")
+        text = llm.detokenize(tokens).decode("utf-8", errors="replace")
+    finally:
+        llm.close()
+    log.info("%s: loads and generates %r", Path(path).name, text[:60])
+    return {"tokens": tokens, "text": text}
+
+
+# Strings where tokenizers usually disagree: digits after spaces, runs of spaces, newlines, accents, CJK,
+# emoji, apostrophes, and the chat markers as text.
+PROBE_TEXTS = (
+    "Hello world", " Hello", "  42  ", "x = 3.14159 * 2", "1234567890", "a  b   c", "line1\nline2\n\n\tx",
+    "don't won't I'm you're", "Café déjà vu", "naïve façade", "東京は日本の首都です", "Привет, мир!",
+    "emoji 🙂🚀", "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", "BP 120/80 mmHg, HbA1c 6.5%",
+    "$1,000,000.00 (USD)", "   leading and trailing   ", "tab\tseparated\tvalues", "ALLCAPS lowercase MiXeD",
+    "e-mail: someone@example.com", "https://example.com/a?b=c&d=e",
+)
+
+
+def check_tokenizer_parity(model_dir: Path, gguf_path: Path, extra_texts=(), limit: int = 300
+                           ) -> list[tuple[str, list[int], list[int]]]:
+    """Tokenize probe strings with the HF tokenizer and llama.cpp (vocab only); return the mismatches."""
+    from llama_cpp import Llama
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(model_dir)
+    llm = Llama(str(gguf_path), vocab_only=True, verbose=False)
+    mismatches = []
+    try:
+        for text in (list(PROBE_TEXTS) + list(extra_texts))[:limit]:
+            hf_ids = list(hf(text)["input_ids"])
+            gguf_ids = llm.tokenize(text.encode(), add_bos=True, special=True)
+            if hf_ids != gguf_ids:
+                mismatches.append((text, hf_ids, gguf_ids))
+    finally:
+        llm.close()
+    return mismatches
