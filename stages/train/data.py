@@ -1,0 +1,129 @@
+"""Chat examples -> token ids with answer-only labels, and a collator that pads each batch to its own longest row.
+
+    records = load_chat_records(Path("data/processed/healthcare/train.jsonl"))
+    examples = tokenize_chat_records(records, tokenizer, max_seq_length=256, source="train.jsonl")
+    batch = ChatCollator(pad_token_id=tokenizer.pad_token_id)(examples[:8])
+
+Why the prompt and the answer are tokenised separately: at inference the prompt is rendered with
+`add_generation_prompt=True`, tokenised, and the model continues it. Training on exactly that prompt's ids followed
+by the answer's ids and the end-of-turn token teaches the same continuation, including when to stop.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from stages.errors import StageError
+from stages.fileio import read_jsonl
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100  # labels with this value are left out of the loss (torch cross-entropy's ignore_index)
+
+
+def validate_messages(messages: object, where: str) -> list[dict]:
+    """A chat record needs a user turn and ends with a non-empty assistant answer."""
+    if not isinstance(messages, list) or not messages:
+        raise StageError(f"{where}: field 'messages' must be a non-empty list of {{role, content}}; "
+                         "re-run `domain-llm prepare`")
+    for turn in messages:
+        if not isinstance(turn, dict) or not isinstance(turn.get("role"), str) or not isinstance(
+                turn.get("content"), str):
+            raise StageError(f"{where}: field 'messages' has an entry without string 'role' and 'content'")
+    if messages[-1]["role"] != "assistant" or not messages[-1]["content"].strip():
+        raise StageError(f"{where}: field 'messages' must end with a non-empty assistant answer")
+    if not any(turn["role"] == "user" for turn in messages):
+        raise StageError(f"{where}: field 'messages' has no user turn")
+    return messages
+
+
+def load_chat_records(path: Path) -> list[list[dict]]:
+    """Read a prepared split and return its conversations; no rows is an error, not an empty training run."""
+    records = read_jsonl(path)
+    if not records:
+        raise StageError(f"{path}: no rows; check the prepare stage's output (data.num_samples, cleaning filters)")
+    conversations = []
+    for i, record in enumerate(records, start=1):
+        if "messages" not in record:
+            raise StageError(f"{path}: record {i}: field 'messages' missing; re-run `domain-llm prepare`")
+        conversations.append(validate_messages(record["messages"], f"{path}: record {i}"))
+    return conversations
+
+
+def end_of_turn_id(tokenizer) -> int:
+    """The token that closes an assistant turn: eos (`<|im_end|>` for SmolLM2's ChatML template)."""
+    if tokenizer.eos_token_id is None:
+        raise StageError("tokenizer has no eos_token: set eos_token in the base model's tokenizer_config.json")
+    return int(tokenizer.eos_token_id)
+
+
+def tokenize_chat(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
+    """(input_ids, labels): the templated prompt masked with IGNORE_INDEX, then answer ids + end-of-turn supervised."""
+    prompt_text = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"]
+    answer_ids = [*answer_ids, end_of_turn_id(tokenizer)]
+    return prompt_ids + answer_ids, [IGNORE_INDEX] * len(prompt_ids) + answer_ids
+
+
+def tokenize_chat_records(conversations: list[list[dict]], tokenizer, max_seq_length: int,
+                          source: str = "data") -> list[dict]:
+    """Tokenise every conversation; rows longer than max_seq_length are dropped (a cut answer would teach the
+    model to stop mid-sentence or never see its end-of-turn), and the count is logged."""
+    if tokenizer.chat_template is None:
+        raise StageError("the base model's tokenizer has no chat template: add chat_template.jinja to models/base")
+    examples, too_long = [], 0
+    for messages in conversations:
+        input_ids, labels = tokenize_chat(tokenizer, messages)
+        if len(input_ids) > max_seq_length:
+            too_long += 1
+            continue
+        examples.append({"input_ids": input_ids, "labels": labels})
+    if too_long:
+        log.warning("%s: dropped %d of %d rows longer than train.max_seq_length=%d tokens",
+                    source, too_long, len(conversations), max_seq_length)
+    if not examples:
+        raise StageError(f"{source}: all {len(conversations)} rows are longer than train.max_seq_length="
+                         f"{max_seq_length} tokens; raise train.max_seq_length")
+    return examples
+
+
+class ChatExamples(torch.utils.data.Dataset):
+    """A list of tokenised examples; transformers' LengthGroupedSampler reads len(row['input_ids'])."""
+
+    def __init__(self, examples: list[dict]):
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.examples[index]
+
+    def num_tokens(self) -> int:
+        return sum(len(e["input_ids"]) for e in self.examples)
+
+
+@dataclass
+class ChatCollator:
+    """Right-pads a batch to its longest row (dynamic padding), never to max_seq_length."""
+
+    pad_token_id: int
+    pad_to_multiple_of: int = 1
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        longest = max(len(f["input_ids"]) for f in features)
+        width = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        input_ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((len(features), width), dtype=torch.long)
+        for row, f in enumerate(features):
+            n = len(f["input_ids"])
+            input_ids[row, :n] = torch.tensor(f["input_ids"], dtype=torch.long)
+            labels[row, :n] = torch.tensor(f["labels"], dtype=torch.long)
+            attention_mask[row, :n] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
