@@ -34,6 +34,7 @@ def validation_settings(cfg: DictConfig) -> ValidationSettings:
                               max_language_mismatch=float(section.get("max_language_mismatch", 0.05)),
                               max_domain_share_gap=float(section.get("max_domain_share_gap", 0.15)),
                               leakage_threshold=float(section.get("leakage_threshold", 0.9)),
+                              max_language_checks=int(section.get("max_language_checks", 2000)),
                               expected_domains=expected)
 
 

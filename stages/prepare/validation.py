@@ -10,6 +10,7 @@ full text; texts too short or too symbol-heavy to detect are counted as undetect
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -43,6 +44,8 @@ class ValidationSettings:
     # Largest allowed gap between a domain's share of a split and its share of train (mixed data).
     max_domain_share_gap: float = 0.15
     leakage_threshold: float = 0.9
+    # langdetect takes ~5 ms per example: beyond this many, a seeded sample is checked.
+    max_language_checks: int = 2000
     expected_domains: tuple[str, ...] = ()
 
 
@@ -109,6 +112,8 @@ def check_language(splits: dict[str, list[dict]], settings: ValidationSettings) 
     if not settings.language:
         return CheckResult("language", True, "skipped (prepare.validation.language is null)")
     records = [(name, r) for name, r in _all(splits)]
+    if len(records) > settings.max_language_checks:
+        records = random.Random(0).sample(records, settings.max_language_checks)
     mismatched, undetectable = [], 0
     for name, r in tqdm(records, desc="language", unit="row", disable=len(records) < 1000):
         lang = detect_language(example_text(r))
