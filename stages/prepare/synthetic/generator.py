@@ -1,0 +1,200 @@
+"""Sample synthetic Q&A records from the domain fact tables, with whole paraphrase templates held out.
+
+    from stages.prepare.synthetic import generate_synthetic
+    records = generate_synthetic(["healthcare", "legal"], num_samples=600, seed=42)
+
+How sampling works, per domain:
+- Every kind (fact field) has several paraphrase templates; its last `held_out_templates` are used only for
+  held-out records (held_out=True) and the others only for training records, so the test split asks known
+  facts in phrasings the model never saw.
+- Static facts are drawn without replacement over (fact, template) pairs and only cycle (repeat) once a
+  domain asks for more records than there are pairs. One training phrasing of each fact that a held-out
+  record asks about comes first, so the test split measures rephrasing, not unseen facts.
+- Finance also draws computed questions (interest, loans, ROI, ...): about half the records, more when the
+  definitions run out. Computed instructions never repeat; held-out ones use held-out templates and
+  parameters no training record uses.
+Everything comes from `random.Random` seeded with strings built from `seed` (string seeds are hashed with
+SHA-512, so results do not depend on PYTHONHASHSEED or the platform).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from stages.errors import StageError
+from stages.prepare.records import make_record
+from stages.prepare.synthetic.facts import QuestionKind, StaticFact
+from stages.prepare.synthetic.finance import FINANCE_FACTS, FINANCE_KINDS
+from stages.prepare.synthetic.finance_calc import CALCULATIONS
+from stages.prepare.synthetic.healthcare import HEALTHCARE_FACTS, HEALTHCARE_KINDS
+from stages.prepare.synthetic.legal import LEGAL_FACTS, LEGAL_KINDS
+
+SUPPORTED_DOMAINS = ("healthcare", "legal", "finance")
+FACTS: dict[str, list[StaticFact]] = {"healthcare": HEALTHCARE_FACTS, "legal": LEGAL_FACTS, "finance": FINANCE_FACTS}
+KINDS: dict[str, list[QuestionKind]] = {
+    "healthcare": list(HEALTHCARE_KINDS.values()),
+    "legal": list(LEGAL_KINDS.values()),
+    "finance": list(FINANCE_KINDS.values()) + [calc.kind for calc in CALCULATIONS.values()],
+}
+# Share of finance records that are computed questions (the rest are term definitions).
+FINANCE_COMPUTED_SHARE = 0.5
+# Re-draws allowed to find an unused computed question; the space is >= 385 questions per kind (rule of 72)
+# and ~10^5 for most, so this only runs out (and then repeats one) for huge num_samples.
+_MAX_REDRAWS = 200
+
+
+@dataclass(frozen=True)
+class Question:
+    instruction: str
+    output: str
+    fact_id: str
+    template_id: str
+    held_out: bool
+    answer_type: str = "text"
+    numeric_answer: float | None = None
+
+
+def template_indices(kind: QuestionKind, held_out_templates: int, held_out: bool) -> range:
+    split = len(kind.templates) - held_out_templates
+    return range(split, len(kind.templates)) if held_out else range(split)
+
+
+def spread(total: int, parts: int) -> list[int]:
+    """Split `total` as evenly as possible; the first `total % parts` parts get one more."""
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def _take_cycling(first_pass: list, count: int, rng: random.Random) -> list:
+    """`count` items: `first_pass` in order, then freshly shuffled passes over the same items if needed."""
+    taken = list(first_pass[:count])
+    while len(taken) < count:
+        again = list(first_pass)
+        rng.shuffle(again)
+        taken.extend(again[:count - len(taken)])
+    return taken
+
+
+def _static_question(fact: StaticFact, template_index: int, held_out: bool) -> Question:
+    return Question(fact.question(template_index), fact.answer, fact.fact_id,
+                    fact.kind.template_id(template_index), held_out)
+
+
+def static_questions(facts: list[StaticFact], n_train: int, n_held: int, held_out_templates: int,
+                     rng: random.Random) -> list[Question]:
+    held_pool = [(f, t) for f in facts for t in template_indices(f.kind, held_out_templates, True)]
+    train_pool = [(f, t) for f in facts for t in template_indices(f.kind, held_out_templates, False)]
+    rng.shuffle(held_pool)
+    held = _take_cycling(held_pool, n_held, rng)
+    rng.shuffle(train_pool)
+    # Teach each fact the test split asks about at least once (in another phrasing) before the rest.
+    asked = {fact.fact_id for fact, _ in held}
+    first, rest, taught = [], [], set()
+    for fact, t in train_pool:
+        if fact.fact_id in asked and fact.fact_id not in taught:
+            first.append((fact, t))
+            taught.add(fact.fact_id)
+        else:
+            rest.append((fact, t))
+    train = _take_cycling(first + rest, n_train, rng)
+    return ([_static_question(f, t, False) for f, t in train]
+            + [_static_question(f, t, True) for f, t in held])
+
+
+def computed_questions(count: int, held_out: bool, held_out_templates: int, rng: random.Random,
+                       used_instructions: set[str], training_params: set) -> list[Question]:
+    """`count` computed finance questions, cycling evenly through the calculation kinds in shuffled rounds.
+
+    No instruction repeats one in `used_instructions` (updated here). Training calls add their parameters to
+    `training_params`; held-out calls avoid them, so a test question never reuses training numbers.
+    """
+    names = list(CALCULATIONS)
+    questions = []
+    for i in range(count):
+        if i % len(names) == 0:
+            rng.shuffle(names)
+        name = names[i % len(names)]
+        calc = CALCULATIONS[name]
+        fallback = None
+        for _ in range(_MAX_REDRAWS):
+            computed = calc.draw(rng)
+            t = rng.choice(template_indices(calc.kind, held_out_templates, held_out))
+            instruction = computed.question(calc.kind, t)
+            params = (name, tuple(sorted(computed.params.items())))
+            if instruction not in used_instructions:
+                if not (held_out and params in training_params):
+                    break
+                fallback = fallback or (computed, t, instruction, params)
+        else:
+            # Fresh numbers ran out (small kinds, huge num_samples): at least keep the instruction new.
+            if fallback is not None:
+                computed, t, instruction, params = fallback
+        used_instructions.add(instruction)
+        if not held_out:
+            training_params.add(params)
+        questions.append(Question(instruction, computed.answer, f"finance.calc.{name}",
+                                  calc.kind.template_id(t), held_out, "numeric", computed.numeric_answer))
+    return questions
+
+
+def domain_questions(domain: str, n_train: int, n_held: int, held_out_templates: int,
+                     rng: random.Random) -> list[Question]:
+    facts = FACTS[domain]
+    if domain != "finance":
+        return static_questions(facts, n_train, n_held, held_out_templates, rng)
+    # Computed questions take their share, plus whatever the definitions cannot cover without repeating.
+    n_train_pairs = sum(len(template_indices(f.kind, held_out_templates, False)) for f in facts)
+    n_held_pairs = sum(len(template_indices(f.kind, held_out_templates, True)) for f in facts)
+    static_train = min(n_train - round(n_train * FINANCE_COMPUTED_SHARE), n_train_pairs)
+    static_held = min(n_held - round(n_held * FINANCE_COMPUTED_SHARE), n_held_pairs)
+    used_instructions: set[str] = set()
+    training_params: set = set()
+    return (static_questions(facts, static_train, static_held, held_out_templates, rng)
+            + computed_questions(n_train - static_train, False, held_out_templates, rng, used_instructions,
+                                 training_params)
+            + computed_questions(n_held - static_held, True, held_out_templates, rng, used_instructions,
+                                 training_params))
+
+
+def check_arguments(domains: list[str], num_samples: int, held_out_templates: int, test_fraction: float) -> None:
+    if not domains:
+        raise StageError(f"no synthetic domain given; list one or more of: {', '.join(SUPPORTED_DOMAINS)}")
+    for domain in domains:
+        if domain not in SUPPORTED_DOMAINS:
+            raise StageError(f"unknown synthetic domain {domain!r} in domain.domains; supported domains: "
+                             f"{', '.join(SUPPORTED_DOMAINS)}")
+    if len(set(domains)) != len(domains):
+        raise StageError(f"domain.domains lists a domain twice ({', '.join(domains)}); list each once")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise StageError(f"data.num_samples must be a whole number >= 1, got {num_samples!r}")
+    if not 0 <= test_fraction < 1:
+        raise StageError(f"the test fraction must be >= 0 and < 1, got {test_fraction!r}")
+    fewest = min(len(kind.templates) for domain in domains for kind in KINDS[domain])
+    if not 0 <= held_out_templates < fewest:
+        raise StageError(f"data.held_out_templates must be between 0 and {fewest - 1} (each question kind has "
+                         f"{fewest} paraphrases and training needs at least one), got {held_out_templates!r}")
+    if held_out_templates == 0 and round(num_samples * test_fraction) > 0:
+        raise StageError("data.held_out_templates is 0 but a test split is requested; set it to 1 or more so "
+                         "test questions use phrasings unseen in training")
+
+
+def generate_synthetic(domains: list[str], num_samples: int, seed: int, held_out_templates: int = 1,
+                       test_fraction: float = 0.1, system_prompt: str | None = None) -> list[dict]:
+    """Exactly `num_samples` records spread evenly over `domains`; round(num_samples * test_fraction) of them
+    (also spread over domains) are held out (held_out=True) and phrased with held-out templates only.
+
+    Same arguments give a byte-identical list; another seed gives another selection and order.
+    """
+    check_arguments(domains, num_samples, held_out_templates, test_fraction)
+    counts = spread(num_samples, len(domains))
+    held_counts = spread(round(num_samples * test_fraction), len(domains))
+    records = []
+    for domain, count, n_held in zip(domains, counts, held_counts, strict=True):
+        rng = random.Random(f"synthetic:{seed}:{domain}")
+        for q in domain_questions(domain, count - n_held, n_held, held_out_templates, rng):
+            records.append(make_record(
+                domain, q.instruction, q.output, source="synthetic", input_text="", system_prompt=system_prompt,
+                fact_id=q.fact_id, template_id=q.template_id, held_out=q.held_out, answer_type=q.answer_type,
+                numeric_answer=q.numeric_answer))
+    random.Random(f"synthetic:{seed}:order").shuffle(records)
+    return records
