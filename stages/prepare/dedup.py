@@ -11,9 +11,9 @@ chance of never sharing a band is (1 - 0.9**4)**8 < 0.02%; every candidate is th
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
-import zlib
 from collections import defaultdict
 
 import numpy as np
@@ -22,12 +22,14 @@ SHINGLE_WORDS = 3
 NUM_HASHES = 32
 BANDS = 8
 _ROWS = NUM_HASHES // BANDS
-_PRIME = (1 << 61) - 1
 _WORD = re.compile(r"\w+")
-# Fixed hash parameters: the same text gets the same signature in every run.
+# Fixed hash parameters: the same text gets the same signature in every run. Hash i of a shingle is
+# ((h ^ mask_i) * odd_i) mod 2**64 over a 64-bit blake2b digest h: multiplying by an odd number permutes
+# 64-bit values and mixes low bits into high ones, so the 32 minima are (nearly) independent. A linear
+# a*x+b below a prime would order most values like x itself, and all 32 minima would pick the same shingle.
 _rng = np.random.default_rng(20240611)
-_A = _rng.integers(1, 1 << 31, size=NUM_HASHES, dtype=np.uint64)
-_B = _rng.integers(0, 1 << 31, size=NUM_HASHES, dtype=np.uint64)
+_MASKS = _rng.integers(0, np.iinfo(np.uint64).max, size=NUM_HASHES, dtype=np.uint64, endpoint=True)
+_ODD = _rng.integers(0, np.iinfo(np.uint64).max, size=NUM_HASHES, dtype=np.uint64, endpoint=True) | np.uint64(1)
 
 
 def normalize_for_matching(text: str) -> str:
@@ -51,10 +53,10 @@ def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
 def minhash_bands(shingle_set: frozenset[str]) -> list[tuple[int, bytes]]:
     if not shingle_set:
         return [(band, b"") for band in range(BANDS)]
-    # crc32 (not Python's hash) so signatures do not depend on PYTHONHASHSEED
-    values = np.array([zlib.crc32(s.encode()) for s in shingle_set], dtype=np.uint64)
-    # (a * x + b) stays below 2**63 since a, b < 2**31 and x < 2**32
-    signature = ((np.outer(_A, values) + _B[:, None]) % _PRIME).min(axis=1)
+    # blake2b (not Python's hash) so signatures do not depend on PYTHONHASHSEED
+    digests = b"".join(hashlib.blake2b(s.encode(), digest_size=8).digest() for s in shingle_set)
+    values = np.frombuffer(digests, dtype=np.uint64)
+    signature = ((values[None, :] ^ _MASKS[:, None]) * _ODD[:, None]).min(axis=1)  # uint64 wraps mod 2**64
     return [(band, signature[band * _ROWS:(band + 1) * _ROWS].tobytes()) for band in range(BANDS)]
 
 
