@@ -7,7 +7,7 @@ import random
 import pytest
 
 from stages.errors import StageError
-from stages.prepare.cleaning import CleaningConfig, clean_records, clean_text, length_function
+from stages.prepare.cleaning import CleaningConfig, clean_records, clean_text, example_text, length_function
 from stages.prepare.dedup import NearDuplicateIndex, jaccard, normalize_for_matching, shingles
 from stages.prepare.records import make_record
 
@@ -67,20 +67,36 @@ def test_length_limits_in_characters():
     assert dropped == {"too_short_instruction": 1, "too_short_output": 1, "too_long": 1}
 
 
-def test_length_in_tokens_of_the_model_tokenizer(tiny_model_dir, tmp_path):
+def train_tokenizer(path):
+    """A small real BPE tokenizer.json (what the base stage writes to models/base), built in milliseconds."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    corpus = ["What is a lien? A claim on property.", "Compound interest grows on interest.", "A tort is a wrong."]
+    tokenizer.train_from_iterator(corpus * 20, trainers.BpeTrainer(vocab_size=300, special_tokens=["[UNK]"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer.save(str(path))
+    return path
+
+
+def test_length_in_tokens_of_the_model_tokenizer(tmp_path):
     from tokenizers import Tokenizer
 
-    tokenizer_path = tiny_model_dir / "tokenizer.json"
+    tokenizer_path = train_tokenizer(tmp_path / "tokenizer.json")
     length, unit = length_function(CleaningConfig(length_unit="auto"), tokenizer_path)
     text = "Compound interest on 1000 at 5% for 3 years"
     assert unit == "tokens"
     assert length(text) == len(Tokenizer.from_file(str(tokenizer_path)).encode(text, add_special_tokens=False).ids)
     assert length(text) != len(text)
-    # a max of 12 tokens keeps an example of ~40 characters that a 12-character max would drop
+    # a max of N tokens keeps an example of N tokens that an N-character max drops
     record = rec("What is a lien?", output="A claim on property.")
-    kept, _, unit = clean_records([dict(record)], with_(max_length=12, length_unit="auto"), None, 0, tokenizer_path)
+    n_tokens = length(example_text(record))
+    assert n_tokens < len(example_text(record))
+    kept, _, unit = clean_records([dict(record)], with_(max_length=n_tokens, length_unit="auto"), None, 0,
+                                  tokenizer_path)
     assert unit == "tokens" and len(kept) == 1
-    kept, dropped, unit = clean_records([dict(record)], with_(max_length=12, length_unit="chars"), None, 0,
+    kept, dropped, unit = clean_records([dict(record)], with_(max_length=n_tokens, length_unit="chars"), None, 0,
                                         tokenizer_path)
     assert unit == "chars" and not kept and dropped == {"too_long": 1}
     # no tokenizer file: characters
