@@ -168,7 +168,7 @@ def check_arguments(domains: list[str], num_samples: int, held_out_templates: in
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise StageError(f"data.num_samples must be a whole number >= 1, got {num_samples!r}")
     if not 0 <= test_fraction < 1:
-        raise StageError(f"the test fraction must be >= 0 and < 1, got {test_fraction!r}")
+        raise StageError(f"the test fraction (prepare.split.test) must be >= 0 and < 1, got {test_fraction!r}")
     fewest = min(len(kind.templates) for domain in domains for kind in KINDS[domain])
     if not 0 <= held_out_templates < fewest:
         raise StageError(f"data.held_out_templates must be between 0 and {fewest - 1} (each question kind has "

@@ -64,8 +64,8 @@ CONDITIONS_A: list[dict] = [
                     "blood, plus fever, night sweats and weight loss.",
         "tests": "Tuberculosis is diagnosed with a chest X-ray and sputum tests (microscopy, culture or "
                  "molecular tests); a skin test or interferon-gamma blood test detects infection.",
-        "treatment": "Active tuberculosis is treated with several antibiotics taken together for at least six "
-                     "months, usually isoniazid, rifampicin, pyrazinamide and ethambutol at first.",
+        "treatment": "Active tuberculosis is treated with several antibiotics taken together for months, "
+                     "usually six, starting with isoniazid, rifampicin, pyrazinamide and ethambutol.",
         "specialist": "Tuberculosis is treated by an infectious disease specialist or a pulmonologist, often "
                       "with public health services.",
         "risk_factors": "Risk factors for tuberculosis include close contact with an infected person, HIV or "
