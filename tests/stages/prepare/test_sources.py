@@ -111,7 +111,6 @@ def test_list_datasets_prints_every_domain(capsys):
 
 
 def test_synthetic_source_via_main(tmp_path, prep_cfg):
-    pytest.importorskip("stages.prepare.synthetic", reason="synthetic generator not merged yet")
     from stages.prepare.synthetic import DISCLAIMER
 
     metrics = main(prep_cfg("domain=mixed", "data=synthetic", "data.num_samples=300"))
