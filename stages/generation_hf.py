@@ -1,0 +1,233 @@
+"""HF engine: transformers behind the `stages.generation.Engine` interface.
+
+    from stages.generation import load_engine
+    engine = load_engine("hf", "models/merged", threads=2, batch_size=8)          # or adapter="models/adapter"
+
+fp32 on CPU (bf16 is 10-15x slower on this class of CPU), bf16 on CUDA; eval mode, no_grad; prompts are
+generated in batches with LEFT padding so every row's continuation starts at the same column.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Generator
+from pathlib import Path
+
+import torch
+
+from stages.errors import StageError
+from stages.generation import (
+    END_OF_TURN,
+    ChatMixin,
+    Generation,
+    SamplingParams,
+    ShouldStop,
+    StopStringFilter,
+    TextStream,
+    cut_at_stop,
+)
+
+log = logging.getLogger(__name__)
+
+
+class HFEngine(ChatMixin):
+    name = "hf"
+
+    def __init__(self, path: Path, threads: int = 0, batch_size: int = 8, adapter: str | Path | None = None,
+                 trust_remote_code: bool = False):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self.path, self.adapter, self.batch_size = Path(path), adapter, batch_size
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path, trust_remote_code=trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(self.path, dtype=self.dtype, use_safetensors=True,
+                                                         trust_remote_code=trust_remote_code)
+        except Exception as e:  # safetensors, tokenizers and torch raise their own types for a corrupt file
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise StageError(f"{self.path}: transformers could not load this model ({first}); "
+                             "the folder needs config.json, tokenizer files and *.safetensors") from None
+        if adapter is not None:
+            model = self._merge_adapter(model, Path(adapter))
+        self.model = model.to(self.device).eval()
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.eos_ids = self._eos_ids()
+
+    @staticmethod
+    def _merge_adapter(model, adapter: Path):
+        from peft import PeftModel
+
+        if not (adapter / "adapter_config.json").is_file():
+            raise StageError(f"{adapter}: no LoRA adapter here (adapter_config.json missing)")
+        # Merged in the load dtype (fp32/bf16), never in 4-bit: merging into a quantized model re-quantizes.
+        return PeftModel.from_pretrained(model, adapter).merge_and_unload()
+
+    def _eos_ids(self) -> list[int]:
+        ids = {self.tokenizer.eos_token_id}
+        gen_eos = self.model.generation_config.eos_token_id
+        ids.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
+        if END_OF_TURN in self.tokenizer.get_vocab():
+            ids.add(self.tokenizer.convert_tokens_to_ids(END_OF_TURN))
+        return sorted(i for i in ids if i is not None)
+
+    # -- text in, text out --------------------------------------------------------------------------------
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        if not self.tokenizer.chat_template:
+            raise StageError(f"{self.path}: the tokenizer has no chat template; add chat_template.jinja")
+        return self.tokenizer.apply_chat_template(messages, tokenize=False,
+                                                  add_generation_prompt=add_generation_prompt)
+
+    def _encode(self, text: str) -> list[int]:
+        # A rendered chat template already starts with the BOS text where the model uses one.
+        bos = self.tokenizer.bos_token
+        add_special = not (bos and text.startswith(bos))
+        return self.tokenizer(text, add_special_tokens=add_special)["input_ids"]
+
+    def _generation_config(self, params: SamplingParams):
+        from transformers import GenerationConfig
+
+        sample = params.temperature > 0
+        return GenerationConfig(
+            max_new_tokens=params.max_new_tokens, do_sample=sample,
+            temperature=params.temperature if sample else None, top_p=params.top_p if sample else None,
+            top_k=(params.top_k or None) if sample else None,
+            stop_strings=list(params.stop) or None,
+            eos_token_id=self.eos_ids, pad_token_id=self.tokenizer.pad_token_id)
+
+    def _stopping(self, should_stop: ShouldStop | None):
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        class _Callback(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return torch.full((input_ids.shape[0],), bool(should_stop()), dtype=torch.bool,
+                                  device=input_ids.device)
+
+        return StoppingCriteriaList([_Callback()]) if should_stop is not None else None
+
+    @torch.no_grad()
+    def generate(self, prompts: list[str], params: SamplingParams,
+                 should_stop: ShouldStop | None = None) -> list[Generation]:
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        results: list[Generation] = []
+        for start in range(0, len(prompts), self.batch_size):
+            if should_stop is not None and should_stop():
+                results.extend(Generation("", 0, 0, "stop") for _ in prompts[start:start + self.batch_size])
+                continue
+            batch = [self._encode(p) for p in prompts[start:start + self.batch_size]]
+            inputs = self.tokenizer.pad({"input_ids": batch}, return_tensors="pt").to(self.device)
+            extra = {"tokenizer": self.tokenizer} if params.stop else {}  # stop_strings needs it
+            out = self.model.generate(**inputs, generation_config=self._generation_config(params),
+                                      stopping_criteria=self._stopping(should_stop), **extra)
+            new_tokens = out[:, inputs["input_ids"].shape[1]:].tolist()
+            for ids, row in zip(batch, new_tokens, strict=True):
+                results.append(self._finish(row, len(ids), params))
+        return results
+
+    def _finish(self, row: list[int], n_prompt: int, params: SamplingParams) -> Generation:
+        ended = next((i for i, t in enumerate(row) if t in self.eos_ids), None)
+        tokens = row if ended is None else row[:ended]
+        text, hit_stop = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), params.stop)
+        finish = "stop" if ended is not None or hit_stop else "length"
+        # Like llama.cpp, the end-of-sequence token itself is not counted as a completion token.
+        return Generation(text, n_prompt, len(tokens), finish)
+
+    def stream(self, prompt: str, params: SamplingParams) -> TextStream:
+        cancel = threading.Event()
+        return TextStream(self._stream_pieces(prompt, params, cancel), cancel)
+
+    def _stream_pieces(self, prompt: str, params: SamplingParams,
+                       cancel: threading.Event) -> Generator[str, None, Generation]:
+        from transformers import TextIteratorStreamer
+
+        ids = self._encode(prompt)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        outputs: list = []
+        errors: list[BaseException] = []
+        stop_filter = StopStringFilter(params.stop)
+
+        def run() -> None:
+            try:
+                with torch.no_grad():
+                    if params.seed is not None:
+                        torch.manual_seed(params.seed)
+                    outputs.append(self.model.generate(
+                        input_ids=torch.tensor([ids], device=self.device),
+                        attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=self.device),
+                        generation_config=self._generation_config(params),
+                        stopping_criteria=self._stopping(lambda: cancel.is_set() or stop_filter.stopped),
+                        streamer=streamer, tokenizer=self.tokenizer))
+            except BaseException as e:  # re-raised in the consumer; end() unblocks its loop
+                errors.append(e)
+                streamer.end()
+
+        # transformers streams from a generating thread; only this stream's consumer talks to it.
+        worker = threading.Thread(target=run, name="hf-stream", daemon=True)
+        worker.start()
+        streamer_ended = False
+        try:
+            for piece in streamer:
+                text = stop_filter.feed(piece)
+                if text:
+                    yield text
+                if stop_filter.stopped:
+                    break
+            else:
+                streamer_ended = True
+            if not stop_filter.stopped:
+                tail = stop_filter.flush()
+                if tail:
+                    yield tail
+        finally:
+            cancel.set()
+            if not streamer_ended:  # read up to the end signal so the generating thread finishes cleanly
+                for _ in streamer:
+                    pass
+            worker.join()
+        if errors:
+            raise errors[0]
+        result = self._finish(outputs[0][0, len(ids):].tolist(), len(ids), params) if outputs else None
+        if result is None:
+            return Generation("", len(ids), 0, "stop")
+        if stop_filter.stopped:
+            result.finish_reason = "stop"
+        return result
+
+    # -- tokens and likelihoods ----------------------------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    @torch.no_grad()
+    def score(self, prompt: str, continuation: str) -> tuple[float, int]:
+        """Sum of -log p(continuation token | everything before it), in nats, and the number of tokens."""
+        context = self._encode(prompt) if prompt else []
+        target = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+        if not context:  # nothing to condition the first token on: it is not scored
+            context, target = target[:1], target[1:]
+        if not target:
+            return 0.0, 0
+        ids = torch.tensor([context + target], device=self.device)
+        logits = self.model(input_ids=ids).logits[0, len(context) - 1:-1].float()
+        nll = torch.nn.functional.cross_entropy(logits, ids[0, len(context):], reduction="sum")
+        return float(nll), len(target)
+
+    def info(self) -> dict:
+        config = self.model.config
+        return {
+            "name": self.path.name,
+            "type": "hf",
+            "architecture": (config.architectures or [config.model_type])[0],
+            "quantization": str(self.dtype).removeprefix("torch."),
+            "context_length": getattr(config, "max_position_embeddings", None),
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "path": str(self.path),
+            "adapter": str(self.adapter) if self.adapter else None,
+            "device": self.device.type,
+            "domain": None,
+        }
