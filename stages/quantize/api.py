@@ -44,6 +44,7 @@ def convert_to_gguf(model_dir: str | Path, output_path: str | Path, outtype: str
             raise StageError(f"{model_dir}: the GGUF tokenizes {len(mismatches)} probe strings differently from "
                              f"the HF tokenizer (first: {text!r}: {hf_ids[:12]} vs {gguf_ids[:12]}); set "
                              "quantize.tokenizer_pre to llama.cpp's pre-tokenizer name for this model")
+        log.info("tokenizer parity with %s: all probe strings tokenize identically", model_dir)
         output_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(staged, output_path)
     return output_path

@@ -20,6 +20,7 @@ import llama_cpp
 
 from stages.errors import StageError
 from stages.fileio import atomic_path
+from stages.quantize.verify import GGUFFile
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class QuantizeReport:
 
 
 def inspect_quantized(path: Path, type_name: str) -> QuantizeReport:
-    reader = gguf.GGUFReader(path)
+    reader = GGUFFile(path)
     primary = primary_ggml_type(type_name)
     block = gguf.GGML_QUANT_SIZES[primary][0] if primary is not None else 1
     types: Counter[str] = Counter()

@@ -20,6 +20,19 @@ log = logging.getLogger(__name__)
 CHECK_PROMPT = "The capital of France is"
 
 
+class GGUFFile(gguf.GGUFReader):
+    """gguf's reader over a plain ndarray view of its memmap: slicing a np.memmap runs __array_finalize__ on
+    every one of the ~250k header slices of a 49k-token vocabulary (3-4x slower); the view shares the mapping."""
+
+    @property
+    def data(self) -> np.ndarray:
+        return self._plain_data
+
+    @data.setter
+    def data(self, value: np.ndarray) -> None:
+        self._plain_data = value.view(np.ndarray)
+
+
 def check_gguf_structure(path: Path) -> gguf.GGUFReader:
     """Parse the header and make sure every tensor's bytes lie inside the file (catches truncation)."""
     path = Path(path)
@@ -27,7 +40,7 @@ def check_gguf_structure(path: Path) -> gguf.GGUFReader:
         raise StageError(f"{path}: GGUF file not found")
     size = path.stat().st_size
     try:
-        reader = gguf.GGUFReader(path)
+        reader = GGUFFile(path)
     except (ValueError, IndexError, KeyError, OSError) as e:
         raise StageError(f"{path}: not a readable GGUF ({size} bytes; truncated or corrupt: "
                          f"{str(e).splitlines()[0][:120]}); re-run `domain-llm quantize`") from None
