@@ -77,7 +77,19 @@ def load_base_model(path: Path, mode: str, quant: QuantSettings, on_cuda: bool, 
                          "re-run `domain-llm base`") from None
     if on_cuda and mode != "qlora":
         model = model.to(f"cuda:{device_index}")
+    if mode == "qlora" and not on_cuda:
+        keep_4bit_weights_trainable_on_cpu(model)
     return model
+
+
+def keep_4bit_weights_trainable_on_cpu(model: nn.Module) -> None:
+    """bitsandbytes 0.50 repacks Linear4bit weights into an AVX512-BF16 inference layout on the first eval-mode
+    forward on CPUs that have it; that layout's kernel has no autograd, so after the first evaluation no gradient
+    flows back through the frozen 4-bit layers and earlier LoRA layers silently stop learning (measured: layer-0
+    lora_A.grad None after one eval). Opt every layer out of the repacking."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
 
 
 def linear_module_names(model: nn.Module) -> list[str]:
