@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,22 +85,44 @@ def answer_log_probs(llm, example: ScoredExample) -> np.ndarray:
     return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
 
 
-def compare_quality(ref_llm, quant_llm, examples: list[ScoredExample]) -> dict:
-    """Perplexity of both models on the answers, KL(ref || quant) and top-1 agreement per answer token."""
-    nll_ref = nll_quant = kl_sum = 0.0
-    agree = n_tokens = 0
+@dataclass
+class ReferenceScores:
+    """The reference model's answer log-probs, computed once and compared against every quantized file.
+    They live in a float32 memmap (tokens x vocab; ~200 MB for 1k tokens of a 49k vocabulary), so a large
+    vocabulary spills to disk instead of memory; float16 would blur the ~1e-4 KL of q8_0."""
+    log_probs: np.ndarray
+    offsets: list[int]
+    nll: float
+    n_tokens: int
+
+
+def score_reference(ref_llm, examples: list[ScoredExample], scratch: Path) -> ReferenceScores:
+    n_tokens = sum(len(e.answer) for e in examples)
+    log_probs = np.lib.format.open_memmap(scratch / "reference_log_probs.npy", mode="w+", dtype=np.float32,
+                                          shape=(n_tokens, ref_llm.n_vocab()))
+    offsets, nll, at = [], 0.0, 0
     for example in examples:
         ref = answer_log_probs(ref_llm, example)
-        quant = answer_log_probs(quant_llm, example) if quant_llm is not ref_llm else ref
-        idx = np.arange(len(example.answer))
-        nll_ref -= ref[idx, example.answer].sum()
-        nll_quant -= quant[idx, example.answer].sum()
+        nll -= ref[np.arange(len(example.answer)), example.answer].sum()
+        log_probs[at: at + len(example.answer)] = ref
+        offsets.append(at)
+        at += len(example.answer)
+    return ReferenceScores(log_probs, offsets, nll, n_tokens)
+
+
+def compare_quality(reference: ReferenceScores, quant_llm, examples: list[ScoredExample]) -> dict:
+    """Perplexity on the answers, KL(reference || quant) and top-1 agreement per answer token."""
+    nll = kl_sum = 0.0
+    agree = 0
+    for example, at in zip(examples, reference.offsets, strict=True):
+        ref = np.asarray(reference.log_probs[at: at + len(example.answer)], dtype=np.float64)
+        quant = answer_log_probs(quant_llm, example)
+        nll -= quant[np.arange(len(example.answer)), example.answer].sum()
         kl_sum += float((np.exp(ref) * (ref - quant)).sum())
         agree += int((ref.argmax(axis=1) == quant.argmax(axis=1)).sum())
-        n_tokens += len(example.answer)
-    n = max(n_tokens, 1)
-    return {"ppl_ref": math.exp(nll_ref / n), "ppl": math.exp(nll_quant / n), "kl_divergence": kl_sum / n,
-            "top1_agreement": agree / n, "tokens_scored": n_tokens}
+    n = max(reference.n_tokens, 1)
+    return {"ppl_ref": math.exp(reference.nll / n), "ppl": math.exp(nll / n), "kl_divergence": max(kl_sum / n, 0.0),
+            "top1_agreement": agree / n, "tokens_scored": reference.n_tokens}
 
 
 def measure_speed(path: Path, prompt: list[int], args: BenchmarkArgs) -> dict:
@@ -131,37 +154,44 @@ def measure_speed(path: Path, prompt: list[int], args: BenchmarkArgs) -> dict:
 def benchmark_files(reference: Path, quantized: dict[str, Path], records: list[dict],
                     args: BenchmarkArgs, reference_type: str = "f16") -> dict[str, dict]:
     """{type: metrics} for the reference and every quantized file (flat numbers DVC can diff)."""
+    with tempfile.TemporaryDirectory(prefix="quantize-bench.") as scratch:
+        return _benchmark_files(reference, quantized, records, args, reference_type, Path(scratch))
+
+
+def _benchmark_files(reference: Path, quantized: dict[str, Path], records: list[dict], args: BenchmarkArgs,
+                     reference_type: str, scratch: Path) -> dict[str, dict]:
     ref_llm = load_gguf(reference, threads=args.threads, n_ctx=args.n_ctx, logits_all=True)
     try:
         examples = tokenize_examples(ref_llm, records, args.max_examples, args.n_ctx)
-        if not examples:
-            log.warning("no test examples with an assistant answer fit in n_ctx=%d: quality not measured",
-                        args.n_ctx)
-        ref_size = reference.stat().st_size
-        files = {reference_type: reference, **quantized}
-        results: dict[str, dict] = {}
-        for name, path in files.items():
-            size = path.stat().st_size
-            row = {"size_mb": round(size / 1e6, 2), "compression_ratio": round(ref_size / size, 3),
-                   "size_reduction_pct": round(100 * (1 - size / ref_size), 2)}
-            if examples:
-                quant_llm = ref_llm if path == reference else load_gguf(path, threads=args.threads,
-                                                                        n_ctx=args.n_ctx, logits_all=True)
-                try:
-                    quality = compare_quality(ref_llm, quant_llm, examples)
-                finally:
-                    if quant_llm is not ref_llm:
-                        quant_llm.close()
-                row.update(perplexity=round(quality["ppl"], 4),
-                           delta_ppl_pct=round(100 * (quality["ppl"] / quality["ppl_ref"] - 1), 3),
-                           kl_divergence=round(quality["kl_divergence"], 6),
-                           top1_agreement=round(quality["top1_agreement"], 4),
-                           tokens_scored=quality["tokens_scored"])
-            speed_prompt = (examples[0].prompt + examples[0].answer) if examples else \
-                ref_llm.tokenize(b"The patient asked about the dosage of", add_bos=False)
-            row.update(measure_speed(path, speed_prompt, args))
-            log.info("%s: %s", name, row)
-            results[name] = row
+        ref_scores = score_reference(ref_llm, examples, scratch) if examples else None
+        speed_prompt = (examples[0].prompt + examples[0].answer) if examples else \
+            ref_llm.tokenize(b"The patient asked about the dosage of", add_bos=False)
     finally:
         ref_llm.close()
+    if not examples:
+        log.warning("no test examples with an assistant answer fit in n_ctx=%d: quality not measured", args.n_ctx)
+    ref_size = reference.stat().st_size
+    results: dict[str, dict] = {}
+    for name, path in {reference_type: reference, **quantized}.items():
+        size = path.stat().st_size
+        row = {"size_mb": round(size / 1e6, 2), "compression_ratio": round(ref_size / size, 3),
+               "size_reduction_pct": round(100 * (1 - size / ref_size), 2)}
+        if ref_scores is not None and path == reference:
+            ppl = math.exp(ref_scores.nll / max(ref_scores.n_tokens, 1))  # the reference against itself
+            row.update(perplexity=round(ppl, 4), delta_ppl_pct=0.0, kl_divergence=0.0, top1_agreement=1.0,
+                       tokens_scored=ref_scores.n_tokens)
+        elif ref_scores is not None:
+            quant_llm = load_gguf(path, threads=args.threads, n_ctx=args.n_ctx, logits_all=True)
+            try:
+                quality = compare_quality(ref_scores, quant_llm, examples)
+            finally:
+                quant_llm.close()
+            row.update(perplexity=round(quality["ppl"], 4),
+                       delta_ppl_pct=round(100 * (quality["ppl"] / quality["ppl_ref"] - 1), 3),
+                       kl_divergence=round(quality["kl_divergence"], 6),
+                       top1_agreement=round(quality["top1_agreement"], 4),
+                       tokens_scored=quality["tokens_scored"])
+        row.update(measure_speed(path, speed_prompt, args))
+        log.info("%s: %s", name, row)
+        results[name] = row
     return results

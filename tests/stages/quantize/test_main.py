@@ -1,0 +1,64 @@
+"""The stage end to end on the tiny model: published GGUFs, manifest, Modelfile, metrics; failures leave the
+previous outputs untouched."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stages.errors import StageError
+from stages.fileio import write_jsonl
+from stages.quantize.main import main
+from stages.quantize.publish import sha256_file
+
+
+def stage_cfg(cfg_factory, model_dir: Path, root: Path, records: list[dict], *extra: str):
+    cfg = cfg_factory(f"paths.merged={model_dir}", f"paths.processed={root}/processed", f"paths.gguf={root}/gguf",
+                      f"paths.metrics={root}/metrics", "threads=1", "quantize.benchmark.max_examples=4",
+                      "quantize.benchmark.decode_tokens=8", "quantize.benchmark.n_ctx=256", *extra)
+    write_jsonl(root / "processed" / cfg.domain.name / "test.jsonl", records)
+    return cfg
+
+
+def test_stage_publishes_verified_ggufs_manifest_and_metrics(cfg_factory, tiny_model_dir, test_records, tmp_path):
+    cfg = stage_cfg(cfg_factory, tiny_model_dir, tmp_path, test_records, "quantize.types=[q4_k_m,q8_0]")
+    metrics = main(cfg)
+    out = tmp_path / "gguf"
+    assert sorted(p.name for p in out.iterdir()) == ["Modelfile", "manifest.json", "model-f16.gguf",
+                                                    "model-q4_k_m.gguf", "model-q8_0.gguf"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [f["type"] for f in manifest["files"]] == ["f16", "q4_k_m", "q8_0"]
+    for entry in manifest["files"]:
+        assert entry["sha256"] == sha256_file(out / entry["file"])
+        assert entry["size_bytes"] == (out / entry["file"]).stat().st_size
+    assert manifest["source_model"]["architectures"] == ["LlamaForCausalLM"]
+    assert manifest["params"]["quantize"]["types"] == ["q4_k_m", "q8_0"]
+    assert "FROM ./model-q4_k_m.gguf" in (out / "Modelfile").read_text()
+
+    assert json.loads((tmp_path / "metrics" / "quantize.json").read_text()) == metrics
+    assert metrics["f16"]["delta_ppl_pct"] == 0 and metrics["f16"]["top1_agreement"] == 1
+    for name in ("q4_k_m", "q8_0"):
+        row = metrics[name]
+        assert row["compression_ratio"] > 1 and 0 < row["size_reduction_pct"] < 100
+        assert row["kl_divergence"] > 0 and 0 < row["top1_agreement"] <= 1
+        assert row["decode_tokens_per_s"] > 0 and row["prompt_tokens_per_s"] > 0 and row["load_s"] > 0
+        assert row["tokens_scored"] > 20
+    # coarser weights move the distribution more: q4_k_m (q5_0 fallbacks here) vs q8_0
+    assert metrics["q4_k_m"]["kl_divergence"] > metrics["q8_0"]["kl_divergence"]
+
+
+def test_failures_leave_previous_outputs(cfg_factory, tiny_model_dir, test_records, tmp_path):
+    published = tmp_path / "gguf"
+    published.mkdir()
+    (published / "model-q8_0.gguf").write_bytes(b"previous")
+    cfg = stage_cfg(cfg_factory, tiny_model_dir, tmp_path, test_records, "quantize.types=[q4_k_m,q9_9]")
+    with pytest.raises(StageError, match="q9_9"):
+        main(cfg)
+    cfg = stage_cfg(cfg_factory, tmp_path / "missing", tmp_path, test_records)
+    with pytest.raises(StageError, match="domain-llm train"):
+        main(cfg)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert (published / "model-q8_0.gguf").read_bytes() == b"previous"
+    assert not (tmp_path / "metrics" / "quantize.json").exists()
