@@ -108,3 +108,33 @@ def smollm2_slice_dir(smollm2_gguf, tiny_model_dir, tmp_path_factory) -> Path:
             shutil.copy2(tiny_model_dir / name, out / name)
     assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 2
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_mistral_spm_dir(tmp_path_factory) -> Path:
+    """A tiny random MistralForCausalLM (untied output) with a Llama-2-style tokenizer.json: BPE with byte
+    fallback, "▁" spaces from the normalizer, BOS added; trained in a second, offline."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never", split=True)
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    corpus = [q + " " + a for q, a in QA] * 30
+    specials = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=700, special_tokens=specials,
+                                                        show_progress=False))
+    tok.pre_tokenizer = None  # training split on words; Llama 2's tokenizer.json has no pre-tokenizer
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    tokenizer.chat_template = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}</s>{% endfor %}"
+    torch.manual_seed(0)
+    config = MistralConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                           bos_token_id=1, eos_token_id=2, tie_word_embeddings=False, sliding_window=None)
+    out = tmp_path_factory.mktemp("tiny_mistral") / "model"
+    MistralForCausalLM(config).save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out

@@ -25,20 +25,20 @@ def hf_model(model_dir):
             AutoTokenizer.from_pretrained(model_dir))
 
 
-def assert_logits_and_greedy_match(model_dir, gguf_path, n_new=16):
+def assert_logits_and_greedy_match(model_dir, gguf_path, n_new=16, prompt=PROMPT):
     model, tokenizer = hf_model(model_dir)
-    ids = tokenizer(PROMPT)["input_ids"]
+    ids = tokenizer(prompt)["input_ids"]
     with torch.no_grad():
         hf_logits = model(torch.tensor([ids])).logits[0].numpy()
         hf_greedy = model.generate(torch.tensor([ids]), max_new_tokens=n_new, do_sample=False,
                                    eos_token_id=None)[0, len(ids):].tolist()
     llm = load_gguf(gguf_path, threads=1, n_ctx=256, logits_all=True, f32_kv=True)
     try:
-        assert llm.tokenize(PROMPT.encode(), add_bos=True, special=True) == ids
+        assert llm.tokenize(prompt.encode(), add_bos=True, special=True) == ids
         llm.eval(ids)
         gguf_logits = np.asarray(llm.scores[: len(ids)])
         assert np.abs(gguf_logits - hf_logits).max() < 1e-4
-        assert greedy_tokens(llm, PROMPT, n_new) == hf_greedy
+        assert greedy_tokens(llm, prompt, n_new) == hf_greedy
     finally:
         llm.close()
 
@@ -53,6 +53,18 @@ def test_smollm2_slice_f32_logits_and_greedy_match_transformers(smollm2_slice_di
     """Real SmolLM2 weights (GQA 9/3 heads, hidden 576) exercise the q/k permutation for real."""
     out = convert_hf_to_gguf(smollm2_slice_dir, tmp_path / "slice-f32.gguf", outtype="f32")
     assert_logits_and_greedy_match(smollm2_slice_dir, out)
+
+
+def test_mistral_with_sentencepiece_style_tokenizer(tiny_mistral_spm_dir, tmp_path):
+    """The "llama" vocabulary path (scores from merge ranks, byte fallback, BOS, untied output.weight)."""
+    out = convert_hf_to_gguf(tiny_mistral_spm_dir, tmp_path / "mistral-f32.gguf", outtype="f32")
+    llm = Llama(str(out), vocab_only=True, verbose=False)
+    meta = llm.metadata
+    llm.close()
+    assert meta["tokenizer.ggml.model"] == "llama" and meta["tokenizer.ggml.add_bos_token"] == "true"
+    assert "tokenizer.chat_template" in meta
+    assert_logits_and_greedy_match(tiny_mistral_spm_dir, out, prompt="The patient has 120/80 mmHg, naïve 東京 🙂")
+    assert check_tokenizer_parity(tiny_mistral_spm_dir, out, probe_strings(), limit=1000) == []
 
 
 def test_f16_and_bf16_outputs_stay_close(tiny_model_dir, tiny_f32_gguf, tmp_path):
