@@ -1,0 +1,156 @@
+"""FastAPI app factory: `create_app(cfg)` wires settings, workers, routes, security and error bodies.
+
+    from serving.app import create_app
+    app = create_app(compose(["serve.model=models/gguf/model-q4_k_m.gguf"]))   # engine loads in the background
+    app = create_app(cfg, engine=load_serving_engine(settings))                  # or pass a loaded one
+
+`domain-llm serve` (serving/main.py) loads the engine first, so a missing or corrupt model stops it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from omegaconf import DictConfig
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serving.routes_api import build_api_routers
+from serving.routes_openai import build_openai_router
+from serving.schemas import build_schemas
+from serving.security import BodyLimitMiddleware, RequestLogMiddleware
+from serving.service import ClientGone, JobRunner, ServingContext
+from serving.settings import ServeSettings
+from serving.worker import EngineWorker
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+The domain model behind two APIs:
+
+* **Seed API** under `/api/v1`: `GET /health`, `GET /model/info`, `POST /generate`, `POST /generate/batch`,
+  `POST /rerank`, `POST /shutdown` (admin token).
+* **OpenAI-compatible** under `/v1`: `completions`, `chat/completions` (`stream: true` gives SSE ending with
+  `data: [DONE]`), `models`, and `rerank` in the Cohere/Jina shape.
+
+One request at a time reaches the model; others wait in a bounded queue. A full queue answers **429** with
+`Retry-After`; a model that is not loaded answers **503**. Over-limit input answers **422** (**413** for the
+body size). When `serve.api_key` is set, send `Authorization: Bearer <key>` (health and docs stay open).
+
+```bash
+curl -s http://127.0.0.1:8000/api/v1/generate -H 'Content-Type: application/json' \\
+     -d '{"prompt": "What is hypertension?", "max_tokens": 64, "temperature": 0}'
+```
+```python
+from openai import OpenAI
+client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="unused")
+client.chat.completions.create(model="domain-llm", messages=[{"role": "user", "content": "What is hypertension?"}])
+```
+"""
+
+
+def load_serving_engine(settings: ServeSettings) -> Any:
+    """The configured engine, loaded now. Missing/corrupt model or unreachable upstream -> StageError."""
+    if settings.engine == "openai_upstream":
+        from serving.upstream import OpenAIUpstreamEngine
+
+        return OpenAIUpstreamEngine(settings.upstream_url, settings.upstream_model, settings.upstream_api_key,
+                                    timeout_s=settings.request_timeout_s)
+    from stages.generation import load_engine
+
+    return load_engine(settings.engine, settings.model, threads=settings.threads, n_ctx=settings.n_ctx,
+                       batch_size=settings.batch_size, adapter=settings.adapter)
+
+
+def public_model_id(settings: ServeSettings) -> str:
+    """The id clients see in /v1/models: configured, else the file/folder name - never the path."""
+    if settings.model_name:
+        return settings.model_name
+    if settings.engine == "openai_upstream":
+        return settings.upstream_model or "upstream"
+    return Path(settings.model).stem
+
+
+def error_body(status: int, message: str, details: list | None = None) -> dict:
+    """`detail` for FastAPI-style clients, `error` in OpenAI's shape for the openai client."""
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return {"detail": details if details is not None else message,
+            "error": {"message": message, "type": kind, "code": status}}
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        messages = ["{}: {}".format(".".join(str(p) for p in e["loc"] if p != "body") or "body", e["msg"])
+                    for e in errors]
+        details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
+        return JSONResponse(error_body(422, "; ".join(messages[:5]), details), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(error_body(exc.status_code, str(exc.detail)), status_code=exc.status_code,
+                            headers=exc.headers)
+
+    @app.exception_handler(ClientGone)
+    async def client_gone(request: Request, exc: ClientGone) -> Response:
+        return Response(status_code=499)
+
+
+def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
+    settings = cfg if isinstance(cfg, ServeSettings) else ServeSettings.from_config(cfg)
+    loader = (lambda: engine) if engine is not None else (lambda: load_serving_engine(settings))
+    # A local engine has one owner thread; an upstream client may forward several requests at once.
+    threads = settings.upstream_workers if settings.engine == "openai_upstream" else 1
+    generation = EngineWorker("model", loader, settings.queue_size, threads)
+    rerank = None
+    if settings.rerank:
+        def load_reranker():
+            import torch
+
+            from stages.reranker.inference import load_reranker as load
+
+            if settings.threads > 0:
+                torch.set_num_threads(settings.threads)
+            return load(settings.reranker)
+        rerank = EngineWorker("reranker", load_reranker, settings.queue_size)
+    ctx = ServingContext(settings=settings, schemas=build_schemas(settings.limits),
+                         generation=JobRunner(generation, settings.request_timeout_s),
+                         rerank=JobRunner(rerank, settings.request_timeout_s) if rerank else None,
+                         model_id=public_model_id(settings))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        for worker in (generation, rerank):
+            if worker is not None:
+                worker.start()
+        yield
+        # uvicorn has already let in-flight requests finish; drain whatever is still queued, then stop.
+        for worker in (generation, rerank):
+            if worker is not None:
+                await asyncio.to_thread(worker.stop, settings.request_timeout_s)
+        if generation.engine is not None and hasattr(generation.engine, "close"):
+            generation.engine.close()
+
+    app = FastAPI(title="domain-llm API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.ctx = ctx
+    # /shutdown's action; serving/main.py replaces it with uvicorn's own graceful exit.
+    app.state.request_shutdown = lambda: os.kill(os.getpid(), signal.SIGTERM)
+    add_error_handlers(app)
+    for router in (*build_api_routers(ctx), build_openai_router(ctx)):
+        app.include_router(router)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(RequestLogMiddleware, enabled=settings.log_requests)  # outermost: sees every request
+    return app

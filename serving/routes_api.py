@@ -1,0 +1,119 @@
+"""The seed's REST API under /api/v1: health, model info, generate, batch generate, rerank, shutdown."""
+
+# No `from __future__ import annotations` here: FastAPI must see the per-app request classes (S.*) as objects.
+import time
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+from starlette.background import BackgroundTask
+
+from serving.schemas import BatchGenerateResponse, GenerateResponse, RerankResponse, RerankResult
+from serving.security import admin_check, api_key_check
+from serving.service import ServingContext, http_error
+from serving.worker import NotReady
+from stages.generation import Generation, SamplingParams
+
+
+def sampling_params(body) -> SamplingParams:
+    return SamplingParams(max_new_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
+                          top_k=body.top_k, stop=tuple(body.stop), seed=body.seed)
+
+
+def public_finish_reason(generation: Generation) -> str:
+    return "length" if generation.finish_reason == "length" else "stop"
+
+
+def reranker_status(ctx: ServingContext) -> dict:
+    if ctx.rerank is None:
+        return {"state": "disabled", "detail": "serve.rerank=false"}
+    worker = ctx.rerank.worker
+    if worker.state == "ready":
+        info = worker.engine.info()
+        if info.get("path"):
+            info["path"] = Path(info["path"]).name
+        return {"state": "ready", **info}
+    return {"state": worker.state, "detail": worker.describe_not_ready()}
+
+
+def build_api_routers(ctx: ServingContext) -> list[APIRouter]:
+    """Two routers under /api/v1: health without auth (load balancers probe it), the rest behind the key."""
+    S = ctx.schemas
+    settings = ctx.settings
+    open_router = APIRouter(prefix="/api/v1", tags=["seed API"])
+    router = APIRouter(prefix="/api/v1", tags=["seed API"], dependencies=[Depends(api_key_check(settings.api_key))])
+    generation_worker = ctx.generation.worker
+
+    def conversation(prompt: str, system_prompt: str | None) -> list[dict]:
+        system = system_prompt if system_prompt is not None else settings.system_prompt
+        return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+
+    async def run_generation(request: Request, body, prompts: list[str]) -> list[Generation]:
+        params = sampling_params(body)
+        if body.use_chat_template:
+            conversations = [conversation(p, body.system_prompt) for p in prompts]
+            return await ctx.generation.run(request, lambda e, job: e.chat(conversations, params, job.should_stop))
+        return await ctx.generation.run(request, lambda e, job: e.generate(prompts, params, job.should_stop))
+
+    def response(prompt: str, g: Generation) -> GenerateResponse:
+        return GenerateResponse(generated_text=g.text, prompt=prompt, tokens_generated=g.completion_tokens,
+                                prompt_tokens=g.prompt_tokens, finish_reason=public_finish_reason(g))
+
+    @open_router.get("/health", summary="Liveness and readiness (no API key needed)",
+                     responses={503: {"description": "model not loaded (loading, failed or shutting down)"}})
+    async def health() -> JSONResponse:
+        ready = generation_worker.state == "ready"
+        body = {"status": "ok" if ready else generation_worker.state, "model_loaded": ready,
+                "model": ctx.model_id, "engine": settings.engine, "queue": generation_worker.stats(),
+                "reranker": reranker_status(ctx)["state"], "uptime_s": round(time.time() - ctx.started, 1)}
+        if not ready:
+            body["detail"] = generation_worker.describe_not_ready()
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @router.get("/model/info", summary="Model and reranker metadata, read from the GGUF and its manifest")
+    async def model_info() -> dict:
+        if generation_worker.state != "ready":
+            raise http_error(NotReady(generation_worker.describe_not_ready()), settings.request_timeout_s)
+        info = generation_worker.engine.info()
+        if info.get("path"):  # the file name only: clients have no business with the server's directory layout
+            info["file"] = Path(info.pop("path")).name
+        return {"model_id": ctx.model_id, "engine": settings.engine, **info, "reranker": reranker_status(ctx)}
+
+    @router.post("/generate", response_model=GenerateResponse, summary="Generate a completion for one prompt",
+                 responses={429: {"description": "queue full (Retry-After)"}, 503: {"description": "not loaded"},
+                            504: {"description": "timed out"}})
+    async def generate(body: S.GenerateRequest, request: Request) -> GenerateResponse:
+        [g] = await run_generation(request, body, [body.prompt])
+        return response(body.prompt, g)
+
+    @router.post("/generate/batch", response_model=BatchGenerateResponse,
+                 summary="Generate for several prompts in one queued job (batched on the HF engine)")
+    async def generate_batch(body: S.BatchGenerateRequest, request: Request) -> BatchGenerateResponse:
+        generations = await run_generation(request, body, body.prompts)
+        results = [response(p, g) for p, g in zip(body.prompts, generations, strict=True)]
+        return BatchGenerateResponse(results=results,
+                                     total_tokens_generated=sum(r.tokens_generated for r in results))
+
+    @router.post("/rerank", response_model=RerankResponse, summary="Order documents by relevance to a query")
+    async def rerank(body: S.RerankRequest, request: Request) -> RerankResponse:
+        ranked, kind = await run_rerank(ctx, request, body.query, body.documents, body.top_k)
+        return RerankResponse(query=body.query, results=[RerankResult(**r) for r in ranked], reranker=kind)
+
+    @router.post("/shutdown", summary="Stop the server gracefully (admin token required)",
+                 dependencies=[Depends(admin_check(settings.admin_token))],
+                 responses={403: {"description": "disabled: no serve.admin_token configured"}})
+    async def shutdown(request: Request) -> JSONResponse:
+        # The answer goes out first; in-flight requests then finish before the process exits.
+        return JSONResponse({"status": "shutting down"},
+                            background=BackgroundTask(request.app.state.request_shutdown))
+
+    return [open_router, router]
+
+
+async def run_rerank(ctx: ServingContext, request: Request, query: str, documents: list[str],
+                     top_k: int | None) -> tuple[list[dict], str]:
+    """Rerank on the reranker's own worker (torch), never on the generation worker's thread."""
+    if ctx.rerank is None:
+        raise HTTPException(503, "reranking is disabled on this server (serve.rerank=false)")
+    ranked = await ctx.rerank.run(request, lambda r, job: (r.rerank(query, documents, top_k=top_k), r.info()))
+    return ranked[0], ranked[1].get("type", "unknown")

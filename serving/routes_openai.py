@@ -1,0 +1,135 @@
+"""OpenAI-compatible API under /v1: models, completions, chat/completions (SSE streaming), rerank (Cohere/Jina).
+
+Works with the official `openai` client: `OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="...")`.
+"""
+
+# No `from __future__ import annotations` here: FastAPI must see the per-app request classes (S.*) as objects.
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import StreamingResponse
+
+from serving.routes_api import public_finish_reason, run_rerank
+from serving.schemas import RerankV1Document, RerankV1Response, RerankV1Result
+from serving.security import api_key_check
+from serving.service import ServingContext
+from stages.generation import Generation, SamplingParams
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+DEFAULT_CHAT_MAX_TOKENS = 256
+
+
+def sse(obj: dict | str) -> str:
+    return f"data: {obj if isinstance(obj, str) else json.dumps(obj, ensure_ascii=False)}\n\n"
+
+
+def usage(generations: list[Generation]) -> dict:
+    prompt = sum(g.prompt_tokens for g in generations)
+    completion = sum(g.completion_tokens for g in generations)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def build_openai_router(ctx: ServingContext) -> APIRouter:
+    S = ctx.schemas
+    settings, limits = ctx.settings, ctx.settings.limits
+    router = APIRouter(prefix="/v1", tags=["OpenAI-compatible API"],
+                       dependencies=[Depends(api_key_check(settings.api_key))])
+
+    def params_of(body, max_tokens: int) -> SamplingParams:
+        stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
+        return SamplingParams(max_new_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
+                              top_k=body.top_k, stop=stop, seed=body.seed)
+
+    async def streamed(start: Callable, make_chunk: Callable[[str | None, str | None], dict],
+                       include_usage: bool, head: list[dict]) -> StreamingResponse:
+        # Errors before the first token (queue full, prompt too long) still get a real status code.
+        first, rest = await ctx.generation.stream(start)
+
+        async def events() -> AsyncIterator[str]:
+            for chunk in head:
+                yield sse(chunk)
+            if first:
+                yield sse(make_chunk(first, None))
+            async for kind, value in rest:
+                if kind == "piece":
+                    yield sse(make_chunk(value, None))
+                elif kind == "error":
+                    yield sse({"error": {"message": value.detail, "type": "server_error", "code": value.status_code}})
+                else:
+                    yield sse(make_chunk(None, public_finish_reason(value)))
+                    if include_usage:
+                        yield sse({**make_chunk(None, None), "choices": [], "usage": usage([value])})
+            yield sse("[DONE]")
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+    @router.get("/models", summary="The served model (one)")
+    async def models() -> dict:
+        return {"object": "list", "data": [{"id": ctx.model_id, "object": "model", "created": int(ctx.started),
+                                            "owned_by": "domain-llm"}]}
+
+    @router.post("/completions", summary="Text completion (raw prompt, no chat template); stream=true for SSE")
+    async def completions(body: S.CompletionRequest, request: Request):
+        prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+        params = params_of(body, body.max_tokens)
+        completion_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+        base = {"id": completion_id, "object": "text_completion", "created": created, "model": ctx.model_id}
+        if body.stream:
+            if len(prompts) > 1:
+                raise HTTPException(422, "stream=true takes a single prompt, not a list")
+
+            def chunk(text: str | None, finish: str | None) -> dict:
+                return {**base, "choices": [{"index": 0, "text": text or "", "logprobs": None,
+                                             "finish_reason": finish}]}
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return await streamed(lambda e: e.stream(prompts[0], params), chunk, include_usage, head=[])
+        generations = await ctx.generation.run(request, lambda e, job: e.generate(prompts, params, job.should_stop))
+        return {**base, "choices": [{"index": i, "text": g.text, "logprobs": None,
+                                     "finish_reason": public_finish_reason(g)} for i, g in enumerate(generations)],
+                "usage": usage(generations)}
+
+    @router.post("/chat/completions", summary="Chat completion with the model's chat template; stream=true for SSE")
+    async def chat_completions(body: S.ChatCompletionRequest, request: Request):
+        messages = [m.model_dump() for m in body.messages]
+        if sum(len(m["content"]) for m in messages) > limits.max_prompt_chars:
+            raise HTTPException(422, f"messages: total content longer than {limits.max_prompt_chars} characters "
+                                     "(serve.max_prompt_chars)")
+        if settings.system_prompt and messages[0]["role"] != "system":
+            # The model was fine-tuned with the domain system prompt; a client's own system message wins.
+            messages.insert(0, {"role": "system", "content": settings.system_prompt})
+        max_tokens = body.max_completion_tokens or body.max_tokens or min(DEFAULT_CHAT_MAX_TOKENS,
+                                                                           limits.max_tokens_limit)
+        params = params_of(body, max_tokens)
+        completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        base = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": ctx.model_id}
+        if body.stream:
+            def chunk(text: str | None, finish: str | None) -> dict:
+                delta = {"content": text} if text is not None else {}
+                return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+            role_chunk = {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                               "logprobs": None, "finish_reason": None}]}
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return await streamed(lambda e: e.stream_chat(messages, params), chunk, include_usage, head=[role_chunk])
+        [g] = await ctx.generation.run(request, lambda e, job: e.chat([messages], params, job.should_stop))
+        return {**base, "object": "chat.completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": g.text}, "logprobs": None,
+                             "finish_reason": public_finish_reason(g)}], "usage": usage([g])}
+
+    @router.post("/rerank", response_model=RerankV1Response, response_model_exclude_none=True,
+                 summary="Rerank in the Cohere/Jina shape")
+    async def rerank(body: S.RerankV1Request, request: Request) -> RerankV1Response:
+        documents = [d if isinstance(d, str) else d.text for d in body.documents]
+        too_long = next((i for i, d in enumerate(documents) if len(d) > limits.max_document_chars), None)
+        if too_long is not None:
+            raise HTTPException(422, f"documents[{too_long}]: longer than {limits.max_document_chars} characters "
+                                     "(serve.max_document_chars)")
+        ranked, kind = await run_rerank(ctx, request, body.query, documents, body.top_n)
+        results = [RerankV1Result(index=r["original_index"], relevance_score=r["score"],
+                                  document=RerankV1Document(text=r["document"]) if body.return_documents else None)
+                   for r in ranked]
+        return RerankV1Response(model=body.model or kind, results=results)
+
+    return router

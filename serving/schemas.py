@@ -1,0 +1,143 @@
+"""Request/response models of both APIs. Bounds come from `serve.*` limits, so the models are built per app
+(`build_schemas(limits)`) and /docs shows the limits the server really enforces."""
+
+# No `from __future__ import annotations`: the per-app bounds below are local objects pydantic must see.
+from types import SimpleNamespace
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from serving.settings import Limits
+
+EXAMPLE_PROMPT = "What are the first-line treatments for hypertension?"
+EXAMPLE_DOCS = ["ACE inhibitors and thiazide diuretics are first-line treatments for hypertension.",
+                "Consideration is required for a contract to be binding."]
+
+
+class GenerateResponse(BaseModel):
+    generated_text: str
+    prompt: str
+    tokens_generated: int
+    prompt_tokens: int
+    finish_reason: Literal["stop", "length"]
+
+
+class BatchGenerateResponse(BaseModel):
+    results: list[GenerateResponse]
+    total_tokens_generated: int
+
+
+class RerankResult(BaseModel):
+    document: str
+    score: float = Field(description="relevance in 0..1 (cross-encoder: probability; bi-encoder: cosine mapped)")
+    rank: int = Field(description="1 = most relevant")
+    original_index: int
+
+
+class RerankResponse(BaseModel):
+    query: str
+    results: list[RerankResult]
+    reranker: str = Field(description="cross-encoder, or bi-encoder when the fallback is serving")
+
+
+class RerankV1Document(BaseModel):
+    text: str
+
+
+class RerankV1Result(BaseModel):
+    index: int
+    relevance_score: float
+    document: RerankV1Document | None = None
+
+
+class RerankV1Response(BaseModel):
+    model: str
+    results: list[RerankV1Result]
+
+
+def build_schemas(limits: Limits) -> SimpleNamespace:
+    """Request models whose bounds are the configured limits (violations -> 422 naming the field)."""
+    prompt_str = Annotated[str, Field(min_length=1, max_length=limits.max_prompt_chars)]
+    document_str = Annotated[str, Field(max_length=limits.max_document_chars)]
+    stop_list = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=4)]
+    tokens_int = Annotated[int, Field(ge=1, le=limits.max_tokens_limit,
+                                      description=f"new tokens to generate, at most {limits.max_tokens_limit}")]
+    default_max_tokens = min(128, limits.max_tokens_limit)
+
+    class SamplingFields(BaseModel):
+        max_tokens: tokens_int = default_max_tokens
+        temperature: float = Field(0.7, ge=0.0, le=2.0, description="0 = greedy (deterministic)")
+        top_p: float = Field(0.9, gt=0.0, le=1.0)
+        top_k: int = Field(50, ge=0, le=1000, description="0 = no top-k cut")
+        stop: stop_list = []
+        seed: int | None = Field(None, ge=0, le=2**32 - 1)
+        use_chat_template: bool = Field(True, description="wrap the prompt as a user turn of the model's chat "
+                                        "template, with the domain system prompt; false = raw completion")
+        system_prompt: Annotated[str, Field(max_length=limits.max_prompt_chars)] | None = Field(
+            None, description="replaces the configured domain system prompt for this request")
+
+    class GenerateRequest(SamplingFields):
+        model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+            {"prompt": EXAMPLE_PROMPT, "max_tokens": 64, "temperature": 0.0}]})
+        prompt: prompt_str
+
+    class BatchGenerateRequest(SamplingFields):
+        model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+            {"prompts": [EXAMPLE_PROMPT, "What is a statute of limitations?"], "max_tokens": 32}]})
+        prompts: Annotated[list[prompt_str], Field(min_length=1, max_length=limits.max_batch_size)]
+
+    class RerankRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+            {"query": "How is hypertension treated?", "documents": EXAMPLE_DOCS, "top_k": 1}]})
+        query: prompt_str
+        documents: Annotated[list[document_str], Field(min_length=1, max_length=limits.max_documents)]
+        top_k: int | None = Field(None, ge=1, description="return only the best k (default: all)")
+
+    # -- OpenAI-compatible ----------------------------------------------------------------------------------
+    class StreamOptions(BaseModel):
+        include_usage: bool = False
+
+    class OpenAISampling(BaseModel):
+        # Unknown OpenAI fields (logprobs, penalties, user, ...) are accepted and ignored, as other servers do.
+        model_config = ConfigDict(extra="ignore")
+        model: str | None = Field(None, max_length=256,
+                                  description="informational: the server serves one model, never a path")
+        temperature: float = Field(1.0, ge=0.0, le=2.0)
+        top_p: float = Field(1.0, gt=0.0, le=1.0)
+        top_k: int = Field(0, ge=0, le=1000, description="extension; 0 = off")
+        stop: Annotated[str, Field(min_length=1, max_length=64)] | stop_list | None = None
+        stream: bool = False
+        seed: int | None = Field(None, ge=0, le=2**32 - 1)
+        n: int = Field(1, ge=1, le=1, description="only 1 is supported")
+        stream_options: StreamOptions | None = None
+
+    class CompletionRequest(OpenAISampling):
+        model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [
+            {"model": "domain-llm", "prompt": "Hypertension is", "max_tokens": 16, "temperature": 0}]})
+        prompt: prompt_str | Annotated[list[prompt_str], Field(min_length=1, max_length=limits.max_batch_size)]
+        max_tokens: tokens_int = min(16, limits.max_tokens_limit)
+
+    class ChatMessage(BaseModel):
+        role: Literal["system", "user", "assistant"]
+        content: Annotated[str, Field(max_length=limits.max_prompt_chars)]
+
+    class ChatCompletionRequest(OpenAISampling):
+        model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [
+            {"model": "domain-llm", "messages": [{"role": "user", "content": EXAMPLE_PROMPT}],
+             "max_tokens": 64, "temperature": 0}]})
+        messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=256)]
+        max_tokens: tokens_int | None = None
+        max_completion_tokens: tokens_int | None = None
+
+    class RerankV1Request(BaseModel):
+        model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [
+            {"model": "reranker", "query": "How is hypertension treated?", "documents": EXAMPLE_DOCS,
+             "top_n": 1, "return_documents": True}]})
+        model: str | None = Field(None, max_length=256)
+        query: prompt_str
+        documents: Annotated[list[document_str | RerankV1Document],
+                             Field(min_length=1, max_length=limits.max_documents)]
+        top_n: int | None = Field(None, ge=1)
+        return_documents: bool = False
+
+    return SimpleNamespace(**{name: obj for name, obj in locals().items() if isinstance(obj, type)})

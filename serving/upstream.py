@@ -1,0 +1,151 @@
+"""`openai_upstream` engine: forwards to an OpenAI-compatible server (vLLM, TGI, llama.cpp server) so this API
+can sit in front of a cluster. Same `Engine` interface as the local engines; the routes cannot tell.
+
+    domain-llm serve serve.engine=openai_upstream serve.upstream_url=http://10.0.0.5:8000
+
+The upstream applies its own chat template (chat goes to its /v1/chat/completions). Streams are read
+line by line; closing a stream closes the upstream connection, which stops the upstream generation.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Generator, Iterator
+
+import httpx
+
+from stages.errors import StageError
+from stages.generation import Generation, SamplingParams, ShouldStop, TextStream
+
+
+class UpstreamError(Exception):
+    """The upstream server failed or answered with an error; the route answers 502."""
+
+
+class OpenAIUpstreamEngine:
+    name = "openai_upstream"
+    thread_safe = True  # an httpx.Client may be shared by threads; the upstream does its own batching
+
+    def __init__(self, url: str, model: str | None = None, api_key: str | None = None, timeout_s: float = 120.0):
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = httpx.Client(base_url=self.url, headers=headers,
+                                   timeout=httpx.Timeout(timeout_s, connect=10.0))
+        try:
+            models = self._json("GET", "/v1/models").get("data") or []
+        except UpstreamError as e:
+            raise StageError(f"serve.upstream_url={self.url}: upstream not usable ({e}); start it first or "
+                             "fix the URL") from None
+        ids = [m.get("id") for m in models if isinstance(m, dict)]
+        if model is None and not ids:
+            raise StageError(f"{self.url}/v1/models lists no model; set serve.upstream_model")
+        self.model = model or ids[0]
+        self.upstream_models = models
+
+    # -- HTTP ---------------------------------------------------------------------------------------------
+    def _json(self, method: str, path: str, body: dict | None = None) -> dict:
+        try:
+            response = self.client.request(method, path, json=body)
+        except httpx.HTTPError as e:
+            raise UpstreamError(f"{type(e).__name__}: {e}") from None
+        if response.status_code >= 400:
+            raise UpstreamError(f"upstream answered {response.status_code}: {response.text[:300]}")
+        return response.json()
+
+    def _sse(self, path: str, body: dict) -> Iterator[dict]:
+        try:
+            with self.client.stream("POST", path, json=body) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise UpstreamError(f"upstream answered {response.status_code}: {response.text[:300]}")
+                for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[len("data:"):].strip()
+                    if data == "[DONE]":
+                        return
+                    yield json.loads(data)
+        except httpx.HTTPError as e:
+            raise UpstreamError(f"{type(e).__name__}: {e}") from None
+
+    def _body(self, params: SamplingParams, **extra) -> dict:
+        body = {"model": self.model, "max_tokens": params.max_new_tokens, "temperature": params.temperature,
+                "top_p": params.top_p, **extra}
+        if params.top_k:
+            body["top_k"] = params.top_k  # vLLM and llama.cpp accept it; OpenAI proper does not
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if params.seed is not None:
+            body["seed"] = params.seed
+        return body
+
+    @staticmethod
+    def _generation(out: dict, text: str) -> Generation:
+        usage = out.get("usage") or {}
+        return Generation(text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
+                          out["choices"][0].get("finish_reason") or "length")
+
+    # -- Engine interface ---------------------------------------------------------------------------------
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        raise NotImplementedError("the upstream server applies its own chat template; use chat()")
+
+    def generate(self, prompts: list[str], params: SamplingParams,
+                 should_stop: ShouldStop | None = None) -> list[Generation]:
+        results = []
+        for prompt in prompts:
+            if should_stop is not None and should_stop():
+                results.append(Generation("", 0, 0, "stop"))
+                continue
+            out = self._json("POST", "/v1/completions", self._body(params, prompt=prompt))
+            results.append(self._generation(out, out["choices"][0]["text"]))
+        return results
+
+    def chat(self, conversations: list[list[dict]], params: SamplingParams,
+             should_stop: ShouldStop | None = None) -> list[Generation]:
+        results = []
+        for messages in conversations:
+            if should_stop is not None and should_stop():
+                results.append(Generation("", 0, 0, "stop"))
+                continue
+            out = self._json("POST", "/v1/chat/completions", self._body(params, messages=messages))
+            results.append(self._generation(out, out["choices"][0]["message"].get("content") or ""))
+        return results
+
+    def stream(self, prompt: str, params: SamplingParams) -> TextStream:
+        body = self._body(params, prompt=prompt, stream=True)
+        return TextStream(self._pieces("/v1/completions", body, lambda c: c.get("text")), threading.Event())
+
+    def stream_chat(self, messages: list[dict], params: SamplingParams) -> TextStream:
+        body = self._body(params, messages=messages, stream=True)
+        pieces = self._pieces("/v1/chat/completions", body, lambda c: (c.get("delta") or {}).get("content"))
+        return TextStream(pieces, threading.Event())
+
+    def _pieces(self, path: str, body: dict, text_of) -> Generator[str, None, Generation]:
+        text, finish_reason, usage, n_chunks = "", "length", {}, 0
+        for chunk in self._sse(path, body):  # closing this generator closes the upstream response
+            usage = chunk.get("usage") or usage
+            for choice in chunk.get("choices") or []:
+                piece = text_of(choice)
+                if piece:
+                    text, n_chunks = text + piece, n_chunks + 1
+                    yield piece
+                finish_reason = choice.get("finish_reason") or finish_reason
+        # Without usage in the stream, each content chunk is one token on the servers we forward to.
+        return Generation(text, int(usage.get("prompt_tokens") or 0),
+                          int(usage.get("completion_tokens") or n_chunks), finish_reason)
+
+    def score(self, prompt: str, continuation: str) -> tuple[float, int]:
+        raise NotImplementedError("scoring is not part of the OpenAI API; use a local engine")
+
+    def count_tokens(self, text: str) -> int:
+        raise NotImplementedError("token counts come from the upstream's usage fields")
+
+    def info(self) -> dict:
+        meta = next((m for m in self.upstream_models if m.get("id") == self.model), {})
+        return {"name": self.model, "type": "openai_upstream", "upstream_url": self.url,
+                "quantization": None, "context_length": meta.get("max_model_len"), "parameters": None,
+                "owned_by": meta.get("owned_by"), "domain": None}
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,159 @@
+"""A bounded job queue in front of one engine, consumed by the worker thread(s) that own it.
+
+llama.cpp contexts are not thread-safe, so exactly one thread ever touches a local engine; HTTP handlers
+only enqueue jobs and await their futures. A full queue refuses at once (the route answers 429 with
+Retry-After) instead of letting requests pile up; a job whose client went away or whose deadline passed is
+skipped if still queued, and asked to stop (between tokens) if running.
+
+The engine is built by `loader` in the worker thread itself, so a slow load (the reranker imports torch)
+never blocks start-up; until it is ready, `submit` raises NotReady (the route answers 503).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    def __init__(self, retry_after_s: int):
+        super().__init__(f"server busy: the request queue is full; retry in {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+class NotReady(Exception):
+    pass
+
+
+class JobStopped(Exception):
+    """A job skipped before it ran: timed out in the queue, or its client disconnected."""
+
+    def __init__(self, job: Job):
+        super().__init__("request timed out while queued" if job.expired else "request cancelled by the client")
+        self.job = job
+
+
+@dataclass
+class Job:
+    fn: Callable[[Any, Job], Any]  # (engine, job) -> result; runs in a worker thread
+    deadline: float
+    future: Future = field(default_factory=Future)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    expired: bool = False  # set once should_stop() has seen the deadline pass
+
+    def should_stop(self) -> bool:
+        """Polled between tokens: the client went away, or the request ran out of time."""
+        if time.monotonic() > self.deadline:
+            self.expired = True
+        return self.cancelled.is_set() or self.expired
+
+
+class EngineWorker:
+    def __init__(self, name: str, loader: Callable[[], Any], queue_size: int, threads: int = 1):
+        self.name = name
+        self.engine: Any = None
+        self.state = "loading"  # loading | ready | failed | stopped
+        self.error: str | None = None
+        self._loader = loader
+        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
+        self._threads = threads
+        self._busy = 0
+        self._lock = threading.Lock()
+        self.counts = {"completed": 0, "failed": 0, "cancelled": 0, "rejected": 0}
+        self._mean_job_s = 1.0
+        self._workers: list[threading.Thread] = []
+
+    def start(self) -> EngineWorker:
+        loader = threading.Thread(target=self._load_then_serve, name=f"{self.name}-worker-0", daemon=True)
+        self._workers.append(loader)
+        loader.start()
+        return self
+
+    def _load_then_serve(self) -> None:
+        try:
+            self.engine = self._loader()
+        except Exception as e:  # reported by /health and in every 503 body
+            self.state, self.error = "failed", str(e) or type(e).__name__
+            log.error("%s failed to load: %s", self.name, self.error)
+            return
+        self.state = "ready"
+        for i in range(1, self._threads):  # only engines that are safe to share get more than one thread
+            t = threading.Thread(target=self._serve, name=f"{self.name}-worker-{i}", daemon=True)
+            self._workers.append(t)
+            t.start()
+        self._serve()
+
+    def _serve(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                self._queue.put(None)  # let the sibling threads see it too
+                return
+            if not job.future.set_running_or_notify_cancel():
+                continue
+            if job.should_stop():  # its client left or its deadline passed while it waited
+                with self._lock:
+                    self.counts["cancelled"] += 1
+                job.future.set_exception(JobStopped(job))
+                continue
+            with self._lock:
+                self._busy += 1
+            started = time.monotonic()
+            try:
+                result = job.fn(self.engine, job)
+            except BaseException as e:  # delivered to the waiting request, never kills the worker
+                job.future.set_exception(e)
+                outcome = "failed"
+            else:
+                job.future.set_result(result)
+                outcome = "cancelled" if job.cancelled.is_set() else "completed"
+            with self._lock:
+                self._busy -= 1
+                self.counts[outcome] += 1
+                self._mean_job_s = 0.8 * self._mean_job_s + 0.2 * (time.monotonic() - started)
+
+    def submit(self, fn: Callable[[Any, Job], Any], timeout_s: float) -> Job:
+        if self.state != "ready":
+            raise NotReady(self.describe_not_ready())
+        job = Job(fn, deadline=time.monotonic() + timeout_s)
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            with self._lock:
+                self.counts["rejected"] += 1
+            raise QueueFull(self.retry_after_s()) from None
+        return job
+
+    def retry_after_s(self) -> int:
+        """Expected wait for a free slot: queued jobs x mean job time, 1..60 s."""
+        waiting = self._queue.qsize() + self._busy
+        return int(min(60, max(1, math.ceil(waiting * self._mean_job_s / self._threads))))
+
+    def describe_not_ready(self) -> str:
+        if self.state == "loading":
+            return f"{self.name} not loaded yet (still loading); retry shortly"
+        if self.state == "failed":
+            return f"{self.name} not loaded: {self.error}"
+        return f"{self.name} is shutting down"
+
+    def stats(self) -> dict:
+        with self._lock:
+            return {"state": self.state, "queued": self._queue.qsize(), "capacity": self._queue.maxsize,
+                    "busy": self._busy, **self.counts}
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Finish the jobs already queued, then end the worker threads."""
+        was_ready, self.state = self.state == "ready", "stopped"  # refuse new jobs from here on
+        if was_ready:
+            self._queue.put(None)  # blocks while full: queued jobs drain first
+        for t in self._workers:
+            t.join(timeout_s)
