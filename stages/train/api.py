@@ -47,7 +47,10 @@ def load_model_and_tokenizer(path: str | Path = "models/base", mode: str = "auto
 
 def setup_lora(model: nn.Module, r: int = 16, alpha: int = 32, dropout: float = 0.05,
                target_modules: list[str] | str | None = None, bias: str = "none",
-               gradient_checkpointing: bool = False) -> nn.Module:
+               gradient_checkpointing: bool = False, seed: int = 42) -> nn.Module:
+    from transformers import set_seed
+
+    set_seed(seed)  # lora_A's random init
     targets = target_modules or ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     return apply_lora(model, LoraSettings(r=r, alpha=alpha, dropout=dropout, bias=bias, target_modules=targets),
                       gradient_checkpointing)

@@ -87,6 +87,11 @@ def train_stage(cfg: DictConfig, settings: TrainSettings) -> dict | None:
     fingerprint = experiment_fingerprint(settings, data_files, base, world_size())
     resume_from = prepare_checkpoint_dir(Path(settings.checkpoint_dir), fingerprint, is_main=is_main)
 
+    # The adapter's random init (lora_A) must not depend on what ran before in this process: seed it, so a
+    # run is reproducible and a killed-then-resumed run equals an uninterrupted one.
+    from transformers import set_seed
+
+    set_seed(settings.seed)
     model = load_base_model(base, mode, settings.quantization, on_cuda, settings.trust_remote_code,
                             device_index=int(os.environ.get("LOCAL_RANK", "0")))
     model = apply_lora(model, settings.lora, settings.gradient_checkpointing)

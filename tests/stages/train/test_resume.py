@@ -1,0 +1,79 @@
+"""Auto-resume: kill -9 a real `domain-llm train` process after its first checkpoint, rerun, and finish with the
+same losses as a run that was never interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from stages.config import compose
+from stages.fileio import write_jsonl
+from stages.train.checkpoints import is_complete
+from stages.train.main import main
+from tests.stages.train.conftest import chat_records, train_overrides
+
+# Dropout on, so resuming must also restore the RNG state, not only weights and optimizer.
+RUN = ("train.max_steps=24", "train.save_steps=4", "train.eval_steps=8", "train.lora.dropout=0.1")
+
+
+def make_root(root: Path) -> Path:
+    folder = root / "data" / "processed" / "healthcare"
+    write_jsonl(folder / "train.jsonl", chat_records(16))
+    write_jsonl(folder / "validation.jsonl", chat_records(4, offset=3))
+    return root
+
+
+def kill_after_first_checkpoint(overrides: list[str], checkpoint: Path, timeout: float = 240) -> None:
+    cli = Path(sys.executable).with_name("domain-llm")
+    proc = subprocess.Popen([str(cli), "train", *overrides], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    deadline = time.monotonic() + timeout
+    while not is_complete(checkpoint):
+        if proc.poll() is not None:
+            pytest.fail(f"train exited ({proc.returncode}) before its first checkpoint: "
+                        f"{proc.stderr.read().decode()[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("no checkpoint within the timeout")
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+
+
+def test_rerun_after_kill_9_resumes_and_matches_an_uninterrupted_run(tmp_path, tiny_model_dir):
+    killed = make_root(tmp_path / "killed")
+    overrides = train_overrides(killed, tiny_model_dir, *RUN)
+    ckpt_dir = killed / "models" / "checkpoints"
+    kill_after_first_checkpoint(overrides, ckpt_dir / "checkpoint-4")
+    assert not (killed / "metrics" / "train.json").exists()  # it really died mid-run
+    assert not (ckpt_dir / "checkpoint-24").exists()
+
+    main(compose(overrides))  # the rerun: same command, same experiment
+    resumed = json.loads((killed / "metrics" / "train.json").read_text())
+
+    clean = make_root(tmp_path / "clean")
+    main(compose(train_overrides(clean, tiny_model_dir, *RUN)))
+    uninterrupted = json.loads((clean / "metrics" / "train.json").read_text())
+
+    assert resumed["resumed_from_step"] >= 4 and uninterrupted["resumed_from_step"] == 0
+    assert resumed["steps"] == uninterrupted["steps"] == 24
+    assert resumed["eval_loss"] == pytest.approx(uninterrupted["eval_loss"], abs=1e-6)
+    assert resumed["train_loss"] == pytest.approx(uninterrupted["train_loss"], abs=1e-6)
+    assert resumed["eval_loss"] < resumed["first_eval_loss"]
+
+
+def test_changed_experiment_does_not_resume_a_stale_checkpoint(tmp_path, tiny_model_dir):
+    root = make_root(tmp_path)
+    main(compose(train_overrides(root, tiny_model_dir, "train.max_steps=4", "train.save_steps=2")))
+    # Same folders, different learning rate: the step-4 checkpoint belongs to another experiment.
+    main(compose(train_overrides(root, tiny_model_dir, "train.max_steps=4", "train.save_steps=2", "train.lr=1e-3")))
+    metrics = json.loads((root / "metrics" / "train.json").read_text())
+    assert metrics["resumed_from_step"] == 0 and metrics["steps"] == 4
