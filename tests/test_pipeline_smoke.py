@@ -1,0 +1,76 @@
+"""Full-pipeline smoke test: every DVC stage on a tiny random model in a real temp git+DVC repo.
+
+base -> prepare -> train -> evaluate, quantize, train_reranker; then up to date; then an experiment
+with `-S train.lora.r=8` reruns train and what follows, not prepare/reranker, and `dvc metrics diff` shows it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.pipeline_repo import make_pipeline_repo, run
+
+SMOKE_CONF = """
+data:
+  num_samples: 60
+train:
+  max_steps: 4
+  batch_size: 4
+  logging_steps: 1
+  eval_steps: 2
+  save_steps: 2
+eval:
+  max_examples: 4
+  max_new_tokens: 8
+  bootstrap_samples: 50
+  warmup_examples: 1
+quantize:
+  types: [q8_0]
+  benchmark:
+    max_examples: 3
+    decode_tokens: 8
+reranker:
+  hard_negatives: 2
+  batch_size: 16
+  eval_candidates: 8
+"""
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    repo = make_pipeline_repo(tmp_path_factory.mktemp("smoke") / "repo", SMOKE_CONF)
+    run(["dvc", "repro"], repo, timeout=1200)
+    run("git add -A && git commit -qm 'pipeline run'", repo)
+    return repo
+
+
+def test_every_stage_publishes_its_outputs(repo):
+    for path in ("models/base/model.safetensors", "data/processed/healthcare/test.jsonl",
+                 "models/adapter/adapter_config.json", "models/merged/model.safetensors",
+                 "models/merged/README.md", "models/gguf/model-q8_0.gguf", "models/gguf/manifest.json",
+                 "models/reranker/README.md", "metrics/eval/predictions.jsonl"):
+        assert (repo / path).exists(), path
+    metrics = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
+    flat = json.dumps(metrics)
+    for key in ("rougeL", "bleu", "perplexity", "exact_match", "semantic_similarity", "train_loss",
+                "q8_0", "trained_mrr_at_10"):
+        assert f'"{key}' in flat, key
+    status = run(["dvc", "status"], repo).stdout
+    assert "up to date" in status
+
+
+def test_experiment_reruns_train_and_downstream_only(repo):
+    out = run(["dvc", "exp", "run", "-S", "train.lora.r=8"], repo, timeout=1200).stdout
+    assert "Running stage 'train'" in out
+    assert "Running stage 'evaluate'" in out and "Running stage 'quantize'" in out
+    for stage in ("base", "prepare", "train_reranker"):
+        assert f"Running stage '{stage}'" not in out, stage
+    diff = run(["dvc", "metrics", "diff", "--json"], repo).stdout
+    changed = json.loads(diff)
+    eval_diff = changed.get("metrics/eval.json", {})
+    assert {"rougeL", "perplexity"} & set(eval_diff), diff[:2000]
+    params = run(["dvc", "params", "diff", "--json"], repo).stdout
+    assert "train.lora.r" in params
