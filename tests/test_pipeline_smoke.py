@@ -55,7 +55,7 @@ def test_every_stage_publishes_its_outputs(repo):
         assert (repo / path).exists(), path
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
     flat = json.dumps(metrics)
-    for key in ("rougeL", "bleu", "perplexity", "exact_match", "semantic_similarity", "train_loss",
+    for key in ("rougeL", "bleu", "perplexity", "exact_match", "semantic_similarity", "final_train_loss",
                 "q8_0", "trained_mrr_at_10"):
         assert f'"{key}' in flat, key
     status = run(["dvc", "status"], repo).stdout
