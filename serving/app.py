@@ -138,8 +138,8 @@ def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
         for worker in (generation, rerank):
             if worker is not None:
                 await asyncio.to_thread(worker.stop, settings.request_timeout_s)
-        if generation.engine is not None and hasattr(generation.engine, "close"):
-            generation.engine.close()
+        if engine is None and generation.engine is not None and hasattr(generation.engine, "close"):
+            generation.engine.close()  # only what this app loaded; a caller's engine stays the caller's
 
     app = FastAPI(title="domain-llm API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.ctx = ctx

@@ -85,7 +85,10 @@ class EngineWorker:
             self.state, self.error = "failed", str(e) or type(e).__name__
             log.error("%s failed to load: %s", self.name, self.error)
             return
-        self.state = "ready"
+        with self._lock:
+            if self.state == "stopped":  # the server stopped while this was loading
+                return
+            self.state = "ready"
         for i in range(1, self._threads):  # only engines that are safe to share get more than one thread
             t = threading.Thread(target=self._serve, name=f"{self.name}-worker-{i}", daemon=True)
             self._workers.append(t)
@@ -152,8 +155,10 @@ class EngineWorker:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Finish the jobs already queued, then end the worker threads."""
-        was_ready, self.state = self.state == "ready", "stopped"  # refuse new jobs from here on
-        if was_ready:
-            self._queue.put(None)  # blocks while full: queued jobs drain first
+        with self._lock:
+            was_ready, self.state = self.state == "ready", "stopped"  # refuse new jobs from here on
+        if not was_ready:
+            return  # nothing queued; a loader still running finds "stopped" and exits (daemon thread)
+        self._queue.put(None)  # blocks while full: queued jobs drain first
         for t in self._workers:
             t.join(timeout_s)

@@ -1,0 +1,150 @@
+"""Real servers for the serving tests: `domain-llm serve` subprocesses, or uvicorn in a thread of this process
+(cheaper when a test needs an unusual configuration). Both listen on 127.0.0.1 on a free port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from stages.config import compose
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen | None = None, timeout_s: float = 90.0,
+                       status: int = 200) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}: {log_tail(process)}")
+        try:
+            if httpx.get(f"{url}/api/v1/health", timeout=2).status_code == status:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not healthy after {timeout_s} s")
+
+
+def log_tail(process: subprocess.Popen, n_chars: int = 3000) -> str:
+    process.log_file.flush()
+    return Path(process.log_file.name).read_text(errors="replace")[-n_chars:]
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    process: subprocess.Popen
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def serve_command(*overrides: str) -> list[str]:
+    return [sys.executable, "-m", "stages.cli", "serve", "threads=1", *overrides]
+
+
+def start_server_process(*overrides: str, env: dict | None = None, wait: bool = True) -> ServerProcess:
+    port = free_port()
+    # Logs go to a file: a pipe nobody reads would block the server once its buffer fills.
+    log_file = tempfile.NamedTemporaryFile("w+", prefix="serve-", suffix=".log", delete=False)
+    process = subprocess.Popen(serve_command(f"serve.port={port}", *overrides), cwd=REPO_ROOT,
+                               env={**os.environ, **(env or {})}, stdout=log_file, stderr=subprocess.STDOUT,
+                               text=True)
+    process.log_file = log_file
+    server = ServerProcess(f"http://127.0.0.1:{port}", process)
+    if wait:
+        try:
+            wait_until_healthy(server.url, process)
+        except BaseException:
+            server.stop()
+            raise
+    return server
+
+
+@dataclass
+class ThreadServer:
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+    app: object
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+def start_thread_server(*overrides: str, engine=None, healthy: bool = True) -> ThreadServer:
+    """uvicorn in a thread of the test process, with create_app(compose(overrides), engine)."""
+    from serving.app import create_app
+
+    port = free_port()
+    app = create_app(compose(["threads=1", f"serve.port={port}", *overrides]), engine=engine)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    running = ThreadServer(url, server, thread, app)
+    if healthy:
+        wait_until_healthy(url)
+    return running
+
+
+@pytest.fixture(scope="session")
+def gguf_overrides(smollm2_gguf) -> list[str]:
+    return [f"serve.model={smollm2_gguf}"]
+
+
+@pytest.fixture(scope="session")
+def gguf_engine_shared(smollm2_gguf):
+    """One loaded GGUF engine for the thread servers (each app owns it only while that server runs)."""
+    from stages.generation import load_engine
+
+    return load_engine("gguf", smollm2_gguf, threads=1, n_ctx=2048)
+
+
+@pytest.fixture(scope="session")
+def server(gguf_overrides) -> Iterator[ServerProcess]:
+    """`domain-llm serve` on the SmolLM2 GGUF with the default settings (reranker = bundled fallback)."""
+    running = start_server_process(*gguf_overrides, "serve.reranker=/nonexistent/reranker")
+    yield running
+    running.stop()
+
+
+def wait_for(predicate, timeout_s: float = 30.0, interval_s: float = 0.1):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise TimeoutError("condition not met")
