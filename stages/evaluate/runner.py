@@ -84,23 +84,27 @@ def _percentile(values: list[float], q: float) -> float:
 
 def generate_timed(engine: Engine, prompts: list[str], params: SamplingParams, batch_size: int,
                    warmup_examples: int = 0, desc: str = "generate") -> tuple[list[Generation], dict[str, float]]:
-    """Generate in chunks of `batch_size` prompts (one `engine.generate` call each), after generating the
-    first `warmup_examples` prompts untimed (first calls pay for allocation and kernel selection).
+    """Generate in chunks of `batch_size` prompts of similar token length (one `engine.generate` call each;
+    results come back in input order), after generating the first `warmup_examples` prompts untimed (first calls pay for allocation and kernel selection).
     Speed: examples/s and completion tokens/s over the summed chunk wall times; latency of an example
     = the wall time of the chunk it was generated in (it is returned when its whole batch is done)."""
     if warmup_examples > 0:
         engine.generate(prompts[:warmup_examples], params)
-    generations: list[Generation] = []
+    # Batch prompts of similar token length together (less left padding), then restore the input order.
+    order = sorted(range(len(prompts)), key=lambda i: engine.count_tokens(prompts[i])) if batch_size > 1 \
+        else list(range(len(prompts)))
+    by_position: dict[int, Generation] = {}
     latencies: list[float] = []
     total = 0.0
     for start in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch", leave=False):
-        chunk = prompts[start:start + batch_size]
+        chunk = order[start:start + batch_size]
         t0 = time.perf_counter()
-        out = engine.generate(chunk, params)
+        out = engine.generate([prompts[i] for i in chunk], params)
         elapsed = time.perf_counter() - t0
         total += elapsed
-        generations.extend(out)
+        by_position.update(zip(chunk, out, strict=True))
         latencies.extend([elapsed] * len(chunk))
+    generations = [by_position[i] for i in range(len(prompts))]
     tokens = sum(g.completion_tokens for g in generations)
     speed = {
         "tokens_per_second": tokens / total if total > 0 else math.nan,

@@ -157,3 +157,17 @@ def test_bad_records_name_file_line_and_field(cfg_factory, tmp_path, tiny_model_
     with pytest.raises(StageError, match=r"test\.jsonl:2: field 'numeric_answer'"):
         main(cfg)
     assert not (tmp_path / "metrics").exists()
+
+
+def test_generate_timed_batches_by_length_and_keeps_input_order(tiny_model_dir):
+    from stages.evaluate.runner import generate_timed
+    from stages.generation import SamplingParams, load_engine
+
+    engine = load_engine("hf", tiny_model_dir, threads=1, batch_size=8)
+    prompts = ["one two three four five six seven eight", "hi", "a b c d", "x y", "lorem ipsum dolor sit amet"]
+    gens, speed = generate_timed(engine, prompts, SamplingParams(max_new_tokens=3), batch_size=2,
+                                 warmup_examples=1)
+    # prompt_tokens identifies each prompt: results must come back in input order despite length sorting
+    assert [g.prompt_tokens for g in gens] == [engine.count_tokens(p) for p in prompts]
+    assert len({engine.count_tokens(p) for p in prompts}) == len(prompts)
+    assert speed["examples_per_second"] > 0 and speed["completion_tokens"] == sum(g.completion_tokens for g in gens)
