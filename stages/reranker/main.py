@@ -52,9 +52,9 @@ class RerankerArgs:
     base: str = "bundled"
     hard_negatives: int = 4
     negative_miner: str = "bm25"
-    epochs: float = 1.0
+    epochs: float = 2.0
     batch_size: int = 16
-    lr: float = 2e-5
+    lr: float = 1e-4
     warmup_ratio: float = 0.1
     max_length: int = 256
     eval_candidates: int = 50

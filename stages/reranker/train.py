@@ -93,7 +93,8 @@ def train_cross_encoder(model: CrossEncoder, pairs: list[dict], args: RerankerTr
     with tempfile.TemporaryDirectory(prefix="reranker-trainer-") as scratch:
         training_args = CrossEncoderTrainingArguments(
             output_dir=scratch, num_train_epochs=args.epochs, per_device_train_batch_size=args.batch_size,
-            learning_rate=args.lr, warmup_ratio=args.warmup_ratio, seed=args.seed, data_seed=args.seed,
+            learning_rate=args.lr, warmup_steps=args.warmup_ratio,  # a float < 1 is a ratio in transformers 5
+            seed=args.seed, data_seed=args.seed,
             save_strategy="no", eval_strategy="no", report_to="none", use_cpu=True,
             dataloader_num_workers=0, logging_steps=max(1, len(pairs) // args.batch_size // 10),
             disable_tqdm=True,

@@ -1,0 +1,76 @@
+"""The train_reranker stage end to end on a tiny cross-encoder, and its configuration errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stages.errors import StageError
+from stages.reranker.evaluate import METRIC_NAMES
+from stages.reranker.inference import Reranker, load_reranker
+from stages.reranker.main import RerankerArgs, main
+from stages.reranker.pairs import build_training_pairs, load_split, records_to_queries
+from stages.reranker.train import RerankerTrainArgs, load_base_cross_encoder, train_cross_encoder
+
+
+def stage_cfg(cfg_factory, tmp_path, base, *extra):
+    return cfg_factory(f"paths.processed={tmp_path / 'processed'}", f"paths.reranker={tmp_path / 'models' / 'reranker'}",
+                       f"paths.metrics={tmp_path / 'metrics'}", f"reranker.base={base}", "threads=1",
+                       "reranker.batch_size=8", "reranker.eval_candidates=8", *extra)
+
+
+def test_stage_writes_model_card_and_metrics(cfg_factory, tmp_path, prepared_dir, tiny_cross_encoder_dir):
+    cfg = stage_cfg(cfg_factory, tmp_path, tiny_cross_encoder_dir, "reranker.epochs=2")
+    main(cfg)
+    out = tmp_path / "models" / "reranker"
+    assert (out / "model.safetensors").is_file() and not list(out.glob("*.bin"))
+    metrics = json.loads((tmp_path / "metrics" / "reranker.json").read_text())
+    for method in ("bm25", "biencoder", "untrained", "trained"):
+        for name in METRIC_NAMES:
+            assert 0.0 <= metrics[f"{method}_{name}"] <= 1.0
+    assert metrics["test_questions"] == 18 and metrics["candidates_per_question"] == 8
+    assert metrics["train_pairs"] == 18 * 5  # 18 train questions x (1 positive + 4 negatives)
+    card = (out / "README.md").read_text()
+    assert "license: apache-2.0" in card and "| BM25" in card and f"{metrics['trained_mrr_at_10']:.4f}" in card
+    info = json.loads((out / "reranker_info.json").read_text())
+    assert info["base"] == str(tiny_cross_encoder_dir) and info["train_questions"] == 18
+    # what the stage published is what serving loads
+    reranker = load_reranker(out)
+    assert isinstance(reranker, Reranker) and reranker.info()["fallback"] is False
+    assert [r["rank"] for r in reranker.rerank("What causes asthma?", ["a", "b"])] == [1, 2]
+    assert not [p.name for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp dirs left
+
+
+def test_training_moves_scores_toward_the_labels(prepared_dir, tiny_cross_encoder_dir):
+    """A few epochs of BCE on the tiny model: positives end up above negatives more often than before."""
+    pairs = build_training_pairs(records_to_queries(load_split(prepared_dir, "train")), 2, "bm25", seed=0)
+    model = load_base_cross_encoder(str(tiny_cross_encoder_dir), max_length=48, seed=0)
+    reranker = Reranker(model, batch_size=32)
+
+    def separation() -> float:
+        scores = reranker.predict([(r["query"], r["document"]) for r in pairs])
+        pos = [s for s, r in zip(scores, pairs, strict=True) if r["label"] == 1.0]
+        neg = [s for s, r in zip(scores, pairs, strict=True) if r["label"] == 0.0]
+        return sum(pos) / len(pos) - sum(neg) / len(neg)
+
+    before = separation()
+    stats = train_cross_encoder(model, pairs, RerankerTrainArgs(epochs=8, batch_size=6, lr=1e-3, pos_weight=2.0))
+    assert stats["train_pairs"] == 54 and stats["train_steps"] == 8 * 9
+    assert separation() > before + 0.05
+
+
+def test_config_errors_are_one_line(cfg_factory, tmp_path, prepared_dir):
+    with pytest.raises(StageError, match="reranker.negative_miner='tfidf'"):
+        RerankerArgs.from_cfg(cfg_factory("reranker.negative_miner=tfidf").reranker)
+    with pytest.raises(StageError, match="reranker.bogus: unknown setting"):
+        RerankerArgs.from_cfg(cfg_factory("+reranker.bogus=1").reranker)
+    with pytest.raises(StageError, match="eval_candidates=1"):
+        RerankerArgs.from_cfg(cfg_factory("reranker.eval_candidates=1").reranker)
+    with pytest.raises(StageError, match=r"reranker.base='cross-encoder/not-cached-here'.*offline"):
+        load_base_cross_encoder("cross-encoder/not-cached-here", max_length=32, seed=0)
+    with pytest.raises(StageError, match="not a model folder"):
+        load_base_cross_encoder(str(tmp_path / "missing-folder"), max_length=32, seed=0)
+    with pytest.raises(StageError, match="prepared split not found"):
+        main(stage_cfg(cfg_factory, tmp_path, "bundled", "domain=legal"))
+    assert not (tmp_path / "models").exists()
