@@ -98,7 +98,9 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(error_body(exc.status_code, str(exc.detail)), status_code=exc.status_code,
+        # A 422 keeps FastAPI's documented shape (a list under `detail`) whoever raised it.
+        details = [{"loc": ["body"], "msg": str(exc.detail), "type": "value_error"}] if exc.status_code == 422 else None
+        return JSONResponse(error_body(exc.status_code, str(exc.detail), details), status_code=exc.status_code,
                             headers=exc.headers)
 
     @app.exception_handler(ClientGone)

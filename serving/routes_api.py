@@ -10,7 +10,7 @@ from starlette.background import BackgroundTask
 
 from serving.schemas import BatchGenerateResponse, GenerateResponse, RerankResponse, RerankResult
 from serving.security import admin_check, api_key_check
-from serving.service import ServingContext, http_error
+from serving.service import ServingContext, error_responses, http_error
 from serving.worker import NotReady
 from stages.generation import Generation, SamplingParams
 
@@ -41,7 +41,8 @@ def build_api_routers(ctx: ServingContext) -> list[APIRouter]:
     S = ctx.schemas
     settings = ctx.settings
     open_router = APIRouter(prefix="/api/v1", tags=["seed API"])
-    router = APIRouter(prefix="/api/v1", tags=["seed API"], dependencies=[Depends(api_key_check(settings.api_key))])
+    router = APIRouter(prefix="/api/v1", tags=["seed API"], dependencies=[Depends(api_key_check(settings.api_key))],
+                       responses=error_responses(settings))
     generation_worker = ctx.generation.worker
 
     def conversation(prompt: str, system_prompt: str | None) -> list[dict]:
@@ -79,9 +80,7 @@ def build_api_routers(ctx: ServingContext) -> list[APIRouter]:
             info["file"] = Path(info.pop("path")).name
         return {"model_id": ctx.model_id, "engine": settings.engine, **info, "reranker": reranker_status(ctx)}
 
-    @router.post("/generate", response_model=GenerateResponse, summary="Generate a completion for one prompt",
-                 responses={429: {"description": "queue full (Retry-After)"}, 503: {"description": "not loaded"},
-                            504: {"description": "timed out"}})
+    @router.post("/generate", response_model=GenerateResponse, summary="Generate a completion for one prompt")
     async def generate(body: S.GenerateRequest, request: Request) -> GenerateResponse:
         [g] = await run_generation(request, body, [body.prompt])
         return response(body.prompt, g)
@@ -94,10 +93,11 @@ def build_api_routers(ctx: ServingContext) -> list[APIRouter]:
         return BatchGenerateResponse(results=results,
                                      total_tokens_generated=sum(r.tokens_generated for r in results))
 
-    @router.post("/rerank", response_model=RerankResponse, summary="Order documents by relevance to a query")
-    async def rerank(body: S.RerankRequest, request: Request) -> RerankResponse:
-        ranked, kind = await run_rerank(ctx, request, body.query, body.documents, body.top_k)
-        return RerankResponse(query=body.query, results=[RerankResult(**r) for r in ranked], reranker=kind)
+    if ctx.rerank is not None:  # serve.rerank=false: no rerank routes at all (404)
+        @router.post("/rerank", response_model=RerankResponse, summary="Order documents by relevance to a query")
+        async def rerank(body: S.RerankRequest, request: Request) -> RerankResponse:
+            ranked, kind = await run_rerank(ctx, request, body.query, body.documents, body.top_k)
+            return RerankResponse(query=body.query, results=[RerankResult(**r) for r in ranked], reranker=kind)
 
     @router.post("/shutdown", summary="Stop the server gracefully (admin token required)",
                  dependencies=[Depends(admin_check(settings.admin_token))],

@@ -15,9 +15,12 @@ from fastapi.responses import StreamingResponse
 from serving.routes_api import public_finish_reason, run_rerank
 from serving.schemas import RerankV1Document, RerankV1Response, RerankV1Result
 from serving.security import api_key_check
-from serving.service import ServingContext
+from serving.service import ServingContext, error_responses
 from stages.generation import Generation, SamplingParams
 
+# 200 is JSON, or an SSE stream with stream=true.
+JSON_OR_SSE = {200: {"content": {"application/json": {}, "text/event-stream": {}},
+                     "description": "the completion, or with stream=true its chunks as server-sent events"}}
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 DEFAULT_CHAT_MAX_TOKENS = 256
 
@@ -36,7 +39,7 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
     S = ctx.schemas
     settings, limits = ctx.settings, ctx.settings.limits
     router = APIRouter(prefix="/v1", tags=["OpenAI-compatible API"],
-                       dependencies=[Depends(api_key_check(settings.api_key))])
+                       dependencies=[Depends(api_key_check(settings.api_key))], responses=error_responses(settings))
 
     def params_of(body, max_tokens: int) -> SamplingParams:
         stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
@@ -71,7 +74,7 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
         return {"object": "list", "data": [{"id": ctx.model_id, "object": "model", "created": int(ctx.started),
                                             "owned_by": "domain-llm"}]}
 
-    @router.post("/completions", summary="Text completion (raw prompt, no chat template); stream=true for SSE")
+    @router.post("/completions", responses=JSON_OR_SSE, summary="Text completion (raw prompt, no chat template); stream=true for SSE")
     async def completions(body: S.CompletionRequest, request: Request):
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         params = params_of(body, body.max_tokens)
@@ -91,7 +94,7 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
                                      "finish_reason": public_finish_reason(g)} for i, g in enumerate(generations)],
                 "usage": usage(generations)}
 
-    @router.post("/chat/completions", summary="Chat completion with the model's chat template; stream=true for SSE")
+    @router.post("/chat/completions", responses=JSON_OR_SSE, summary="Chat completion with the model's chat template; stream=true for SSE")
     async def chat_completions(body: S.ChatCompletionRequest, request: Request):
         messages = [m.model_dump() for m in body.messages]
         if sum(len(m["content"]) for m in messages) > limits.max_prompt_chars:
@@ -117,6 +120,9 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
         return {**base, "object": "chat.completion",
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": g.text}, "logprobs": None,
                              "finish_reason": public_finish_reason(g)}], "usage": usage([g])}
+
+    if ctx.rerank is None:  # serve.rerank=false: no rerank routes at all (404)
+        return router
 
     @router.post("/rerank", response_model=RerankV1Response, response_model_exclude_none=True,
                  summary="Rerank in the Cohere/Jina shape")

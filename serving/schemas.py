@@ -3,9 +3,9 @@
 
 # No `from __future__ import annotations`: the per-app bounds below are local objects pydantic must see.
 from types import SimpleNamespace
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from serving.settings import Limits
 
@@ -55,6 +55,27 @@ class RerankV1Response(BaseModel):
     results: list[RerankV1Result]
 
 
+def _numeric(annotation) -> bool:
+    if annotation in (int, float):
+        return True
+    return any(_numeric(arg) for arg in get_args(annotation))
+
+
+class Request(BaseModel):
+    """Base of the request models: pydantic's lax mode reads true/false as 1/0 in number fields; here a
+    boolean in a number field is a 422 (a client bug), while 1.0 for an integer stays valid JSON Schema."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data):
+        if isinstance(data, dict):
+            for name, value in data.items():
+                field = cls.model_fields.get(name)
+                if isinstance(value, bool) and field is not None and _numeric(field.annotation):
+                    raise ValueError(f"{name}: expected a number, got a boolean")
+        return data
+
+
 def build_schemas(limits: Limits) -> SimpleNamespace:
     """Request models whose bounds are the configured limits (violations -> 422 naming the field)."""
     prompt_str = Annotated[str, Field(min_length=1, max_length=limits.max_prompt_chars)]
@@ -64,14 +85,14 @@ def build_schemas(limits: Limits) -> SimpleNamespace:
                                       description=f"new tokens to generate, at most {limits.max_tokens_limit}")]
     default_max_tokens = min(128, limits.max_tokens_limit)
 
-    class SamplingFields(BaseModel):
+    class SamplingFields(Request):
         max_tokens: tokens_int = default_max_tokens
         temperature: float = Field(0.7, ge=0.0, le=2.0, description="0 = greedy (deterministic)")
         top_p: float = Field(0.9, gt=0.0, le=1.0)
         top_k: int = Field(50, ge=0, le=1000, description="0 = no top-k cut")
         stop: stop_list = []
         seed: int | None = Field(None, ge=0, le=2**32 - 1)
-        use_chat_template: bool = Field(True, description="wrap the prompt as a user turn of the model's chat "
+        use_chat_template: StrictBool = Field(True, description="wrap the prompt as a user turn of the model's chat "
                                         "template, with the domain system prompt; false = raw completion")
         system_prompt: Annotated[str, Field(max_length=limits.max_prompt_chars)] | None = Field(
             None, description="replaces the configured domain system prompt for this request")
@@ -86,18 +107,18 @@ def build_schemas(limits: Limits) -> SimpleNamespace:
             {"prompts": [EXAMPLE_PROMPT, "What is a statute of limitations?"], "max_tokens": 32}]})
         prompts: Annotated[list[prompt_str], Field(min_length=1, max_length=limits.max_batch_size)]
 
-    class RerankRequest(BaseModel):
+    class RerankRequest(Request):
         model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
             {"query": "How is hypertension treated?", "documents": EXAMPLE_DOCS, "top_k": 1}]})
         query: prompt_str
         documents: Annotated[list[document_str], Field(min_length=1, max_length=limits.max_documents)]
         top_k: int | None = Field(None, ge=1, description="return only the best k (default: all)")
 
-    # -- OpenAI-compatible ----------------------------------------------------------------------------------
-    class StreamOptions(BaseModel):
-        include_usage: bool = False
+    # Booleans are strict (0/1/"yes" are refused with 422, not guessed). -- OpenAI-compatible ----------------------------------------------------------------------------------
+    class StreamOptions(Request):
+        include_usage: StrictBool = False
 
-    class OpenAISampling(BaseModel):
+    class OpenAISampling(Request):
         # Unknown OpenAI fields (logprobs, penalties, user, ...) are accepted and ignored, as other servers do.
         model_config = ConfigDict(extra="ignore")
         model: str | None = Field(None, max_length=256,
@@ -106,7 +127,7 @@ def build_schemas(limits: Limits) -> SimpleNamespace:
         top_p: float = Field(1.0, gt=0.0, le=1.0)
         top_k: int = Field(0, ge=0, le=1000, description="extension; 0 = off")
         stop: Annotated[str, Field(min_length=1, max_length=64)] | stop_list | None = None
-        stream: bool = False
+        stream: StrictBool = False
         seed: int | None = Field(None, ge=0, le=2**32 - 1)
         n: int = Field(1, ge=1, le=1, description="only 1 is supported")
         stream_options: StreamOptions | None = None
@@ -117,7 +138,7 @@ def build_schemas(limits: Limits) -> SimpleNamespace:
         prompt: prompt_str | Annotated[list[prompt_str], Field(min_length=1, max_length=limits.max_batch_size)]
         max_tokens: tokens_int = min(16, limits.max_tokens_limit)
 
-    class ChatMessage(BaseModel):
+    class ChatMessage(Request):
         role: Literal["system", "user", "assistant"]
         content: Annotated[str, Field(max_length=limits.max_prompt_chars)]
 
@@ -129,7 +150,7 @@ def build_schemas(limits: Limits) -> SimpleNamespace:
         max_tokens: tokens_int | None = None
         max_completion_tokens: tokens_int | None = None
 
-    class RerankV1Request(BaseModel):
+    class RerankV1Request(Request):
         model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [
             {"model": "reranker", "query": "How is hypertension treated?", "documents": EXAMPLE_DOCS,
              "top_n": 1, "return_documents": True}]})
@@ -138,6 +159,6 @@ def build_schemas(limits: Limits) -> SimpleNamespace:
         documents: Annotated[list[document_str | RerankV1Document],
                              Field(min_length=1, max_length=limits.max_documents)]
         top_n: int | None = Field(None, ge=1)
-        return_documents: bool = False
+        return_documents: StrictBool = False
 
     return SimpleNamespace(**{name: obj for name, obj in locals().items() if isinstance(obj, type)})

@@ -44,6 +44,18 @@ class ServingContext:
     started: float = field(default_factory=time.time)
 
 
+def error_responses(settings: ServeSettings) -> dict:
+    """The failure statuses of a queued endpoint, for the OpenAPI spec."""
+    responses = {400: {"description": "the body is not valid JSON"},
+                 413: {"description": "request body larger than serve.max_body_bytes"},
+                 429: {"description": "queue full; retry after the Retry-After seconds"},
+                 503: {"description": "model not loaded (loading, failed or shutting down)"},
+                 504: {"description": "request timed out (serve.request_timeout_s)"}}
+    if settings.api_key:
+        responses[401] = {"description": "missing or invalid API key"}
+    return responses
+
+
 def timeout_error(timeout_s: float) -> HTTPException:
     return HTTPException(504, f"request timed out after {timeout_s:g} s (serve.request_timeout_s)")
 

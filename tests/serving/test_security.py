@@ -6,7 +6,7 @@ import httpx
 import openai
 import pytest
 
-from tests.serving.conftest import start_thread_server
+from tests.serving.conftest import start_thread_server, wait_for
 
 API_KEY, ADMIN = "test-key-123", "admin-456"
 
@@ -14,8 +14,11 @@ API_KEY, ADMIN = "test-key-123", "admin-456"
 @pytest.fixture(scope="module")
 def secured(gguf_overrides, gguf_engine_shared):
     running = start_thread_server(*gguf_overrides, f"serve.api_key={API_KEY}", f"serve.admin_token={ADMIN}",
-                                  "serve.rerank=false", "serve.cors_origins=[https://app.example.com]",
+                                  "serve.reranker=/nonexistent", "serve.cors_origins=[https://app.example.com]",
                                   engine=gguf_engine_shared)
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    wait_for(lambda: httpx.get(f"{running.url}/api/v1/model/info", headers=headers).json()["reranker"]["state"]
+             == "ready", timeout_s=120, interval_s=0.5)
     yield running
     running.stop()
 
@@ -37,8 +40,7 @@ def test_every_endpoint_needs_the_api_key(secured, method, path, body):
         assert "API key" in response.json()["error"]["message"]
     good = httpx.request(method, secured.url + path, json=body, headers={"Authorization": f"Bearer {API_KEY}"},
                          timeout=60)
-    assert good.status_code in (200, 503)  # 503 only for rerank, disabled on this server
-    assert good.status_code == 200 or "rerank" in path
+    assert good.status_code == 200
 
 
 def test_health_and_docs_stay_open(secured):
