@@ -41,7 +41,9 @@ def test_gguf_info_is_read_from_the_file(gguf_engine, smollm2_gguf):
 
 def test_gguf_domain_comes_from_the_manifest_next_to_it(tmp_path, smollm2_gguf):
     (tmp_path / "model-q4_1.gguf").symlink_to(smollm2_gguf)
-    (tmp_path / "manifest.json").write_text(json.dumps({"params": {"domain": {"name": "legal"}}}))
+    # the shape stages/quantize/publish.py writes
+    (tmp_path / "manifest.json").write_text(json.dumps({
+        "params": {"domain": "legal"}, "files": [{"file": "model-q4_1.gguf", "type": "q4_1"}]}))
     engine = load_engine("gguf", tmp_path / "model-q4_1.gguf", threads=1, n_ctx=128)
     assert engine.info()["domain"] == "legal"
     engine.close()
