@@ -1,7 +1,7 @@
 # The two commands:
 #   make run    - create/refresh .venv, compose params.yaml from conf/, run the DVC pipeline (dvc repro)
 #   make test   - create/refresh .venv, run the test suite (what CI runs)
-# Others: make setup | params | test-all | lint | bench | report | clean-venv
+# Others: make setup | params | test-all | lint | bench | report | serve | clean-venv
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM := false
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
 PYTEST_ARGS ?=
 
-.PHONY: setup run params test test-all lint bench report clean-venv
+.PHONY: setup run params test test-all lint bench report serve clean-venv
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ lint: setup
 
 bench: setup
 	python bench/run_all.py
+
+serve: setup
+	domain-llm serve
 
 report: setup
 	domain-llm report --rev HEAD
