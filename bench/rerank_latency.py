@@ -13,7 +13,6 @@ same cost. Each repetition runs every variant once after a warm-up; medians over
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys

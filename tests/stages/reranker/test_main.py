@@ -42,22 +42,25 @@ def test_stage_writes_model_card_and_metrics(cfg_factory, tmp_path, prepared_dir
     assert not [p.name for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp dirs left
 
 
-def test_training_moves_scores_toward_the_labels(prepared_dir, tiny_cross_encoder_dir):
-    """A few epochs of BCE on the tiny model: positives end up above negatives more often than before."""
+def test_training_orders_positives_above_negatives(prepared_dir, tiny_cross_encoder_dir):
+    """A few epochs of BCE on the tiny model: positives rank above their question's negatives more often."""
     pairs = build_training_pairs(records_to_queries(load_split(prepared_dir, "train")), 2, "bm25", seed=0)
     model = load_base_cross_encoder(str(tiny_cross_encoder_dir), max_length=48, seed=0)
     reranker = Reranker(model, batch_size=32)
 
-    def separation() -> float:
+    def pairwise_accuracy() -> float:
         scores = reranker.predict([(r["query"], r["document"]) for r in pairs])
-        pos = [s for s, r in zip(scores, pairs, strict=True) if r["label"] == 1.0]
-        neg = [s for s, r in zip(scores, pairs, strict=True) if r["label"] == 0.0]
-        return sum(pos) / len(pos) - sum(neg) / len(neg)
+        by_query: dict[str, dict[float, list[float]]] = {}
+        for score, row in zip(scores, pairs, strict=True):
+            by_query.setdefault(row["query"], {0.0: [], 1.0: []})[row["label"]].append(score)
+        ordered = [p > n for groups in by_query.values() for p in groups[1.0] for n in groups[0.0]]
+        return sum(ordered) / len(ordered)
 
-    before = separation()
+    before = pairwise_accuracy()
     stats = train_cross_encoder(model, pairs, RerankerTrainArgs(epochs=8, batch_size=6, lr=1e-3, pos_weight=2.0))
     assert stats["train_pairs"] == 54 and stats["train_steps"] == 8 * 9
-    assert separation() > before + 0.05
+    after = pairwise_accuracy()
+    assert after >= before + 0.2 and after > 0.6, (before, after)  # measured: 0.39 -> 0.75
 
 
 def test_config_errors_are_one_line(cfg_factory, tmp_path, prepared_dir):
