@@ -74,3 +74,14 @@ def test_python_example(doc_server, index):
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
+
+
+def test_readme_serving_examples_are_the_tested_ones():
+    """The README's serve section shows a subset of docs/serving.md's blocks, verbatim, so the runs above
+    cover the README too."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme.split("## Serve\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(bash|python)\n(.*?)```", section, flags=re.S)
+    assert len(blocks) >= 4
+    for language, block in blocks:
+        assert block in code_blocks(language), block[:80]
