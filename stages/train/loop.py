@@ -85,7 +85,8 @@ def training_arguments(settings: TrainSettings, on_cuda: bool, has_eval: bool,
         logging_steps=settings.logging_steps,
         logging_first_step=True,
         eval_strategy="steps" if has_eval else "no",
-        eval_on_start=has_eval and eval_on_start,  # the base model's eval loss: the curve's starting point
+        eval_on_start=has_eval and eval_on_start,
+        prediction_loss_only=True,  # else evaluate() keeps every eval logit (rows x tokens x 49k vocab) in RAM  # the base model's eval loss: the curve's starting point
         eval_steps=settings.eval_steps,
         save_strategy="steps",
         save_steps=settings.save_steps,

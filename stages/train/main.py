@@ -119,8 +119,9 @@ def train_stage(cfg: DictConfig, settings: TrainSettings) -> dict | None:
     metrics = {
         "mode": mode, "device": "cuda" if on_cuda else "cpu", "world_size": world_size(),
         "train_rows": len(train_examples), "validation_rows": len(val_examples or []),
-        "train_loss": result["final_train_loss"], "eval_loss": result["eval_loss"],
-        "first_train_loss": result["first_train_loss"], "first_eval_loss": result["first_eval_loss"],
+        # initial_eval_loss is the step-0 evaluation (the base model), first_step_train_loss the loss of step 1.
+        "final_train_loss": result["final_train_loss"], "final_eval_loss": result["eval_loss"],
+        "initial_eval_loss": result["first_eval_loss"], "first_step_train_loss": result["first_train_loss"],
         "steps": result["global_step"], "epochs": round(result["epochs"], 3),
         "resumed_from_step": result["resumed_from_step"],
         "trainable_params": trainable, "total_params": total,
@@ -138,8 +139,8 @@ def train_stage(cfg: DictConfig, settings: TrainSettings) -> dict | None:
                                                                   if val_examples else {})},
             hyper_parameters=hyper_parameter_table(settings, mode), metrics=metrics)))
     write_json(Path(cfg.paths.metrics) / "train.json", metrics)
-    log.info("train: loss %s, eval loss %s (first %s), %d steps, %.0f train tok/s, %.0fs, peak RSS %.0f MB",
-             metrics["train_loss"], metrics["eval_loss"], metrics["first_eval_loss"], metrics["steps"],
+    log.info("train: loss %s, eval loss %s (step 0: %s), %d steps, %.0f train tok/s, %.0fs, peak RSS %.0f MB",
+             metrics["final_train_loss"], metrics["final_eval_loss"], metrics["initial_eval_loss"], metrics["steps"],
              metrics["train_tokens_per_second"] or 0, metrics["wall_seconds"], metrics["peak_rss_mb"])
     return metrics
 

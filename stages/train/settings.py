@@ -73,13 +73,16 @@ class TrainSettings:
         if lora.get("target_modules") is None:
             lora["target_modules"] = list(cfg.model.get("target_modules") or ["q_proj", "k_proj", "v_proj", "o_proj"])
         quant = dict(train.pop("quantization", {}) or {})
+        train_threads = train.pop("threads", None)
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(train) - known)
         if unknown:
             raise StageError(f"train.{unknown[0]}: unknown key in conf/train; known keys: {', '.join(sorted(known))}")
         settings = cls(lora=LoraSettings(**lora), quantization=QuantSettings(**quant), **train)
         settings.seed = int(cfg.get("seed", settings.seed))
-        settings.threads = int(cfg.get("threads", settings.threads))
+        # train.threads (when set) wins over the pipeline-wide `threads`: training is the one stage where the
+        # thread count decided minutes vs. tens of minutes on the shared 2-core box.
+        settings.threads = int(train_threads if train_threads is not None else cfg.get("threads", settings.threads))
         settings.trust_remote_code = bool(cfg.model.get("trust_remote_code", False))
         settings.validate()
         return settings

@@ -18,7 +18,7 @@ def test_two_process_ddp_run_splits_the_data_and_writes_outputs_once(train_cfg, 
     assert metrics["world_size"] == 2
     # 16 rows, 4 per process per step, 2 processes: 2 steps per epoch, so 8 steps are 4 epochs (1 process: 2).
     assert metrics["steps"] == 8 and metrics["epochs"] == pytest.approx(4.0)
-    assert metrics["eval_loss"] < metrics["first_eval_loss"]
+    assert metrics["final_eval_loss"] < metrics["initial_eval_loss"]
     assert (tmp_path / "models" / "merged" / "model.safetensors").is_file()
     assert (tmp_path / "models" / "adapter" / "adapter_model.safetensors").is_file()
 

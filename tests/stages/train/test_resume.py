@@ -65,9 +65,9 @@ def test_rerun_after_kill_9_resumes_and_matches_an_uninterrupted_run(tmp_path, t
 
     assert resumed["resumed_from_step"] >= 4 and uninterrupted["resumed_from_step"] == 0
     assert resumed["steps"] == uninterrupted["steps"] == 24
-    assert resumed["eval_loss"] == pytest.approx(uninterrupted["eval_loss"], abs=1e-6)
-    assert resumed["train_loss"] == pytest.approx(uninterrupted["train_loss"], abs=1e-6)
-    assert resumed["eval_loss"] < resumed["first_eval_loss"]
+    assert resumed["final_eval_loss"] == pytest.approx(uninterrupted["final_eval_loss"], abs=1e-6)
+    assert resumed["final_train_loss"] == pytest.approx(uninterrupted["final_train_loss"], abs=1e-6)
+    assert resumed["final_eval_loss"] < resumed["initial_eval_loss"]
 
 
 def test_changed_experiment_does_not_resume_a_stale_checkpoint(tmp_path, tiny_model_dir):
