@@ -56,6 +56,7 @@ def run_ours(args, qlora: bool) -> dict:
     rows = read_jsonl(args.data)[: args.rows]
     examples = tokenize_chat_records([r["messages"] for r in rows], tokenizer, args.max_seq_length)
     model = load_base_model(Path(args.model), "qlora" if qlora else "lora", QuantSettings(), on_cuda=False)
+    footprint_mb = model.get_memory_footprint() / 2**20  # parameters + buffers: what 4-bit shrinks
     model = apply_lora(model, LoraSettings(r=16, alpha=32, dropout=0.05, target_modules=TARGETS))
     with tempfile.TemporaryDirectory() as tmp:
         settings = TrainSettings(mode="qlora" if qlora else "lora", batch_size=args.batch_size, epochs=1,
@@ -73,8 +74,8 @@ def run_ours(args, qlora: bool) -> dict:
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start
-    return measure(trainer.state.num_input_tokens_seen, sum(processed), seconds, len(examples),
-                   trainer.state.log_history)
+    return {**measure(trainer.state.num_input_tokens_seen, sum(processed), seconds, len(examples),
+                      trainer.state.log_history), "base_weights_mb": round(footprint_mb, 1)}
 
 
 def run_baseline(args) -> dict:
@@ -167,6 +168,8 @@ def main() -> None:
         "tokens_per_second_ratio_ours_vs_padded_baseline": round(ratio, 2),
         "goal_ratio": 2.0, "goal_met": ratio >= 2.0,
         "peak_rss_mb": {"lora": results["ours-lora"]["peak_rss_mb"], "qlora": results["ours-qlora"]["peak_rss_mb"]},
+        "base_weights_mb": {"lora": results["ours-lora"]["base_weights_mb"],
+                            "qlora": results["ours-qlora"]["base_weights_mb"]},
         "machine": {"processor": platform.machine(), "cpu_count": os.cpu_count(), "torch_threads": args.threads,
                     "load_average_1m_at_end": round(os.getloadavg()[0], 2)},
     }
@@ -175,7 +178,8 @@ def main() -> None:
     write_json(args.output, report)
     print(f"train tokens/s: ours {results['ours-lora']['real_tokens_per_second']:.0f} vs padded baseline "
           f"{results['baseline-lora']['real_tokens_per_second']:.0f}: {ratio:.2f}x (goal >= 2x); peak RSS LoRA "
-          f"{report['peak_rss_mb']['lora']:.0f} MB vs QLoRA {report['peak_rss_mb']['qlora']:.0f} MB -> {args.output}")
+          f"{report['peak_rss_mb']['lora']:.0f} MB vs QLoRA {report['peak_rss_mb']['qlora']:.0f} MB (base weights "
+          f"{report['base_weights_mb']['lora']:.0f} vs {report['base_weights_mb']['qlora']:.0f} MB) -> {args.output}")
 
 
 if __name__ == "__main__":

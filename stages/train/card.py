@@ -51,7 +51,6 @@ def model_card(facts: ModelCardFacts) -> str:
         f"System prompt used in training:\n\n> {facts.system_prompt}\n\n"
         f"## Hyper-parameters\n\n{_table(facts.hyper_parameters)}\n\n"
         f"## Metrics\n\n{_table(shown_metrics)}\n\n"
-        "## Use\n\n```bash\ndomain-llm generate \"What is the normal resting heart rate for adults?\" "
-        "--model models/merged\n```\n\n"
+        f"## Use\n\n```bash\ndomain-llm generate \"<a {facts.domain} question>\" --model models/merged\n```\n\n"
         f"## Licence\n\n{licence}, inherited from the base model. Outputs are not professional advice.\n"
     )

@@ -65,6 +65,10 @@ def is_complete(checkpoint: Path) -> bool:
     return True
 
 
+def checkpoint_step(checkpoint: Path) -> int:
+    return int(CHECKPOINT_RE.match(checkpoint.name).group(1))
+
+
 def checkpoints_by_step(directory: Path) -> list[tuple[int, Path]]:
     found = []
     for child in directory.iterdir() if directory.is_dir() else []:

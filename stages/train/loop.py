@@ -20,6 +20,7 @@ from pathlib import Path
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
+from stages.fileio import write_text
 from stages.train.data import ChatCollator, ChatExamples
 from stages.train.settings import TrainSettings
 
@@ -35,11 +36,14 @@ class DVCLiveCurves(TrainerCallback):
     NAMES = {"loss": "train/loss", "learning_rate": "train/learning_rate", "grad_norm": "train/grad_norm",
              "eval_loss": "eval/loss"}
 
-    def __init__(self, live_dir: Path, resume: bool):
+    def __init__(self, live_dir: Path, resume_step: int | None = None):
         from dvclive import Live
 
+        if resume_step is not None:
+            drop_rows_after(live_dir / "plots" / "metrics", resume_step)
         # dvcyaml=None: the project's dvc.yaml is hand-written; save_dvc_exp=False: `dvc exp run` owns experiments.
-        self.live = Live(dir=str(live_dir), resume=resume, save_dvc_exp=False, dvcyaml=None, report=None)
+        self.live = Live(dir=str(live_dir), resume=resume_step is not None, save_dvc_exp=False, dvcyaml=None,
+                         report=None)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         values = {self.NAMES[k]: float(v) for k, v in (logs or {}).items() if k in self.NAMES and math.isfinite(v)}
@@ -48,6 +52,15 @@ class DVCLiveCurves(TrainerCallback):
             for name, value in values.items():
                 self.live.log_metric(name, value)
             self.live.make_summary()
+
+
+def drop_rows_after(plots_dir: Path, step: int) -> None:
+    """A killed run logged steps past its last checkpoint; the resumed run logs them again, so drop the old rows."""
+    for tsv in plots_dir.rglob("*.tsv"):
+        header, *rows = tsv.read_text().splitlines()
+        kept = [row for row in rows if int(float(row.split("\t")[0])) <= step]
+        if len(kept) != len(rows):
+            write_text(tsv, "\n".join([header, *kept]) + "\n")
 
 
 class LogToLogger(TrainerCallback):
@@ -109,14 +122,16 @@ def training_arguments(settings: TrainSettings, on_cuda: bool, has_eval: bool,
 
 
 def build_trainer(model, tokenizer, train_examples: list[dict], val_examples: list[dict] | None,
-                  settings: TrainSettings, on_cuda: bool, resuming: bool = False, log_curves: bool = True) -> Trainer:
-    """resuming: append to the DVCLive curves and skip the step-0 eval; log_curves=False writes no DVCLive files."""
-    args = training_arguments(settings, on_cuda, has_eval=bool(val_examples), eval_on_start=not resuming)
+                  settings: TrainSettings, on_cuda: bool, resume_step: int | None = None,
+                  log_curves: bool = True) -> Trainer:
+    """resume_step: continue the DVCLive curves after that step and skip the step-0 eval;
+    log_curves=False writes no DVCLive files."""
+    args = training_arguments(settings, on_cuda, has_eval=bool(val_examples), eval_on_start=resume_step is None)
     # Validation sorted by length: eval batches pad little too (eval order does not matter).
     val = ChatExamples(sorted(val_examples, key=lambda e: len(e["input_ids"]))) if val_examples else None
     callbacks: list[TrainerCallback] = [LogToLogger()]
     if log_curves and args.process_index == 0:
-        callbacks.append(DVCLiveCurves(Path(settings.live_dir), resume=resuming))
+        callbacks.append(DVCLiveCurves(Path(settings.live_dir), resume_step))
     trainer = Trainer(model=model, args=args, data_collator=ChatCollator(pad_token_id=int(tokenizer.pad_token_id)),
                       train_dataset=ChatExamples(train_examples), eval_dataset=val, processing_class=tokenizer,
                       callbacks=callbacks)

@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 
 from stages.fileio import atomic_dir, read_jsonl, write_json, write_text
 from stages.train.card import ModelCardFacts, model_card
-from stages.train.checkpoints import experiment_fingerprint, prepare_checkpoint_dir
+from stages.train.checkpoints import checkpoint_step, experiment_fingerprint, prepare_checkpoint_dir
 from stages.train.data import load_chat_records, tokenize_chat_records
 from stages.train.launch import is_launched_worker, process_rank, relaunch_with_accelerate, world_size
 from stages.train.merge import merge_adapter_into_base
@@ -103,7 +103,7 @@ def train_stage(cfg: DictConfig, settings: TrainSettings) -> dict | None:
     from stages.train.loop import build_trainer, run_training
 
     trainer = build_trainer(model, tokenizer, train_examples, val_examples, settings, on_cuda,
-                            resuming=resume_from is not None)
+                            resume_step=checkpoint_step(resume_from) if resume_from else None)
     result = run_training(trainer, resume_from)
     peak_training = peak_rss_mb()
     if not trainer.is_world_process_zero():

@@ -68,6 +68,17 @@ def test_rerun_after_kill_9_resumes_and_matches_an_uninterrupted_run(tmp_path, t
     assert resumed["final_eval_loss"] == pytest.approx(uninterrupted["final_eval_loss"], abs=1e-6)
     assert resumed["final_train_loss"] == pytest.approx(uninterrupted["final_train_loss"], abs=1e-6)
     assert resumed["final_eval_loss"] < resumed["initial_eval_loss"]
+    # The curves too: the rows the killed run logged after its checkpoint are replaced, not duplicated.
+    for curve in ("eval/loss.tsv", "train/loss.tsv"):
+        killed_rows = read_tsv(killed / "metrics" / "live" / "plots" / "metrics" / curve)
+        clean_rows = read_tsv(clean / "metrics" / "live" / "plots" / "metrics" / curve)
+        assert [step for step, _ in killed_rows] == [step for step, _ in clean_rows]
+        assert [v for _, v in killed_rows] == pytest.approx([v for _, v in clean_rows], abs=1e-6)
+
+
+def read_tsv(path: Path) -> list[tuple[int, float]]:
+    rows = [line.split("\t") for line in path.read_text().splitlines()[1:]]
+    return [(int(step), float(value)) for step, value, *_ in rows]
 
 
 def test_changed_experiment_does_not_resume_a_stale_checkpoint(tmp_path, tiny_model_dir):
