@@ -176,6 +176,7 @@ def run_training(trainer: Trainer, resume_from: Path | None) -> dict:
         "train_tokens": int(state.num_input_tokens_seen),
         "train_tokens_this_run": tokens_this_run,
         "train_seconds": round(train_seconds, 2),
+        # None when this run trained nothing (resumed from the final checkpoint, e.g. after a crash in merge).
         "train_tokens_per_second": round(tokens_this_run / output.metrics["train_runtime"], 2)
-        if output.metrics.get("train_runtime") else None,
+        if tokens_this_run and output.metrics.get("train_runtime") else None,
     }
