@@ -88,7 +88,7 @@ def _cap(rows: list, max_rows: int | None) -> list:
 def load_synthetic(cfg: DictConfig) -> LoadedData:
     from stages.prepare.synthetic import DISCLAIMER, generate_synthetic
 
-    records = generate_synthetic(list(cfg.domain.domains), int(cfg.data.num_samples), seed=int(cfg.seed),
+    records = generate_synthetic(list(cfg.domain.domains), cfg.data.num_samples, seed=int(cfg.seed),
                                  held_out_templates=int(cfg.data.get("held_out_templates", 1)),
                                  test_fraction=float(cfg.prepare.split.test),
                                  system_prompt=cfg.domain.get("system_prompt"))
