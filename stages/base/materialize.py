@@ -129,6 +129,10 @@ def build_tiny_random(cfg: DictConfig, out: Path, seed: int) -> dict:
         pad_token_id=tokenizer.pad_token_id,
     )
     model = LlamaForCausalLM(config)
+    # Llama zero-inits the padding row; pad is eos here and embeddings are tied, so a zero row would pin
+    # the eos logit at 0 and no fine-tune could teach the tiny model to stop.
+    with torch.no_grad():
+        model.get_input_embeddings().weight[tokenizer.pad_token_id].normal_(0.0, config.initializer_range)
     return save_folder(model, tokenizer, out, license_id="apache-2.0",
                        origin=f"random weights (seed {seed}), tokenizer from SmolLM2 when installed")
 
