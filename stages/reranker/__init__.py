@@ -1,0 +1,1 @@
+"""The `train_reranker` stage and the reranker inference API used by serving (see main.py, inference.py)."""

@@ -50,11 +50,11 @@ trained by the `train_reranker` stage of domain-llm (`domain-llm reranker` / `dv
 ## Training data
 
 Prepared split `{info["data_dir"]}/train.jsonl`: {info["train_questions"]} questions, each paired with its own
-answer (label 1) and {info["hard_negatives"]} hard negatives (label 0): answers of other train questions of the
-same domain ranked highest by {info["negative_miner"]}, skipping answers to the same fact (same `output`
-text or `fact_id`). {info["train_pairs"]} pairs, {info["epochs"]} epoch(s), batch {info["batch_size"]},
+answer (label 1) and {info["hard_negatives"]} hard + {info["random_negatives"]} random negatives (label 0): answers
+of other train questions of the same domain, the hard ones ranked highest by {info["negative_miner"]}, never an
+answer to the same fact (same `output` text or `fact_id`). {info["train_pairs"]} pairs, {info["epochs"]} epoch(s), batch {info["batch_size"]},
 lr {info["lr"]}, BCE positive weight {info["pos_weight"]}, seed {info["seed"]}; {info["train_steps"]} steps in
-{info["train_seconds"]} s on CPU ({info["threads"]} threads). No validation or test question is used for training.
+{info["train_seconds"]} s on CPU (torch threads: {info["threads"]}). No validation or test question is used for training.
 
 ## Evaluation
 

@@ -50,11 +50,13 @@ class RerankerArgs:
     """cfg.reranker, typed (see conf/reranker/default.yaml for what each field means)."""
 
     base: str = "bundled"
-    hard_negatives: int = 4
+    hard_negatives: int = 3
+    random_negatives: int = 2
     negative_miner: str = "bm25"
     epochs: float = 2.0
     batch_size: int = 16
     lr: float = 1e-4
+    head_lr: float | None = 1e-3
     warmup_ratio: float = 0.1
     max_length: int = 256
     eval_candidates: int = 50
@@ -69,7 +71,7 @@ class RerankerArgs:
         args = cls(**{k: section[k] for k in section.keys()})
         if args.negative_miner not in MINERS:
             raise StageError(f"reranker.negative_miner={args.negative_miner!r}: use one of {', '.join(MINERS)}")
-        for name in ("hard_negatives", "batch_size", "max_length", "eval_batch_size"):
+        for name in ("batch_size", "max_length", "eval_batch_size"):
             if int(getattr(args, name)) < 1:
                 raise StageError(f"reranker.{name}={getattr(args, name)}: must be >= 1")
         if args.eval_candidates < 0 or args.eval_candidates == 1:
@@ -97,7 +99,8 @@ def main(cfg: DictConfig) -> None:
     test_queries = splits["test"]
     if not test_queries:
         raise StageError(f"{data_dir}/test.jsonl: no test questions to evaluate the reranker on")
-    pairs = build_training_pairs(train_queries, args.hard_negatives, args.negative_miner, seed)
+    pairs = build_training_pairs(train_queries, args.hard_negatives, args.negative_miner, seed,
+                                 random_negatives=args.random_negatives)
 
     # Candidate documents: unique answers of every split (documents, not questions, so no leak).
     eval_pools = build_answer_pools(splits["train"] + splits["validation"] + test_queries)
@@ -114,9 +117,9 @@ def main(cfg: DictConfig) -> None:
     reranker = Reranker(model, batch_size=args.eval_batch_size)
     metrics |= prefixed("untrained", ranking_metrics(candidate_sets, score_pairs(candidate_sets, reranker.predict)))
 
-    train_args = RerankerTrainArgs(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                   warmup_ratio=args.warmup_ratio, pos_weight=float(args.hard_negatives),
-                                   seed=seed)
+    train_args = RerankerTrainArgs(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr,
+                                   warmup_ratio=args.warmup_ratio, seed=seed,
+                                   pos_weight=float(args.hard_negatives + args.random_negatives))
     stats = train_cross_encoder(model, pairs, train_args)
     metrics |= prefixed("trained", ranking_metrics(candidate_sets, score_pairs(candidate_sets, reranker.predict)))
     metrics |= {"test_questions": len(test_queries),
@@ -131,6 +134,8 @@ def main(cfg: DictConfig) -> None:
         model.save_pretrained(str(tmp), safe_serialization=True)
         (tmp / "README.md").write_text(render_model_card(info, metrics), encoding="utf-8")
         write_json(tmp / "reranker_info.json", info)
+        for path in tmp.rglob("*"):  # safetensors writes its file 0600; a published model is world-readable
+            path.chmod(0o755 if path.is_dir() else 0o644)
     write_json(Path(cfg.paths.metrics) / "reranker.json", metrics)
     log.info("reranker -> %s; MRR@10 trained %.3f vs BM25 %.3f, bi-encoder %.3f, untrained %.3f", out,
              metrics["trained_mrr_at_10"], metrics["bm25_mrr_at_10"], metrics["biencoder_mrr_at_10"],

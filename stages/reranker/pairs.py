@@ -177,20 +177,37 @@ def mine_hard_negatives(queries: Sequence[Query], pools: dict[str, list[Answer]]
     return negatives
 
 
-def build_training_pairs(train: Sequence[Query], hard_negatives: int, miner: str = "bm25",
-                         seed: int = 0) -> list[dict]:
-    """(query, document, label) rows: 1 for the question's own answer, 0 for each mined hard negative.
+def add_random_negatives(queries: Sequence[Query], pools: dict[str, list[Answer]], negatives: list[list[str]],
+                         k: int, rng: random.Random) -> None:
+    """Append `k` random non-answers of the query's domain (not already chosen) to each query's negatives."""
+    for q, chosen in zip(queries, negatives, strict=True):
+        pool = pools.get(q.domain, [])
+        query_facts = facts_of(q, pool)
+        taken = set(chosen)
+        candidates = [a.text for a in pool if a.text not in taken and not answers_question(a, q, query_facts)]
+        chosen.extend(rng.sample(candidates, min(k, len(candidates))))
 
+
+def build_training_pairs(train: Sequence[Query], hard_negatives: int, miner: str = "bm25", seed: int = 0,
+                         random_negatives: int = 0) -> list[dict]:
+    """(query, document, label) rows: 1 for the question's own answer, 0 for each of its negatives:
+    `hard_negatives` mined ones, then `random_negatives` drawn uniformly from the rest of its domain.
+
+    Hard negatives mostly share the question's subject and teach which aspect is asked; random ones teach
+    the subject match that a ranking over a whole domain mostly needs.
     Negatives come from the answers of `train` only, so nothing outside the train split enters training.
     Rows are shuffled with `seed` so a batch mixes questions.
     """
-    if hard_negatives < 1:
-        raise StageError(f"reranker.hard_negatives={hard_negatives}: need at least 1 negative per question")
+    if hard_negatives + random_negatives < 1 or min(hard_negatives, random_negatives) < 0:
+        raise StageError(f"reranker.hard_negatives={hard_negatives}, random_negatives={random_negatives}: "
+                         "need at least 1 negative per question and no negative count")
+    rng = random.Random(seed)
     pools = build_answer_pools(train)
     negatives = mine_hard_negatives(train, pools, hard_negatives, miner)
+    add_random_negatives(train, pools, negatives, random_negatives, rng)
     rows = []
     for q, q_negatives in zip(train, negatives, strict=True):
         rows.append({"query": q.text, "document": q.answer, "label": 1.0})
         rows.extend({"query": q.text, "document": doc, "label": 0.0} for doc in q_negatives)
-    random.Random(seed).shuffle(rows)
+    rng.shuffle(rows)
     return rows

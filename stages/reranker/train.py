@@ -25,12 +25,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Parameter names of BertForSequenceClassification's pooler and 1-logit classifier (regex, searched).
+HEAD_PARAMETERS = r"\.(classifier|pooler)\."
+
 
 @dataclass
 class RerankerTrainArgs:
     epochs: float = 1.0
     batch_size: int = 16
     lr: float = 2e-5
+    # lr of the classification head and BERT pooler (None: `lr`). The head starts random, so at the body's lr
+    # it needs most of an epoch before the loss leaves chance level.
+    head_lr: float | None = None
     warmup_ratio: float = 0.1
     # BCE weight of a positive: one positive per `hard_negatives` negatives, so weighting it that much
     # keeps the loss from learning "always no"
@@ -98,6 +104,7 @@ def train_cross_encoder(model: CrossEncoder, pairs: list[dict], args: RerankerTr
             save_strategy="no", eval_strategy="no", report_to="none", use_cpu=True,
             dataloader_num_workers=0, logging_steps=max(1, len(pairs) // args.batch_size // 10),
             disable_tqdm=True,
+            learning_rate_mapping={HEAD_PARAMETERS: args.head_lr} if args.head_lr is not None else None,
         )
         trainer = CrossEncoderTrainer(model=model, args=training_args, train_dataset=dataset, loss=loss)
         result = trainer.train()

@@ -25,12 +25,13 @@ def test_stage_writes_model_card_and_metrics(cfg_factory, tmp_path, prepared_dir
     main(cfg)
     out = tmp_path / "models" / "reranker"
     assert (out / "model.safetensors").is_file() and not list(out.glob("*.bin"))
+    assert (out / "model.safetensors").stat().st_mode & 0o044 == 0o044  # readable by serving / DVC cache
     metrics = json.loads((tmp_path / "metrics" / "reranker.json").read_text())
     for method in ("bm25", "biencoder", "untrained", "trained"):
         for name in METRIC_NAMES:
             assert 0.0 <= metrics[f"{method}_{name}"] <= 1.0
     assert metrics["test_questions"] == 18 and metrics["candidates_per_question"] == 8
-    assert metrics["train_pairs"] == 18 * 5  # 18 train questions x (1 positive + 4 negatives)
+    assert metrics["train_pairs"] == 18 * 6  # 18 train questions x (1 positive + 3 hard + 2 random negatives)
     card = (out / "README.md").read_text()
     assert "license: apache-2.0" in card and "| BM25" in card and f"{metrics['trained_mrr_at_10']:.4f}" in card
     info = json.loads((out / "reranker_info.json").read_text())

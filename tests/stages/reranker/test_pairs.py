@@ -37,6 +37,23 @@ def test_positive_is_own_answer_and_negatives_are_other_answers(prepared_dir):
         assert all(normalize(n) != normalize(q.answer) for n in negatives)
 
 
+def test_random_negatives_complement_hard_ones(prepared_dir):
+    train = records_to_queries(load_split(prepared_dir, "train"))
+    rows = build_training_pairs(train, hard_negatives=2, miner="bm25", seed=0, random_negatives=3)
+    assert len(rows) == len(train) * 6
+    hard = mine_hard_negatives(train, build_answer_pools(train), k=2, miner="bm25")
+    for q, q_hard in zip(train, hard, strict=True):
+        negatives = [r["document"] for r in rows if r["query"] == q.text and r["label"] == 0.0]
+        assert len(negatives) == 5 and len(set(negatives)) == 5
+        assert set(q_hard) <= set(negatives) and q.answer not in negatives
+    # only random negatives: still never the question's own fact
+    only_random = build_training_pairs(train, hard_negatives=0, seed=1, random_negatives=4)
+    for row in only_random:
+        if row["label"] == 0.0:
+            q = next(q for q in train if q.text == row["query"])
+            assert normalize(row["document"]) != normalize(q.answer)
+
+
 def test_bm25_negatives_are_hard(prepared_dir):
     """BM25 picks answers about the same subject (shared words) before answers about other subjects."""
     train = records_to_queries(load_split(prepared_dir, "train"))
