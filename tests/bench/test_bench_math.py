@@ -1,0 +1,40 @@
+"""The arithmetic the benchmark verdicts rest on: growth exponents, percentiles, the summary table."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.cost_growth import loglog_slope, marginal_exponent
+from bench.run_info import percentile
+from bench.summary import markdown_table
+
+SIZES = [100, 400, 1600]
+
+
+@pytest.mark.parametrize("power", [0.5, 1.0, 2.0])
+def test_loglog_slope_recovers_the_power(power):
+    assert loglog_slope(SIZES, [3.0 * n**power for n in SIZES]) == pytest.approx(power)
+
+
+def test_marginal_exponent_cancels_a_fixed_startup_cost():
+    linear_plus_startup = [12.0 + 0.05 * n for n in SIZES]
+    quadratic_plus_startup = [12.0 + 1e-4 * n**2 for n in SIZES]
+    assert loglog_slope(SIZES, linear_plus_startup) < 0.8  # the start-up hides linear growth...
+    assert marginal_exponent(SIZES, linear_plus_startup) == pytest.approx(1.0)  # ...the increments do not
+    assert marginal_exponent(SIZES, quadratic_plus_startup) > 1.9
+
+
+def test_marginal_exponent_is_none_when_an_increment_is_noise():
+    assert marginal_exponent(SIZES, [10.0, 9.5, 12.0]) is None
+
+
+def test_percentile_is_nearest_rank():
+    values = [float(v) for v in range(1, 21)]  # 1..20
+    assert percentile(values, 50) == 10.0
+    assert percentile(values, 95) == 19.0
+    assert percentile([4.0], 95) == 4.0
+
+
+def test_markdown_table_has_one_line_per_row_plus_header():
+    table = markdown_table(["a", "b"], [["1", "2"], ["3", "4"]])
+    assert table.splitlines() == ["| a | b |", "| --- | --- |", "| 1 | 2 |", "| 3 | 4 |"]
