@@ -100,6 +100,12 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger("domain-llm").debug("stage error", exc_info=True)
         print(f"error: {e}", file=sys.stderr)
         code = e.exit_code
+    except OSError as e:
+        # Disk full, permission denied, ...: the environment, not our code. One line, outputs already safe
+        # (every stage writes through stages.fileio's temp-then-rename).
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}; free space or fix permissions and rerun", file=sys.stderr)
+        code = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130

@@ -7,6 +7,7 @@ leaves either the previous output or the new one, never half of one.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import logging
 import os
@@ -36,12 +37,42 @@ def setup_logging(level: str | int = "INFO") -> None:
     root.setLevel(level)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(final: Path) -> None:
+    """Delete temp siblings of `final` left by a writer that was killed (SIGKILL skips our cleanup).
+
+    Temp names carry the writer's PID (`.<name>.<pid>.<random>.tmp`); only those of dead processes go, so a
+    concurrent writer's temp is never touched.
+    """
+    for path in final.parent.glob(f".{glob.escape(final.name)}.*.tmp"):
+        pid = path.name[len(final.name) + 2:].split(".", 1)[0]
+        if not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    old = final.with_name(f".{final.name}.old")
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temp path next to `final`; on success move it into place, on error delete it."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix + ".tmp", dir=final.parent)
+    remove_stale_temps(final)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}.", suffix=suffix + ".tmp", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -59,7 +90,8 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     """Yield an empty temp directory next to `final`; on success it replaces `final` whole."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    remove_stale_temps(final)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp", dir=final.parent))
     try:
         yield tmp_dir
         os.chmod(tmp_dir, 0o777 & ~_UMASK)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -72,3 +73,17 @@ def test_missing_files_are_stage_errors(tmp_path):
         read_jsonl(tmp_path / "nope.jsonl")
     with pytest.raises(StageError, match="file not found"):
         read_json(tmp_path / "nope.json")
+
+
+def test_temps_of_dead_writers_are_removed_live_ones_kept(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    (tmp_path / f".gguf.{dead_pid}.abc.tmp").mkdir()
+    (tmp_path / f".gguf.{dead_pid}.abc.tmp" / "model-q4_k_m.gguf").write_bytes(b"half")
+    (tmp_path / f".gguf.{os.getpid()}.live.tmp").mkdir()  # a concurrent writer in this very process
+    with atomic_dir(tmp_path / "gguf") as tmp:
+        (tmp / "model.gguf").write_bytes(b"full")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".gguf.{os.getpid()}.live.tmp", "gguf"]
