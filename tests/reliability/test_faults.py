@@ -265,8 +265,9 @@ def test_disk_full_keeps_the_previous_output_and_leaves_no_temp_files(disk_full_
     assert sorted(p.name for p in disk.iterdir()) == ["metrics", "processed"]
 
 
-@pytest.mark.xfail(strict=True, reason="stages/cli.py catches only StageError: an OSError such as ENOSPC ends "
-                                       "in a traceback with exit 1 (fix proposed to the lead)")
+@pytest.mark.xfail(strict=True, reason="ENOSPC is an OSError, and stages/cli.py turns only StageError into one "
+                                       "line: a full disk ends in a traceback with exit 1 (fix proposed to the "
+                                       "lead: stages/fileio.atomic_* re-raise ENOSPC as a StageError naming the file)")
 def test_disk_full_is_a_one_line_error(disk_full_run):
     _, _, full = disk_full_run
     assert_one_line_error(full, "No space left on device")
