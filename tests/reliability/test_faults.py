@@ -151,9 +151,8 @@ def test_quantize_killed_mid_write_publishes_no_half_gguf(tmp_path, tiny_model_d
     rerun = run_cli("quantize", *quantize_overrides(root, tiny_model_dir, "[q4_k_m,q8_0]"), timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert assert_complete_and_loadable(gguf_dir)["params"]["quantize"]["types"] == ["q4_k_m", "q8_0"]
-    # The successful run leaves nothing of its own; whether it removes the killed run's staging dir is
-    # test_atomic_dir_cleans_what_a_killed_run_left (xfail until stages/fileio.py does).
-    assert set(p.name for p in models.iterdir() if p.name != "gguf") <= set(leftovers)
+    # ... and the next successful run removes it (its writer's PID is dead), leaving only the published dir.
+    assert [p.name for p in models.iterdir()] == ["gguf"]
 
 
 # --- stages.fileio after SIGKILL: what is left, and does the next run clean it? -----------------------------
@@ -186,13 +185,10 @@ def test_sigkill_inside_atomic_write_keeps_the_previous_output(tmp_path, kind):
     else:
         assert final.read_text() == "previous"
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if str(p.relative_to(tmp_path)) not in before)
-    # Only a hidden temp sibling (".out.XXXX.tmp"), never anything at the published path.
+    # Only a hidden temp sibling (".out.<pid>.XXXX.tmp"), never anything at the published path.
     assert left and all(name.startswith(".out.") and ".tmp" in name for name in left), left
 
 
-@pytest.mark.xfail(strict=True, reason="stages/fileio.py: atomic_dir/atomic_path never remove the temp siblings "
-                                       "a SIGKILLed run left (random mkdtemp names); each killed quantize leaks "
-                                       "a staging dir of GGUFs in models/ (fix proposed to the lead)")
 def test_atomic_dir_cleans_what_a_killed_run_left(tmp_path):
     from stages.fileio import atomic_dir
 
@@ -265,9 +261,14 @@ def test_disk_full_keeps_the_previous_output_and_leaves_no_temp_files(disk_full_
     assert sorted(p.name for p in disk.iterdir()) == ["metrics", "processed"]
 
 
-@pytest.mark.xfail(strict=True, reason="ENOSPC is an OSError, and stages/cli.py turns only StageError into one "
-                                       "line: a full disk ends in a traceback with exit 1 (fix proposed to the "
-                                       "lead: stages/fileio.atomic_* re-raise ENOSPC as a StageError naming the file)")
 def test_disk_full_is_a_one_line_error(disk_full_run):
     _, _, full = disk_full_run
     assert_one_line_error(full, "No space left on device")
+
+
+@pytest.mark.xfail(strict=True, reason="the OSError from write() carries no filename, so the line says 'No space "
+                                       "left on device' but not which output; stages/fileio.atomic_* could re-raise "
+                                       "it naming the final path (proposed to the lead)")
+def test_disk_full_error_names_the_output(disk_full_run):
+    disk, _, full = disk_full_run
+    assert_one_line_error(full, "No space left on device", str(disk))
