@@ -117,8 +117,10 @@ class EngineWorker:
                 job.future.set_exception(e)
                 outcome = "failed"
             else:
-                job.future.set_result(result)
+                # Decide before set_result: its done-callbacks let the stream route finish and set
+                # job.cancelled in its cleanup, which would count a normal end as a cancel.
                 outcome = "cancelled" if job.cancelled.is_set() else "completed"
+                job.future.set_result(result)
             with self._lock:
                 self._busy -= 1
                 self.counts[outcome] += 1
