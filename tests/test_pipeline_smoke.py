@@ -34,6 +34,8 @@ quantize:
     decode_tokens: 8
 reranker:
   hard_negatives: 2
+  random_negatives: 1
+  epochs: 1
   batch_size: 16
   eval_candidates: 8
 """
