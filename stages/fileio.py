@@ -7,6 +7,7 @@ leaves either the previous output or the new one, never half of one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import logging
@@ -66,6 +67,28 @@ def remove_stale_temps(final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+class OutputWriteError(StageError):
+    """An output could not be written (disk full, read-only, permissions): the line names the output, since
+    the OSError from write() carries no filename."""
+
+    def __init__(self, final: Path, error: OSError):
+        super().__init__(f"{final}: could not write ({error.strerror or error}); free space or fix permissions "
+                         "and rerun")
+        self.final, self.error = final, error
+
+
+# write() failures with no filename on them; any other OSError counts only when it names our temp/final path
+# (an OSError from reading an input inside the block keeps its own filename and goes to the CLI unchanged).
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def _is_write_error(e: OSError, *ours: Path) -> bool:
+    if e.errno in _WRITE_ERRNOS:
+        return True
+    named = [Path(os.fsdecode(f)) for f in (e.filename, e.filename2) if f is not None]
+    return any(p == o or o in p.parents for p in named for o in ours)
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temp path next to `final`; on success move it into place, on error delete it."""
@@ -80,6 +103,11 @@ def atomic_path(final: str | Path, suffix: str = "") -> Iterator[Path]:
         if tmp_path.exists():
             os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, final)
+    except OSError as e:
+        tmp_path.unlink(missing_ok=True)
+        if _is_write_error(e, tmp_path, final):
+            raise OutputWriteError(final, e) from None
+        raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
@@ -103,6 +131,16 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp_dir, final)
+    except OutputWriteError as e:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        if tmp_dir in e.final.parents:  # a file written inside the temp dir: name where it was going
+            raise OutputWriteError(final / e.final.relative_to(tmp_dir), e.error) from None
+        raise
+    except OSError as e:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        if _is_write_error(e, tmp_dir, final):
+            raise OutputWriteError(final, e) from None
+        raise
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise

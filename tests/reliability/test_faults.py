@@ -266,9 +266,9 @@ def test_disk_full_is_a_one_line_error(disk_full_run):
     assert_one_line_error(full, "No space left on device")
 
 
-@pytest.mark.xfail(strict=True, reason="the OSError from write() carries no filename, so the line says 'No space "
-                                       "left on device' but not which output; stages/fileio.atomic_* could re-raise "
-                                       "it naming the final path (proposed to the lead)")
 def test_disk_full_error_names_the_output(disk_full_run):
+    # The OSError from write() carries no filename; stages/fileio names the output it was writing - its final
+    # path (inside paths.processed), not the temp directory that no longer exists.
     disk, _, full = disk_full_run
-    assert_one_line_error(full, "No space left on device", str(disk))
+    line = assert_one_line_error(full, "No space left on device", "could not write", f"{disk}/processed/")
+    assert ".tmp" not in line, line

@@ -87,3 +87,30 @@ def test_temps_of_dead_writers_are_removed_live_ones_kept(tmp_path):
     with atomic_dir(tmp_path / "gguf") as tmp:
         (tmp / "model.gguf").write_bytes(b"full")
     assert sorted(p.name for p in tmp_path.iterdir()) == [f".gguf.{os.getpid()}.live.tmp", "gguf"]
+
+
+def test_a_failed_write_names_the_output_not_the_temp(tmp_path):
+    # A real write failure with no filename on it: the kernel refuses to grow a file past RLIMIT_FSIZE (EFBIG,
+    # like ENOSPC). The error names where the file was going inside the atomic directory, and nothing is left.
+    import resource
+    import signal
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills us instead of failing write()
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
+    try:
+        with pytest.raises(StageError) as raised, atomic_dir(tmp_path / "out") as tmp:
+            write_jsonl(tmp / "split" / "train.jsonl", [{"text": "x" * 100}] * 100)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    message = str(raised.value)
+    assert message.startswith(f"{tmp_path / 'out' / 'split' / 'train.jsonl'}: could not write ("), message
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_input_missing_inside_an_atomic_write_keeps_its_own_error(tmp_path):
+    with pytest.raises(FileNotFoundError) as raised, atomic_path(tmp_path / "out.txt"):
+        (tmp_path / "absent.txt").read_text()
+    assert raised.value.filename == str(tmp_path / "absent.txt")
+    assert os.listdir(tmp_path) == []
