@@ -102,6 +102,20 @@ class TrainSettings:
                 raise StageError(f"train.{name}={getattr(self, name)}: must be >= 1")
         if self.max_steps <= 0 and self.epochs <= 0:
             raise StageError("train.epochs and train.max_steps are both <= 0: set one of them")
+        self.validate_trainer_names()
+
+    def validate_trainer_names(self) -> None:
+        """Check scheduler/optimizer against transformers' own enums, so a typo is one line, not a traceback
+        from deep inside TrainingArguments (imported here, late: it costs seconds)."""
+        from transformers.trainer_utils import SchedulerType
+        from transformers.training_args import OptimizerNames
+
+        schedulers = [s.value for s in SchedulerType]
+        if self.scheduler not in schedulers:
+            raise StageError(f"train.scheduler={self.scheduler!r}: use one of {', '.join(schedulers)}")
+        optimizers = ["auto", *(o.value for o in OptimizerNames)]
+        if self.optimizer not in optimizers:
+            raise StageError(f"train.optimizer={self.optimizer!r}: use one of {', '.join(optimizers)}")
 
     def resolved_mode(self, on_cuda: bool) -> str:
         """`auto` is QLoRA (4-bit base, bf16 compute) on CUDA and plain LoRA in fp32 on CPU."""
