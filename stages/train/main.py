@@ -85,7 +85,6 @@ def train_stage(cfg: DictConfig, settings: TrainSettings) -> dict | None:
     is_main = process_rank() == 0
     data_files = [train_path] + ([val_path] if val_conversations else [])
     fingerprint = experiment_fingerprint(settings, data_files, base, world_size())
-    resume_from = prepare_checkpoint_dir(Path(settings.checkpoint_dir), fingerprint, is_main=is_main)
 
     # The adapter's random init (lora_A) must not depend on what ran before in this process: seed it, so a
     # run is reproducible and a killed-then-resumed run equals an uninterrupted one.
@@ -95,6 +94,9 @@ def train_stage(cfg: DictConfig, settings: TrainSettings) -> dict | None:
     model = load_base_model(base, mode, settings.quantization, on_cuda, settings.trust_remote_code,
                             device_index=int(os.environ.get("LOCAL_RANK", "0")))
     model = apply_lora(model, settings.lora, settings.gradient_checkpointing)
+    # Only now, with the model and LoRA settings validated: a fingerprint change deletes the checkpoints there,
+    # and a typo in train.lora.target_modules must not cost another experiment its resumable checkpoints.
+    resume_from = prepare_checkpoint_dir(Path(settings.checkpoint_dir), fingerprint, is_main=is_main)
     trainable, total = parameter_counts(model)
     log.info("mode %s on %s: %s trainable of %s params; %d train / %d validation examples",
              mode, "cuda" if on_cuda else "cpu", f"{trainable:,}", f"{total:,}", len(train_examples),
