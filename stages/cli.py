@@ -85,11 +85,16 @@ def run(argv: list[str]) -> int:
         print(report_main(args.rev))
         return 0
 
+    from omegaconf.errors import MissingMandatoryValue
+
     from stages.config import stage_config
 
     cfg = stage_config(args.params, args.overrides)
     module = importlib.import_module(STAGES[args.command][0])
-    module.main(cfg)
+    try:
+        module.main(cfg)
+    except MissingMandatoryValue as e:  # a `???` in conf/ the run needs but nobody set: name the key
+        raise StageError(f"{e.full_key}: required but not set (??? in conf/); set {e.full_key}=<value>") from None
     return 0
 
 

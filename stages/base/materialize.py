@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from stages.errors import StageError
 from stages.fileio import write_text
@@ -139,6 +139,8 @@ def build_tiny_random(cfg: DictConfig, out: Path, seed: int) -> dict:
 
 def fetch_hf(cfg: DictConfig, out: Path) -> dict:
     """Copy an HF model (local folder or hub id, hub cache honoured) into `out` as safetensors."""
+    if OmegaConf.is_missing(cfg, "path") or not cfg.get("path"):
+        raise StageError("model.path: required for model=hf; set model.path=<hub id or local folder>")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = str(cfg.path)
