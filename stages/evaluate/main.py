@@ -21,6 +21,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from stages.errors import StageError
 from stages.evaluate.metrics import SemanticSimilarity
 from stages.evaluate.runner import Example, ModelRun, load_examples, run_model
 from stages.evaluate.scoring import SampleScores, aggregate, aggregate_by_domain, json_safe, score_samples
@@ -63,7 +64,17 @@ class EvalArgs:
     def from_cfg(cls, section: DictConfig) -> EvalArgs:
         values = OmegaConf.to_container(section, resolve=True)
         known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in values.items() if k in known})
+        args = cls(**{k: v for k, v in values.items() if k in known})
+        args.validate()
+        return args
+
+    def validate(self) -> None:
+        # A negative max_examples would slice examples[:-3] and silently evaluate fewer; 0 would mean "all".
+        if self.max_examples is not None and int(self.max_examples) < 1:
+            raise StageError(f"eval.max_examples={self.max_examples}: must be >= 1 (or null for the whole split)")
+        for name in ("batch_size", "max_new_tokens", "bootstrap_samples"):
+            if int(getattr(self, name)) < 1:
+                raise StageError(f"eval.{name}={getattr(self, name)}: must be >= 1")
 
 
 @dataclass
