@@ -5,7 +5,7 @@ last line of stderr, no traceback) naming the file or field, and must write noth
     pytest tests/reliability/test_bad_inputs.py -q            # the rows that fail before loading a model
     pytest tests/reliability/test_bad_inputs.py -q -m slow    # + the rows that load the tiny model first
 
-Rows marked xfail are bugs found by this table (strict: they turn red once fixed, so the mark gets removed).
+A bug this table finds goes in as a strict xfail row (red once fixed, so the mark gets removed); none are open.
 """
 
 from __future__ import annotations
@@ -55,17 +55,25 @@ ROWS = {
     "num_samples_zero": Row("prepare", ("data.num_samples=0",), ("data.num_samples", ">= 1", "got 0")),
     "num_samples_not_a_number": Row("prepare", ("data.num_samples=abc",), ("data.num_samples", "'abc'")),
     "split_ratios_not_summing_to_1": Row("prepare", ("prepare.split.train=0.9",), ("prepare.split", "sum to 1")),
+    "mandatory_value_unset": Row("prepare", ("domain=legal", "data=local_file", "data.path=???"),
+                                 ("data.path", "required but not set")),
     "missing_params_file": Row("prepare", ("--params", "{inp}/absent.yaml"), ("absent.yaml", "params file not found")),
     "params_and_overrides": Row("prepare", ("--params", "{inp}/absent.yaml", "domain=legal"),
                                 ("either --params FILE or Hydra overrides",)),
     # base
     "unknown_model_group": Row("base", ("model=gpt5",), ("model/gpt5",)),
+    "hf_model_without_path": Row("base", ("model=hf",), ("model.path", "required for model=hf")),
     # train
     "missing_base_model": Row("train", ("paths.base_model={inp}/no_base",), ("no_base", "base model not found")),
     "unknown_train_mode": Row("train", ("train.mode=bogus",), ("train.mode='bogus'", "auto, lora, qlora")),
     "missing_train_split": Row("train", ("paths.processed={inp}/nothing",), ("train.jsonl", "file not found")),
+    "unknown_lr_scheduler": Row("train", ("train.scheduler=bogus",), ("train.scheduler='bogus'", "cosine")),
+    "unknown_optimizer": Row("train", ("train.optimizer=adamw_bogus",), ("train.optimizer='adamw_bogus'", "adamw_torch")),
     # evaluate
     "missing_test_split": Row("evaluate", ("paths.processed={inp}/nothing",), ("test.jsonl", "file not found")),
+    # examples[:-3] used to evaluate all but the last three and exit 0
+    "negative_max_examples": Row("evaluate", ("eval.max_examples=-3",), ("eval.max_examples=-3", ">= 1")),
+    "eval_batch_size_zero": Row("evaluate", ("eval.batch_size=0",), ("eval.batch_size=0", ">= 1")),
     # quantize
     "quantize_missing_merged_model": Row("quantize", ("paths.merged={inp}/no_merged",),
                                          ("no_merged", "no merged model", "domain-llm train")),
@@ -86,27 +94,11 @@ SLOW_ROWS = {
     "evaluate_missing_merged_model": Row("evaluate", ("paths.merged={inp}/no_merged",), ("no_merged", "config.json")),
     "evaluate_missing_gguf": Row("evaluate", ("eval.gguf_files=[{inp}/absent.gguf]",),
                                  ("absent.gguf", "GGUF model file not found")),
+    # Nothing may be written before this is caught: the checkpoint dir used to be reset (another experiment's
+    # resumable checkpoints deleted, fingerprint.json written) before apply_lora validated the target modules.
+    "unknown_lora_target_module": Row("train", ("train.lora.target_modules=[q_proj,foo_proj]",),
+                                      ("train.lora.target_modules", "foo_proj not in the base model")),
 }
-
-KNOWN_BUGS = {
-    # stages/train: SchedulerType(...) raises ValueError deep inside transformers -> traceback, exit 1.
-    "unknown_lr_scheduler": (Row("train", ("train.scheduler=bogus",), ("train.scheduler", "bogus")),
-                             "train.scheduler is not validated: ValueError traceback from transformers, exit 1"),
-    # stages/train/main.py: prepare_checkpoint_dir (writes fingerprint.json, and rmtree's checkpoints of another
-    # experiment) runs before apply_lora validates the target modules: the error line is right, but a typo in
-    # target_modules wipes the resumable checkpoints of the run you meant to resume.
-    "unknown_lora_target_module": (Row("train", ("train.lora.target_modules=[q_proj,foo_proj]",),
-                                       ("train.lora.target_modules", "foo_proj not in the base model")),
-                                   "train writes models/checkpoints (wiping another experiment's) before it "
-                                   "validates train.lora.target_modules"),
-    # stages/base (lead): model=hf without model.path -> omegaconf MissingMandatoryValue traceback, exit 1.
-    "hf_model_without_path": (Row("base", ("model=hf",), ("model.path",)),
-                              "model=hf without model.path: MissingMandatoryValue traceback, exit 1"),
-    # stages/evaluate: examples[:max_examples] with a negative value silently drops the last examples, exit 0.
-    "negative_max_examples": (Row("evaluate", ("eval.max_examples=-3",), ("eval.max_examples",)),
-                              "eval.max_examples=-3 is accepted: it evaluates examples[:-3] and exits 0"),
-}
-
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
@@ -171,10 +163,3 @@ def test_bad_input_is_one_line_error(workspace, name):
 def test_bad_input_is_one_line_error_after_loading(workspace, name):
     check_row(SLOW_ROWS[name], workspace)
 
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", list(KNOWN_BUGS))
-def test_known_bad_input_bugs(workspace, name, request):
-    row, bug = KNOWN_BUGS[name]
-    request.applymarker(pytest.mark.xfail(strict=True, reason=bug))
-    check_row(row, workspace)
