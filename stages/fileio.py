@@ -64,7 +64,10 @@ def remove_stale_temps(final: Path) -> None:
             path.unlink(missing_ok=True)
     old = final.with_name(f".{final.name}.old")
     if old.exists():
-        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:  # killed between the two renames of atomic_dir: the previous output is only here
+            os.replace(old, final)
 
 
 class OutputWriteError(StageError):
@@ -127,7 +130,11 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
             old = final.with_name(f".{final.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(final, old)
-            os.replace(tmp_dir, final)
+            try:
+                os.replace(tmp_dir, final)
+            except OSError:
+                os.replace(old, final)  # put the previous output back
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp_dir, final)

@@ -114,3 +114,13 @@ def test_an_input_missing_inside_an_atomic_write_keeps_its_own_error(tmp_path):
         (tmp_path / "absent.txt").read_text()
     assert raised.value.filename == str(tmp_path / "absent.txt")
     assert os.listdir(tmp_path) == []
+
+
+def test_output_killed_between_the_two_renames_is_restored(tmp_path):
+    """A kill after `final -> .final.old` but before `tmp -> final` must not lose the previous output."""
+    (tmp_path / ".gguf.old").mkdir()
+    (tmp_path / ".gguf.old" / "model.gguf").write_bytes(b"previous")
+    with pytest.raises(RuntimeError), atomic_dir(tmp_path / "gguf"):
+        raise RuntimeError("this run fails too")
+    assert (tmp_path / "gguf" / "model.gguf").read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gguf"]
