@@ -1,7 +1,7 @@
 """`make bench`: run every benchmark side by side on this machine, write bench/results/<name>.json (each with the
 exact command, versions, machine, load average before/after) and bench/results/summary.md, print the ratios.
 
-    python bench/run_all.py                                   # the pipeline's outputs (after `make run`), ~20 min
+    python bench/run_all.py                                   # the pipeline's outputs (after `make run`), ~18 min
     python bench/run_all.py --threads 1                       # on a busy shared box (see bench/README.md)
     python bench/run_all.py --quick                           # smoke run: 1 repetition, tiny sizes, results in /tmp
     python bench/run_all.py --gguf "$(python -c 'from stages.base.materialize import smollm2_gguf_path as p; print(p())')" \
@@ -134,7 +134,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--train-data", type=Path, default=ROOT / "data" / "processed" / "healthcare" / "train.jsonl")
     parser.add_argument("--threads", type=int, default=2, help="threads for every inference benchmark (conf: threads)")
     parser.add_argument("--train-threads", type=int, default=1, help="torch threads for training (conf: train.threads)")
-    parser.add_argument("--cost-repeats", type=int, default=1, help="repetitions of each cost-growth point")
+    parser.add_argument("--cost-repeats", type=int, default=3, help="repetitions of each cost-growth point")
     parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated subset of: " + ", ".join(BENCHMARKS))
     parser.add_argument("--quick", action="store_true", help="1 repetition, tiny sizes: checks that everything runs")
     parser.add_argument("--results-dir", type=Path, default=None,

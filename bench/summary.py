@@ -117,6 +117,10 @@ def cost_growth_markdown(r: dict) -> str:
     worse = r["worse_than_linear"]
     verdict = (f"Worse than linear (slope > {r['superlinear_threshold']}): **{', '.join(worse)}**." if worse else
                f"Nothing grows worse than linearly (every log-log slope <= {r['superlinear_threshold']}).")
+    marginal = r.get("marginal_worse_than_linear") or []
+    if marginal:
+        verdict += (" Marginal exponent (start-up cancelled) above the threshold: " + ", ".join(
+            f"**{s} {r['marginal_exponent'][s]:.2f}**" for s in marginal) + ".")
     return (f"{markdown_table(header, rows)}\n\n{verdict} Rows per split: {r['rows_per_split']}. "
             f"{r['repetitions']} repetition(s); plot: `{r['plot']}`. Command: `{r['command']}`")
 
