@@ -11,9 +11,11 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
+
+import numpy as np
 
 from stages.errors import StageError
 from stages.quantize.benchmark import BenchmarkArgs, benchmark_files
@@ -51,10 +53,13 @@ def convert_to_gguf(model_dir: str | Path, output_path: str | Path, outtype: str
 
 
 def quantize_gguf(gguf_path: str | Path, output_path: str | Path, quant_type: str = "q4_k_m",
-                  threads: int = 0) -> QuantizeReport:
-    """GGUF -> quantized GGUF of `quant_type` (any llama.cpp type name); verified before it is kept."""
+                  threads: int = 0, tensor_types: Mapping[str, str] | None = None,
+                  imatrix: Mapping[str, np.ndarray] | None = None) -> QuantizeReport:
+    """GGUF -> quantized GGUF of `quant_type` (any llama.cpp type name), with optional per-tensor type
+    overrides ({regex: GGML type}) and importance matrix; verified before it is kept."""
     output_path = Path(output_path)
-    report = quantize_file(Path(gguf_path), output_path, quant_type, threads=threads)
+    report = quantize_file(Path(gguf_path), output_path, quant_type, threads=threads, tensor_types=tensor_types,
+                           imatrix=imatrix)
     try:
         verify_gguf(output_path, threads=threads)
     except StageError:
@@ -65,12 +70,22 @@ def quantize_gguf(gguf_path: str | Path, output_path: str | Path, quant_type: st
 
 def convert_and_quantize(model_dir: str | Path, output_dir: str | Path, types: Sequence[str] = DEFAULT_TYPES,
                          outtype: str = "f16", threads: int = 0, llama_cpp_path: str | None = None,
-                         tokenizer_pre: str = "auto", probe_texts: Sequence[str] = ()
+                         tokenizer_pre: str = "auto", probe_texts: Sequence[str] = (),
+                         tensor_types: Mapping[str, Mapping[str, str]] | None = None,
+                         imatrix: Mapping[str, np.ndarray] | None = None
                          ) -> tuple[dict[str, Path], dict[str, dict]]:
-    """model-<outtype>.gguf plus model-<type>.gguf for each type in `output_dir`.
-    Returns ({type: path} with the reference first, {type: quantize report})."""
+    """model-<outtype>.gguf plus model-<type>.gguf for each type in `output_dir`; `tensor_types` is
+    {type: {tensor regex: GGML type}}. Returns ({type: path} with the reference first, {type: quantize report})."""
+    tensor_types = tensor_types or {}
     for name in types:
-        file_type(name)  # reject unknown names before minutes of conversion
+        file_type(name, have_imatrix=bool(imatrix))  # reject unknown names before minutes of conversion
+    for name in tensor_types:
+        try:
+            file_type(name, have_imatrix=True)
+        except StageError as err:
+            raise StageError(f"quantize.tensor_types.{name}: keys are quantize.types names; {err}") from err
+        if name not in types:
+            log.info("quantize.tensor_types.%s: %s is not in quantize.types, overrides unused", name, name)
     output_dir = Path(output_dir)
     reference = convert_to_gguf(model_dir, output_dir / f"model-{outtype}.gguf", outtype=outtype,
                                 llama_cpp_path=llama_cpp_path, tokenizer_pre=tokenizer_pre, threads=threads,
@@ -80,7 +95,8 @@ def convert_and_quantize(model_dir: str | Path, output_dir: str | Path, types: S
         if name == outtype:
             continue
         started = time.perf_counter()
-        report = quantize_gguf(reference, output_dir / f"model-{name}.gguf", name, threads=threads)
+        report = quantize_gguf(reference, output_dir / f"model-{name}.gguf", name, threads=threads,
+                               tensor_types=tensor_types.get(name), imatrix=imatrix)
         reports[name] = asdict(report)
         files[name] = output_dir / f"model-{name}.gguf"
         log.info("quantized %s in %.1f s", name, time.perf_counter() - started)

@@ -3,6 +3,7 @@ and a size/quality/speed benchmark into metrics/quantize.json.
 
     domain-llm quantize                                     # conf/ defaults (models/merged -> models/gguf)
     domain-llm quantize paths.merged=/tmp/smol_base 'quantize.types=[q4_k_m]'
+    domain-llm quantize 'quantize.types=[iq2_xxs,q4_k_m]' quantize.imatrix.enabled=true
     domain-llm quantize --params params.yaml                # how dvc.yaml runs it
 """
 
@@ -23,8 +24,8 @@ from stages.quantize.publish import source_model_info, write_manifest, write_mod
 log = logging.getLogger(__name__)
 
 
-def domain_test_split(cfg: DictConfig) -> Path:
-    return Path(cfg.paths.processed) / str(cfg.domain.name) / "test.jsonl"
+def domain_split(cfg: DictConfig, split: str = "test") -> Path:
+    return Path(cfg.paths.processed) / str(cfg.domain.name) / f"{split}.jsonl"
 
 
 def probe_texts(records: list[dict], n: int = 200) -> list[str]:
@@ -35,14 +36,32 @@ def probe_texts(records: list[dict], n: int = 200) -> list[str]:
     return texts[:n]
 
 
+def importance_matrix(cfg: DictConfig, model_dir: Path) -> dict | None:
+    """The importance matrix when quantize.imatrix.enabled, calibrated on a split other than the scored one."""
+    settings = cfg.quantize.get("imatrix") or {}
+    if not settings.get("enabled", False):
+        return None
+    split = str(settings.get("split", "train"))
+    if split == "test":
+        raise StageError("quantize.imatrix.split: calibrating on the test split would inflate the quality "
+                         "benchmark; use train or validation")
+    from stages.quantize.imatrix import compute_imatrix
+
+    return compute_imatrix(model_dir, read_jsonl(domain_split(cfg, split)),
+                           max_examples=int(settings.get("max_examples", 200)))
+
+
 def main(cfg: DictConfig) -> dict:
     q = cfg.quantize
     model_dir = Path(cfg.paths.merged)
     if not (model_dir / "config.json").is_file():
         raise StageError(f"{model_dir}: no merged model (config.json missing); run `domain-llm train` first "
                          "or point paths.merged at an HF model folder")
-    records = read_jsonl(domain_test_split(cfg))
+    records = read_jsonl(domain_split(cfg, "test"))
     types = [str(t).lower() for t in q.types]
+    tensor_types = {str(k).lower(): dict(v or {}) for k, v in
+                    (OmegaConf.to_container(q.tensor_types, resolve=True) if q.get("tensor_types") else {}).items()}
+    imatrix = importance_matrix(cfg, model_dir)
     outtype = str(q.outtype)
     threads = int(cfg.threads)
     out_dir = Path(cfg.paths.gguf)
@@ -50,13 +69,16 @@ def main(cfg: DictConfig) -> dict:
         files, reports = convert_and_quantize(model_dir, staging, types=types, outtype=outtype, threads=threads,
                                               llama_cpp_path=q.get("llama_cpp_path"),
                                               tokenizer_pre=str(q.get("tokenizer_pre", "auto")),
-                                              probe_texts=probe_texts(records))
+                                              probe_texts=probe_texts(records), tensor_types=tensor_types,
+                                              imatrix=imatrix)
         bench = q.benchmark
         metrics = benchmark_files(
             files[outtype], {t: p for t, p in files.items() if t != outtype}, records,
             BenchmarkArgs(max_examples=int(bench.max_examples), n_ctx=int(bench.n_ctx),
                           decode_tokens=int(bench.decode_tokens), threads=threads),
             reference_type=outtype)
+        for name, report in reports.items():
+            metrics[name]["bits_per_weight"] = round(report["bits_per_weight"], 3)
         write_manifest(staging, files, source_model_info(model_dir),
                        {"quantize": OmegaConf.to_container(q, resolve=True), "threads": threads,
                         "domain": str(cfg.domain.name)}, reports)

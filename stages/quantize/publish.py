@@ -52,7 +52,10 @@ def write_manifest(out_dir: Path, files: dict[str, Path], source: dict, params: 
         "files": [
             {"file": path.name, "type": type_name, "sha256": sha256_file(path), "size_bytes": path.stat().st_size,
              **({"tensor_types": quantize_reports[type_name]["tensor_types"],
-                 "fallback_tensors": quantize_reports[type_name]["fallback_count"]}
+                 "fallback_tensors": quantize_reports[type_name]["fallback_count"],
+                 "tensor_type_overrides": quantize_reports[type_name].get("overrides", {}),
+                 "imatrix_entries": quantize_reports[type_name].get("imatrix_entries", 0),
+                 "bits_per_weight": round(quantize_reports[type_name]["bits_per_weight"], 3)}
                 if type_name in quantize_reports else {})}
             for type_name, path in files.items()
         ],

@@ -62,3 +62,27 @@ def test_failures_leave_previous_outputs(cfg_factory, tiny_model_dir, test_recor
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert (published / "model-q8_0.gguf").read_bytes() == b"previous"
     assert not (tmp_path / "metrics" / "quantize.json").exists()
+
+
+def test_tensor_type_overrides_and_imatrix_from_config(cfg_factory, tiny_model_dir, test_records, tmp_path):
+    cfg = stage_cfg(cfg_factory, tiny_model_dir, tmp_path, test_records, "quantize.types=[q4_k_m,iq2_xxs]",
+                    "quantize.tensor_types={q4_k_m: {ffn_down: q8_0, attn_output: q4_0}}",
+                    "quantize.imatrix.enabled=true", "quantize.imatrix.split=validation",
+                    "quantize.imatrix.max_examples=3")
+    write_jsonl(tmp_path / "processed" / cfg.domain.name / "validation.jsonl", test_records[:3])
+    metrics = main(cfg)
+    manifest = {f["type"]: f for f in json.loads((tmp_path / "gguf" / "manifest.json").read_text())["files"]}
+    q4 = manifest["q4_k_m"]
+    assert q4["tensor_type_overrides"] == {"ffn_down": "q8_0", "attn_output": "q4_0"}
+    assert q4["tensor_types"]["Q4_0"] == 2 and q4["imatrix_entries"] == 15
+    assert manifest["iq2_xxs"]["tensor_type_overrides"] == {} and manifest["iq2_xxs"]["imatrix_entries"] == 15
+    assert metrics["q4_k_m"]["bits_per_weight"] == q4["bits_per_weight"]
+    assert 0 < metrics["iq2_xxs"]["bits_per_weight"] < metrics["q4_k_m"]["bits_per_weight"]
+
+
+def test_imatrix_never_calibrates_on_the_scored_split(cfg_factory, tiny_model_dir, test_records, tmp_path):
+    cfg = stage_cfg(cfg_factory, tiny_model_dir, tmp_path, test_records, "quantize.imatrix.enabled=true",
+                    "quantize.imatrix.split=test")
+    with pytest.raises(StageError, match="quantize.imatrix.split"):
+        main(cfg)
+    assert not (tmp_path / "gguf").exists()

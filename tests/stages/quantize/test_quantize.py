@@ -1,5 +1,5 @@
-"""llama.cpp quantization: every default type loads and generates, fallbacks are reported, bad type names and
-broken files give clear errors."""
+"""llama.cpp quantization: every default type loads and generates, fallbacks are reported, per-tensor type
+overrides land in the file, bad type names, bad overrides and broken files give clear errors."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from stages.errors import StageError
 from stages.quantize.api import DEFAULT_TYPES, load_quantized_model, quantize_gguf
 from stages.quantize.quantize import file_type, file_types, quantize_file
-from stages.quantize.verify import verify_gguf
+from stages.quantize.verify import GGUFFile, verify_gguf
 
 
 @pytest.mark.parametrize("type_name", DEFAULT_TYPES)
@@ -73,3 +73,34 @@ def test_quantizing_a_broken_file_keeps_nothing(tiny_f16_gguf, tmp_path):
     with pytest.raises(StageError):
         quantize_gguf(broken, out, "q8_0", threads=1)
     assert not out.exists() and not list(out.parent.glob("*.tmp"))
+
+
+def tensor_type_names(path) -> dict[str, str]:
+    return {t.name: t.tensor_type.name for t in GGUFFile(path).tensors}
+
+
+def test_tensor_type_overrides_reach_llama_cpp(tiny_f16_gguf, tmp_path):
+    stock = quantize_gguf(tiny_f16_gguf, tmp_path / "stock.gguf", "q4_k_m", threads=1)
+    mixed = quantize_gguf(tiny_f16_gguf, tmp_path / "mixed.gguf", "q4_k_m", threads=1,
+                          tensor_types={"ffn_down": "q4_0", r"blk\.0\.attn_q": "f16"})
+    stock_types, mixed_types = tensor_type_names(tmp_path / "stock.gguf"), tensor_type_names(tmp_path / "mixed.gguf")
+    downs = [n for n in mixed_types if "ffn_down" in n]
+    assert downs and all(mixed_types[n] == "Q4_0" and stock_types[n] != "Q4_0" for n in downs)
+    assert mixed_types["blk.0.attn_q.weight"] == "F16" and mixed_types["blk.1.attn_q.weight"] != "F16"
+    untouched = [n for n in mixed_types if "ffn_down" not in n and "attn_q" not in n]
+    assert all(mixed_types[n] == stock_types[n] for n in untouched)
+    assert mixed.overrides == {"ffn_down": "q4_0", r"blk\.0\.attn_q": "f16"}
+    assert mixed.bits_per_weight != stock.bits_per_weight
+    assert len(verify_gguf(tmp_path / "mixed.gguf", threads=1, n_tokens=4)["tokens"]) == 4
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"ffn_dwn": "q6_k"}, r"quantize.tensor_types.q4_k_m: pattern 'ffn_dwn' matches no tensor .*blk\."),
+    ({"ffn_down": "q9_k"}, r"quantize.tensor_types.q4_k_m.ffn_down: unknown tensor type 'q9_k'.*q6_k"),
+    ({"ffn_(down": "q6_k"}, r"'ffn_\(down' is not a valid regular expression"),
+])
+def test_bad_tensor_type_overrides_are_clear(tiny_f16_gguf, tmp_path, overrides, message):
+    with pytest.raises(StageError, match=message) as err:
+        quantize_gguf(tiny_f16_gguf, tmp_path / "x.gguf", "q4_k_m", threads=1, tensor_types=overrides)
+    assert "\n" not in str(err.value)
+    assert not list(tmp_path.iterdir())
