@@ -64,6 +64,16 @@ def test_every_stage_publishes_its_outputs(repo):
     assert "up to date" in status
 
 
+def test_forced_rerun_resumes_and_keeps_the_curves(repo):
+    curve = repo / "metrics/train_live/plots/metrics/train/loss.tsv"
+    before = curve.read_text()
+    out = run(["dvc", "repro", "--force", "--single-item", "train"], repo, timeout=600).stdout
+    assert "Running stage 'train'" in out
+    train = json.loads((repo / "metrics/train.json").read_text())
+    assert train["resumed_from_step"] == train["steps"] == 4
+    assert curve.read_text() == before and len(before.splitlines()) >= 3  # header + a row per logged step
+
+
 def test_experiment_reruns_train_and_downstream_only(repo):
     out = run(["dvc", "exp", "run", "-S", "train.lora.r=8"], repo, timeout=1200).stdout
     assert "Running stage 'train'" in out

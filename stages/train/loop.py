@@ -148,11 +148,22 @@ def run_training(trainer: Trainer, resume_from: Path | None) -> dict:
     """Train (resuming when given a checkpoint), then make sure the final eval loss is measured."""
     start = time.perf_counter()
     tokens_before = 0
+    runtime = None
+    saved = None
     if resume_from is not None:
         from transformers.trainer_callback import TrainerState
 
-        tokens_before = TrainerState.load_from_json(str(resume_from / "trainer_state.json")).num_input_tokens_seen
-    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        saved = TrainerState.load_from_json(str(resume_from / "trainer_state.json"))
+        tokens_before = saved.num_input_tokens_seen
+    if saved is not None and saved.max_steps > 0 and saved.global_step >= saved.max_steps:
+        # The run had finished (e.g. killed in merge, or rerun by DVC): Trainer.train would still take one more
+        # optimizer step before it checks max_steps, so load the final checkpoint instead of training.
+        trainer._load_from_checkpoint(str(resume_from))
+        trainer.state = saved
+        log.info("%s is the final step (%d): nothing left to train", resume_from.name, saved.global_step)
+    else:
+        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        runtime = output.metrics.get("train_runtime")
     train_seconds = time.perf_counter() - start
     state = trainer.state
     history = state.log_history
@@ -177,6 +188,5 @@ def run_training(trainer: Trainer, resume_from: Path | None) -> dict:
         "train_tokens_this_run": tokens_this_run,
         "train_seconds": round(train_seconds, 2),
         # None when this run trained nothing (resumed from the final checkpoint, e.g. after a crash in merge).
-        "train_tokens_per_second": round(tokens_this_run / output.metrics["train_runtime"], 2)
-        if tokens_this_run and output.metrics.get("train_runtime") else None,
+        "train_tokens_per_second": round(tokens_this_run / runtime, 2) if tokens_this_run and runtime else None,
     }

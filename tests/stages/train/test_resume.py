@@ -88,3 +88,23 @@ def test_changed_experiment_does_not_resume_a_stale_checkpoint(tmp_path, tiny_mo
     main(compose(train_overrides(root, tiny_model_dir, "train.max_steps=4", "train.save_steps=2", "train.lr=1e-3")))
     metrics = json.loads((root / "metrics" / "train.json").read_text())
     assert metrics["resumed_from_step"] == 0 and metrics["steps"] == 4
+
+
+def test_rerun_of_a_finished_run_trains_nothing_and_keeps_its_weights(tmp_path, tiny_model_dir):
+    # DVC reruns train when an upstream stage reran with identical outputs: the final checkpoint matches,
+    # and the rerun must publish the same adapter without a step past max_steps.
+    from safetensors.torch import load_file
+
+    root = make_root(tmp_path)
+    # batch 1: 16 steps per epoch, so step 4 ends mid-epoch (where Trainer used to take a 5th step)
+    overrides = train_overrides(root, tiny_model_dir, "train.max_steps=4", "train.save_steps=2",
+                                "train.batch_size=1")
+    main(compose(overrides))
+    first = load_file(root / "models" / "adapter" / "adapter_model.safetensors")
+    main(compose(overrides))
+    again = json.loads((root / "metrics" / "train.json").read_text())
+    assert again["resumed_from_step"] == again["steps"] == 4
+    assert again["train_tokens_per_second"] is None  # nothing trained in this run
+    assert not (root / "models" / "checkpoints" / "checkpoint-5").exists()
+    second = load_file(root / "models" / "adapter" / "adapter_model.safetensors")
+    assert first.keys() == second.keys() and all((first[k] == second[k]).all() for k in first)
