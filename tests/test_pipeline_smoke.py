@@ -86,3 +86,12 @@ def test_experiment_reruns_train_and_downstream_only(repo):
     assert {"rougeL", "perplexity"} & set(eval_diff), diff[:2000]
     params = run(["dvc", "params", "diff", "--json"], repo).stdout
     assert "train.lora.r" in params
+
+
+def test_experiment_sets_a_quantization_recipe(repo):
+    # A dict-valued -S reaches the quantize stage through DVC's Hydra composition.
+    out = run(["dvc", "exp", "run", "-S", "quantize.tensor_types={q8_0: {ffn_down: q4_0}}"], repo, timeout=600).stdout
+    assert "Running stage 'quantize'" in out
+    files = json.loads((repo / "models/gguf/manifest.json").read_text())["files"]
+    q8 = next(f for f in files if f["type"] == "q8_0")
+    assert q8["tensor_type_overrides"] == {"ffn_down": "q4_0"} and q8["tensor_types"]["Q4_0"] == 2
