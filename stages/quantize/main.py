@@ -51,6 +51,18 @@ def importance_matrix(cfg: DictConfig, model_dir: Path) -> dict | None:
                            max_examples=int(settings.get("max_examples", 200)))
 
 
+def tensor_type_overrides(node) -> dict[str, dict[str, str]]:
+    """quantize.tensor_types as {type: {tensor regex: GGML type}}, or a one-line error naming the bad field."""
+    value = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else (node or {})
+    shape = "expected {<quantize type>: {<tensor regex>: <ggml type>}}, e.g. {q4_k_m: {ffn_down: q6_k}}"
+    if not isinstance(value, dict):
+        raise StageError(f"quantize.tensor_types: {shape}; got {value!r}")
+    for type_name, overrides in value.items():
+        if not isinstance(overrides, dict):
+            raise StageError(f"quantize.tensor_types.{type_name}: {shape}; got {overrides!r}")
+    return {str(k).lower(): {str(p): str(t) for p, t in v.items()} for k, v in value.items()}
+
+
 def main(cfg: DictConfig) -> dict:
     q = cfg.quantize
     model_dir = Path(cfg.paths.merged)
@@ -59,8 +71,7 @@ def main(cfg: DictConfig) -> dict:
                          "or point paths.merged at an HF model folder")
     records = read_jsonl(domain_split(cfg, "test"))
     types = [str(t).lower() for t in q.types]
-    tensor_types = {str(k).lower(): dict(v or {}) for k, v in
-                    (OmegaConf.to_container(q.tensor_types, resolve=True) if q.get("tensor_types") else {}).items()}
+    tensor_types = tensor_type_overrides(q.get("tensor_types"))
     imatrix = importance_matrix(cfg, model_dir)
     outtype = str(q.outtype)
     threads = int(cfg.threads)

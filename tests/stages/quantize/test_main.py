@@ -86,3 +86,11 @@ def test_imatrix_never_calibrates_on_the_scored_split(cfg_factory, tiny_model_di
     with pytest.raises(StageError, match="quantize.imatrix.split"):
         main(cfg)
     assert not (tmp_path / "gguf").exists()
+
+
+@pytest.mark.parametrize("value", ["{q4_k_m: q6_k}", "[q6_k]"])
+def test_misshapen_tensor_types_is_a_one_line_error(cfg_factory, tiny_model_dir, test_records, tmp_path, value):
+    cfg = stage_cfg(cfg_factory, tiny_model_dir, tmp_path, test_records, f"quantize.tensor_types={value}")
+    with pytest.raises(StageError, match=r"quantize.tensor_types.*expected \{<quantize type>") as err:
+        main(cfg)
+    assert "\n" not in str(err.value) and not (tmp_path / "gguf").exists()
