@@ -14,7 +14,10 @@ after the other (alternating which goes first); medians over repetitions are rep
 
 Threads: llama.cpp threads spin-wait on each other, so on an oversubscribed box 2 threads can be 10x slower
 than 1 (measured here: 1 vs 10 tok/s while other jobs ran). Pass --threads 1 when the load average is above
-the core count; the same value always goes to both servers.
+the core count; the same value always goes to both servers. --cpu-hog N keeps N busy-looping processes
+running during the measurements, to see how each server copes with a neighbour on the CPU:
+
+    python bench/api_throughput.py --threads 2 --concurrency 1 --cpu-hog 1 --output bench/results/api_throughput_hog.json
 """
 
 from __future__ import annotations
@@ -175,6 +178,7 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,4,8")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="1 repetition, 1 request per client (a smoke run)")
+    parser.add_argument("--cpu-hog", type=int, default=0, help="busy-looping processes kept running while measuring")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "api_throughput.json")
     args = parser.parse_args()
     if not args.gguf.is_file():
@@ -185,11 +189,13 @@ def main() -> None:
     prompts = chat_prompts(args.gguf)
     servers = [our_server(args.gguf, args.threads, args.n_ctx), peer_server(args.gguf, args.threads, args.n_ctx)]
     runs: dict[str, dict[int, list[dict]]] = {s.name: {c: [] for c in levels} for s in servers}
+    hogs: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory(prefix="api-bench.") as tmp:
         try:
             for server in servers:
                 start(server, Path(tmp))
                 asyncio.run(one_level(server.url, prompts, 1, 2, args.max_tokens))  # warm-up
+            hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.cpu_hog)]
             # Side by side at the finest grain: per level and repetition, one server right after the other,
             # the order alternating, so a load spike on the shared box hits both sides alike.
             for clients in levels:
@@ -202,6 +208,9 @@ def main() -> None:
                               f"{run['requests_per_s']:5.2f} req/s p50 {run['p50_latency_s']:.2f} s "
                               f"p95 {run['p95_latency_s']:.2f} s failures {run['failures']}", flush=True)
         finally:
+            for hog in hogs:
+                hog.kill()
+                hog.wait()
             for server in servers:
                 stop(server)
 
@@ -219,6 +228,7 @@ def main() -> None:
     first_ours, first_peer = runs[ours][levels[0]][0]["texts"], runs[peer][levels[0]][0]["texts"]
     same = sum(first_ours.get(i) == first_peer.get(i) for i in first_peer)
     result = {"name": "api_throughput", **finish_record(record), "gguf": str(args.gguf), "threads": args.threads,
+              "cpu_hog_processes": args.cpu_hog,
               "max_tokens": args.max_tokens, "repetitions": repeats, "prompts": len(prompts),
               "server_commands": {s.name: " ".join(s.argv) for s in servers},
               "levels": rows, "ratios_ours_vs_llama_cpp_server": ratios,
