@@ -20,6 +20,7 @@ from stages.quantize.api import convert_and_quantize
 from stages.quantize.benchmark import BenchmarkArgs, benchmark_files
 from stages.quantize.convert import read_chat_template
 from stages.quantize.publish import source_model_info, write_manifest, write_modelfile
+from stages.quantize.quantize import file_type
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,9 @@ def main(cfg: DictConfig) -> dict:
     records = read_jsonl(domain_split(cfg, "test"))
     types = [str(t).lower() for t in q.types]
     tensor_types = tensor_type_overrides(q.get("tensor_types"))
+    imatrix_enabled = bool((q.get("imatrix") or {}).get("enabled", False))
+    for name in types:  # a typo in quantize.types fails before the importance matrix loads the model
+        file_type(name, have_imatrix=imatrix_enabled)
     imatrix = importance_matrix(cfg, model_dir)
     outtype = str(q.outtype)
     threads = int(cfg.threads)
