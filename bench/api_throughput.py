@@ -116,7 +116,7 @@ def stop(server: Server) -> None:
 
 def chat_prompts(gguf: Path) -> list[str]:
     """The questions rendered with the GGUF's own chat template (what a chat client would send)."""
-    from stages.generation import load_engine
+    from stages.inference import load_engine
 
     engine = load_engine("gguf", gguf, threads=1, n_ctx=512)
     prompts = [engine.apply_chat_template(chat_messages(q)) for q in QUESTIONS]

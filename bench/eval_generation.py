@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from stages.evaluate.runner import generate_timed, load_examples  # noqa: E402
-from stages.generation import Generation, SamplingParams, load_engine  # noqa: E402
+from stages.inference import Generation, SamplingParams, load_engine  # noqa: E402
 
 # Synthetic-like domain questions (the shape of data/processed/*/test.jsonl prompts) when no test file is given.
 SYSTEM_PROMPTS = {

@@ -7,7 +7,7 @@ bench/results/gguf_vs_transformers.json with the command.
     python bench/gguf_vs_transformers.py --gguf "$(python -c 'from stages.base.materialize import smollm2_gguf_path as p; print(p())')" \
         --hf-model /tmp/smol_base --quick
 
-Both sides run through the project's engines (stages.generation.load_engine: GGUFEngine, HFEngine), the
+Both sides run through the project's engines (stages.inference.load_engine: GGUFEngine, HFEngine), the
 code evaluate and serving use. Time counts the whole request (prompt processing + decode), so tokens/s is
 what a client sees. Each repetition runs all prompts on one engine then the other (alternating which goes
 first), after a warm-up; medians over repetitions are reported.
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.run_info import QUESTIONS, RESULTS_DIR, chat_messages, finish_record, run_record  # noqa: E402
 from stages.fileio import write_json  # noqa: E402
-from stages.generation import Generation, SamplingParams, load_engine  # noqa: E402
+from stages.inference import Generation, SamplingParams, load_engine  # noqa: E402
 
 
 def timed_generation(engine, prompts: list[str], params: SamplingParams) -> tuple[list[Generation], float]:

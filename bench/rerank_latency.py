@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from stages.fileio import write_json  # noqa: E402
+from stages.inference.reranker import BiEncoderReranker, Reranker, has_cross_encoder  # noqa: E402
 from stages.prepare.synthetic.generator import generate_synthetic  # noqa: E402
-from stages.reranker.inference import BiEncoderReranker, Reranker, has_cross_encoder  # noqa: E402
 from stages.reranker.train import load_base_cross_encoder  # noqa: E402
 
 

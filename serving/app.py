@@ -61,11 +61,11 @@ client.chat.completions.create(model="domain-llm", messages=[{"role": "user", "c
 def load_serving_engine(settings: ServeSettings) -> Any:
     """The configured engine, loaded now. Missing/corrupt model or unreachable upstream -> StageError."""
     if settings.engine == "openai_upstream":
-        from serving.upstream import OpenAIUpstreamEngine
+        from stages.inference.upstream import OpenAIUpstreamEngine
 
         return OpenAIUpstreamEngine(settings.upstream_url, settings.upstream_model, settings.upstream_api_key,
                                     timeout_s=settings.request_timeout_s)
-    from stages.generation import load_engine
+    from stages.inference import load_engine
 
     return load_engine(settings.engine, settings.model, threads=settings.threads, n_ctx=settings.n_ctx,
                        batch_size=settings.batch_size, adapter=settings.adapter)
@@ -119,7 +119,7 @@ def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
         def load_reranker():
             import torch
 
-            from stages.reranker.inference import load_reranker as load
+            from stages.inference.reranker import load_reranker as load
 
             if settings.threads > 0:
                 torch.set_num_threads(settings.threads)

@@ -12,11 +12,12 @@ from collections.abc import AsyncIterator, Callable
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import StreamingResponse
 
+from serving.prompts import default_system_prompt
 from serving.routes_api import public_finish_reason, run_rerank
 from serving.schemas import RerankV1Document, RerankV1Response, RerankV1Result
 from serving.security import api_key_check
 from serving.service import ServingContext, error_responses
-from stages.generation import Generation, SamplingParams
+from stages.inference import Generation, SamplingParams
 
 # 200 is JSON, or an SSE stream with stream=true.
 JSON_OR_SSE = {200: {"content": {"application/json": {}, "text/event-stream": {}},
@@ -46,10 +47,10 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
         return SamplingParams(max_new_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
                               top_k=body.top_k, stop=stop, seed=body.seed)
 
-    async def streamed(start: Callable, make_chunk: Callable[[str | None, str | None], dict],
+    async def streamed(request: Request, start: Callable, make_chunk: Callable[[str | None, str | None], dict],
                        include_usage: bool, head: list[dict]) -> StreamingResponse:
         # Errors before the first token (queue full, prompt too long) still get a real status code.
-        first, rest = await ctx.generation.stream(start)
+        first, rest = await ctx.generation.stream(request, start)
 
         async def events() -> AsyncIterator[str]:
             for chunk in head:
@@ -88,7 +89,7 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
                 return {**base, "choices": [{"index": 0, "text": text or "", "logprobs": None,
                                              "finish_reason": finish}]}
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return await streamed(lambda e: e.stream(prompts[0], params), chunk, include_usage, head=[])
+            return await streamed(request, lambda e: e.stream(prompts[0], params), chunk, include_usage, head=[])
         generations = await ctx.generation.run(request, lambda e, job: e.generate(prompts, params, job.should_stop))
         return {**base, "choices": [{"index": i, "text": g.text, "logprobs": None,
                                      "finish_reason": public_finish_reason(g)} for i, g in enumerate(generations)],
@@ -100,9 +101,10 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
         if sum(len(m["content"]) for m in messages) > limits.max_prompt_chars:
             raise HTTPException(422, f"messages: total content longer than {limits.max_prompt_chars} characters "
                                      "(serve.max_prompt_chars)")
-        if settings.system_prompt and messages[0]["role"] != "system":
-            # The model was fine-tuned with the domain system prompt; a client's own system message wins.
-            messages.insert(0, {"role": "system", "content": settings.system_prompt})
+        system_prompt = default_system_prompt(ctx)
+        if system_prompt and messages[0]["role"] != "system":
+            # The model was fine-tuned with its system prompt; a client's own system message wins.
+            messages.insert(0, {"role": "system", "content": system_prompt})
         max_tokens = body.max_completion_tokens or body.max_tokens or min(DEFAULT_CHAT_MAX_TOKENS,
                                                                            limits.max_tokens_limit)
         params = params_of(body, max_tokens)
@@ -115,7 +117,7 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
             role_chunk = {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                                "logprobs": None, "finish_reason": None}]}
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return await streamed(lambda e: e.stream_chat(messages, params), chunk, include_usage, head=[role_chunk])
+            return await streamed(request, lambda e: e.stream_chat(messages, params), chunk, include_usage, head=[role_chunk])
         [g] = await ctx.generation.run(request, lambda e, job: e.chat([messages], params, job.should_stop))
         return {**base, "object": "chat.completion",
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": g.text}, "logprobs": None,

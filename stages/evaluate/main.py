@@ -26,7 +26,7 @@ from stages.evaluate.metrics import SemanticSimilarity
 from stages.evaluate.runner import Example, ModelRun, load_examples, run_model
 from stages.evaluate.scoring import SampleScores, aggregate, aggregate_by_domain, json_safe, score_samples
 from stages.fileio import write_jsonl, write_text
-from stages.generation import SamplingParams, load_engine
+from stages.inference import SamplingParams, load_engine
 
 log = logging.getLogger(__name__)
 

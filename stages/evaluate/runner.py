@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from stages.errors import StageError
 from stages.fileio import read_jsonl
-from stages.generation import Engine, Generation, SamplingParams
+from stages.inference import Engine, Generation, SamplingParams
 
 log = logging.getLogger(__name__)
 
@@ -121,15 +121,16 @@ def run_model(engine: Engine, examples: list[Example], params: SamplingParams, b
               warmup_examples: int, score_references: bool = True, label: str = "") -> ModelRun:
     """Predictions (timed) and, when `score_references`, each reference's NLL given its prompt."""
     prompts = [engine.apply_chat_template(ex.messages) for ex in examples]
-    # llama.cpp decodes one sequence at a time: a chunk of 1 gives true per-example latency there.
-    chunk = batch_size if engine.name == "hf" else 1
+    # An engine that decodes one sequence at a time gets chunks of 1: true per-example latency there.
+    chunk = max(1, min(batch_size, engine.max_batch_size))
     generations, speed = generate_timed(engine, prompts, params, chunk, warmup_examples, desc=f"{label} generate")
     nll: list[float | None] = [None] * len(examples)
     ntok: list[int | None] = [None] * len(examples)
     if score_references:
         for i, (prompt, ex) in enumerate(tqdm(list(zip(prompts, examples, strict=True)),
                                               desc=f"{label} score", leave=False)):
-            nll[i], ntok[i] = engine.score(prompt, ex.reference)
+            # The answer and the end-of-turn token: what training's loss and the quantize benchmark score.
+            nll[i], ntok[i] = engine.score(prompt, ex.reference, close_turn=True)
     log.info("%s: %d examples, %.2f examples/s, %.1f tokens/s", label, len(examples),
              speed["examples_per_second"], speed["tokens_per_second"])
     return ModelRun(prompts, generations, nll, ntok, speed)

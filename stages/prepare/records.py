@@ -56,3 +56,12 @@ def refresh_messages(record: dict, system_prompt: str | None) -> dict:
                              record["output"])
     record["messages"] = render_messages(record["instruction"], record["input"], record["output"], system_prompt)
     return record
+
+
+def trained_system_prompt(records: list[dict]) -> str | None:
+    """The system prompt a model trained on `records` saw: the most common system message (None: none)."""
+    from collections import Counter
+
+    counts = Counter(m[0]["content"] for m in (r.get("messages") or [] for r in records)
+                     if m and isinstance(m[0], dict) and m[0].get("role") == "system" and m[0].get("content"))
+    return counts.most_common(1)[0][0] if counts else None

@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from stages.errors import StageError
+from stages.inference.gguf import load_llama
 from stages.quantize.benchmark import BenchmarkArgs, benchmark_files
 from stages.quantize.convert import convert_hf_to_gguf
 from stages.quantize.quantize import QuantizeReport, file_type, quantize_file
-from stages.quantize.verify import check_tokenizer_parity, load_gguf, verify_gguf
+from stages.quantize.verify import check_tokenizer_parity, verify_gguf
 
 log = logging.getLogger(__name__)
 
@@ -112,23 +113,27 @@ def benchmark_quantization(reference: str | Path, quantized: dict[str, str | Pat
 
 def load_quantized_model(path: str | Path, threads: int = 0, n_ctx: int = 2048):
     """A llama_cpp.Llama for the GGUF (StageError for a missing, truncated or corrupt file)."""
-    return load_gguf(Path(path), threads=threads, n_ctx=n_ctx)
+    return load_llama(Path(path), threads=threads, n_ctx=n_ctx)
 
 
 def test_quantized_model(path: str | Path, question: str = "What is hypertension?", system: str | None = None,
                          max_tokens: int = 64, threads: int = 0) -> dict:
-    """One greedy chat answer through the GGUF's own chat template: {"text", "completion_tokens", "seconds"}."""
-    llm = load_gguf(Path(path), threads=threads, n_ctx=1024)
+    """One greedy chat answer through the GGUF engine (the model's own chat contract):
+    {"text", "completion_tokens", "finish_reason", "seconds"}."""
+    from stages.inference import SamplingParams
+    from stages.inference.gguf_engine import GGUFEngine
+
+    engine = GGUFEngine(Path(path), threads=threads, n_ctx=1024)
     try:
         messages = ([{"role": "system", "content": system}] if system else []) + \
             [{"role": "user", "content": question}]
         started = time.perf_counter()
-        out = llm.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0)
+        [g] = engine.chat([messages], SamplingParams(max_new_tokens=max_tokens))
         seconds = time.perf_counter() - started
     finally:
-        llm.close()
-    return {"text": out["choices"][0]["message"]["content"],
-            "completion_tokens": out["usage"]["completion_tokens"], "seconds": round(seconds, 3)}
+        engine.close()
+    return {"text": g.text, "completion_tokens": g.completion_tokens, "finish_reason": g.finish_reason,
+            "seconds": round(seconds, 3)}
 
 
 test_quantized_model.__test__ = False  # a public API name, not a pytest test

@@ -22,7 +22,8 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
-from stages.quantize.verify import load_gguf
+from stages.inference.chat import ChatContract
+from stages.inference.gguf import continuation_log_probs, load_llama
 
 log = logging.getLogger(__name__)
 
@@ -38,51 +39,32 @@ class BenchmarkArgs:
 
 @dataclass
 class ScoredExample:
-    """Token ids of a prompt and its reference answer (answer ends with the model's EOS)."""
+    """Token ids of a prompt and its reference answer (the answer closed by the model's end-of-turn token)."""
     prompt: list[int]
     answer: list[int]
 
 
-def render_prompt(llm, messages: list[dict]) -> str:
-    """The GGUF's own chat template applied to `messages` with the assistant turn opened."""
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-    template = llm.metadata.get("tokenizer.chat_template")
-    if template is None:
-        return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant: "
-    token = llm._model.token_get_text
-    formatter = Jinja2ChatFormatter(template, eos_token=token(llm.token_eos()), bos_token=token(llm.token_bos()))
-    return formatter(messages=messages).prompt
-
-
 def tokenize_examples(llm, records: list[dict], max_examples: int, n_ctx: int) -> list[ScoredExample]:
-    """Prompt/answer token ids for the first `max_examples` records that fit in `n_ctx`
-    (add_bos=True means "as the GGUF's tokenizer.ggml.add_bos_token says")."""
+    """Prompt/answer token ids for the first `max_examples` records that fit in `n_ctx`, through the GGUF's own
+    chat contract: the prompt ids the engines generate from, the answer as training supervises it."""
+    contract = ChatContract.from_gguf(llm)
+
+    def tokenize(text: str) -> list[int]:
+        return llm.tokenize(text.encode("utf-8"), add_bos=False, special=True) if text else []
+
     examples = []
     for record in records:
         messages = record["messages"]
         if not messages or messages[-1]["role"] != "assistant":
             continue
-        prompt = llm.tokenize(render_prompt(llm, messages[:-1]).encode(), add_bos=True, special=True)
-        answer = llm.tokenize(messages[-1]["content"].encode(), add_bos=False, special=False)
-        answer = (answer + [llm.token_eos()])[: max(n_ctx - len(prompt), 0)]
+        prompt = contract.chat_ids(messages[:-1], tokenize)
+        answer = (tokenize(messages[-1]["content"]) + [contract.end_of_turn_id])[: max(n_ctx - len(prompt), 0)]
         if len(prompt) < 1 or len(answer) < 1:
             continue
         examples.append(ScoredExample(prompt, answer))
         if len(examples) >= max_examples:
             break
     return examples
-
-
-def answer_log_probs(llm, example: ScoredExample) -> np.ndarray:
-    """log-softmax over the vocabulary at each answer position: (n_answer, n_vocab), float64."""
-    tokens = example.prompt + example.answer
-    llm.reset()
-    llm.eval(tokens)
-    start = len(example.prompt) - 1  # logits at position i predict token i + 1
-    logits = np.asarray(llm.scores[start: start + len(example.answer)], dtype=np.float64)
-    logits -= logits.max(axis=1, keepdims=True)
-    return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
 
 
 @dataclass
@@ -102,7 +84,7 @@ def score_reference(ref_llm, examples: list[ScoredExample], scratch: Path) -> Re
                                           shape=(n_tokens, ref_llm.n_vocab()))
     offsets, nll, at = [], 0.0, 0
     for example in examples:
-        ref = answer_log_probs(ref_llm, example)
+        ref = continuation_log_probs(ref_llm, example.prompt, example.answer)
         nll -= ref[np.arange(len(example.answer)), example.answer].sum()
         log_probs[at: at + len(example.answer)] = ref
         offsets.append(at)
@@ -116,7 +98,7 @@ def compare_quality(reference: ReferenceScores, quant_llm, examples: list[Scored
     agree = 0
     for example, at in zip(examples, reference.offsets, strict=True):
         ref = np.asarray(reference.log_probs[at: at + len(example.answer)], dtype=np.float64)
-        quant = answer_log_probs(quant_llm, example)
+        quant = continuation_log_probs(quant_llm, example.prompt, example.answer)
         nll -= quant[np.arange(len(example.answer)), example.answer].sum()
         kl_sum += float((np.exp(ref) * (ref - quant)).sum())
         agree += int((ref.argmax(axis=1) == quant.argmax(axis=1)).sum())
@@ -128,7 +110,7 @@ def compare_quality(reference: ReferenceScores, quant_llm, examples: list[Scored
 def measure_speed(path: Path, prompt: list[int], args: BenchmarkArgs) -> dict:
     """Load time, and prompt/decode throughput from llama.cpp's perf counters (not Python wall time)."""
     started = time.perf_counter()
-    llm = load_gguf(path, threads=args.threads, n_ctx=args.n_ctx)
+    llm = load_llama(path, threads=args.threads, n_ctx=args.n_ctx)
     load_s = time.perf_counter() - started
     try:
         prompt = prompt[: max(args.n_ctx - args.decode_tokens - 1, 1)]
@@ -160,7 +142,7 @@ def benchmark_files(reference: Path, quantized: dict[str, Path], records: list[d
 
 def _benchmark_files(reference: Path, quantized: dict[str, Path], records: list[dict], args: BenchmarkArgs,
                      reference_type: str, scratch: Path) -> dict[str, dict]:
-    ref_llm = load_gguf(reference, threads=args.threads, n_ctx=args.n_ctx, logits_all=True)
+    ref_llm = load_llama(reference, threads=args.threads, n_ctx=args.n_ctx, logits_all=True)
     try:
         examples = tokenize_examples(ref_llm, records, args.max_examples, args.n_ctx)
         ref_scores = score_reference(ref_llm, examples, scratch) if examples else None
@@ -181,7 +163,7 @@ def _benchmark_files(reference: Path, quantized: dict[str, Path], records: list[
             row.update(perplexity=round(ppl, 4), delta_ppl_pct=0.0, kl_divergence=0.0, top1_agreement=1.0,
                        tokens_scored=ref_scores.n_tokens)
         elif ref_scores is not None:
-            quant_llm = load_gguf(path, threads=args.threads, n_ctx=args.n_ctx, logits_all=True)
+            quant_llm = load_llama(path, threads=args.threads, n_ctx=args.n_ctx, logits_all=True)
             try:
                 quality = compare_quality(ref_scores, quant_llm, examples)
             finally:

@@ -16,10 +16,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from stages.errors import StageError
 from stages.fileio import atomic_dir, read_jsonl, write_json
+from stages.inference.chat import ChatContract
+from stages.inference.gguf import load_llama
+from stages.manifest import served_model_facts, write_manifest
+from stages.prepare.records import trained_system_prompt
 from stages.quantize.api import convert_and_quantize
 from stages.quantize.benchmark import BenchmarkArgs, benchmark_files
-from stages.quantize.convert import read_chat_template
-from stages.quantize.publish import source_model_info, write_manifest, write_modelfile
+from stages.quantize.publish import source_model_info, write_modelfile
 from stages.quantize.quantize import file_type
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,26 @@ def tensor_type_overrides(node) -> dict[str, dict[str, str]]:
     return {str(k).lower(): {str(p): str(t) for p, t in v.items()} for k, v in value.items()}
 
 
+def served_facts(cfg: DictConfig, model_dir: Path) -> dict:
+    """Domain and system prompt the model was trained with: the merged folder's manifest (train writes it),
+    else the training split's system message; the current config's prompt only when neither says."""
+    facts = served_model_facts(model_dir)
+    system = facts["system_prompt"]
+    if system is None and domain_split(cfg, "train").is_file():
+        system = trained_system_prompt(read_jsonl(domain_split(cfg, "train")))
+    return {"domain": facts["domain"] or str(cfg.domain.name),
+            "system_prompt": system if system is not None else cfg.domain.get("system_prompt")}
+
+
+def gguf_chat_contract(path: Path) -> ChatContract:
+    """The chat contract as the published GGUF itself carries it (vocabulary and metadata only)."""
+    llm = load_llama(path, vocab_only=True)
+    try:
+        return ChatContract.from_gguf(llm)
+    finally:
+        llm.close()
+
+
 def main(cfg: DictConfig) -> dict:
     q = cfg.quantize
     model_dir = Path(cfg.paths.merged)
@@ -94,12 +117,12 @@ def main(cfg: DictConfig) -> dict:
             reference_type=outtype)
         for name, report in reports.items():
             metrics[name]["bits_per_weight"] = round(report["bits_per_weight"], 3)
+        served = served_facts(cfg, model_dir)
         write_manifest(staging, files, source_model_info(model_dir),
                        {"quantize": OmegaConf.to_container(q, resolve=True), "threads": threads,
-                        "domain": str(cfg.domain.name)}, reports)
-        served = types[0] if types else outtype
-        write_modelfile(staging, files[served].name, read_chat_template(model_dir),
-                        cfg.domain.get("system_prompt"), stop=list(q.get("stop", ["<|im_end|>"])))
+                        "domain": str(cfg.domain.name)}, reports, served=served)
+        served_file = files[types[0] if types else outtype]
+        write_modelfile(staging, served_file.name, gguf_chat_contract(served_file), served["system_prompt"])
     write_json(Path(cfg.paths.metrics) / "quantize.json", metrics)
     for name, row in metrics.items():
         log.info("%-8s %8.1f MB  ΔPPL %s%%  KL %s  top1 %s  decode %s tok/s", name, row["size_mb"],

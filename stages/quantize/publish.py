@@ -1,4 +1,4 @@
-"""What ships next to the GGUFs: manifest.json (sha256, size, type, source, git commit, params) and an
+"""What ships next to the GGUFs besides manifest.json (stages/manifest.py): where they came from, and an
 Ollama Modelfile.
 
     ollama create domain-llm -f models/gguf/Modelfile      # after `dvc pull models/gguf`
@@ -6,33 +6,12 @@ Ollama Modelfile.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import subprocess
 from pathlib import Path
 
-from stages.fileio import write_json, write_text
-
-MANIFEST = "manifest.json"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def git_commit(cwd: Path | None = None) -> str | None:
-    """HEAD of the repository we run in (None outside git); '+dirty' when tracked files differ."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+from stages.fileio import write_text
+from stages.inference.chat import ChatContract
+from stages.manifest import sha256_file
 
 
 def source_model_info(model_dir: Path) -> dict:
@@ -42,48 +21,53 @@ def source_model_info(model_dir: Path) -> dict:
     return {"path": str(model_dir), "architectures": config.get("architectures"), "weights_sha256": weights}
 
 
-def write_manifest(out_dir: Path, files: dict[str, Path], source: dict, params: dict,
-                   quantize_reports: dict[str, dict]) -> dict:
-    """manifest.json describing every GGUF in `out_dir`; returns it."""
-    manifest = {
-        "source_model": source,
-        "git_commit": git_commit(),
-        "params": params,
-        "files": [
-            {"file": path.name, "type": type_name, "sha256": sha256_file(path), "size_bytes": path.stat().st_size,
-             **({"tensor_types": quantize_reports[type_name]["tensor_types"],
-                 "fallback_tensors": quantize_reports[type_name]["fallback_count"],
-                 "tensor_type_overrides": quantize_reports[type_name].get("overrides", {}),
-                 "imatrix_entries": quantize_reports[type_name].get("imatrix_entries", 0),
-                 "bits_per_weight": round(quantize_reports[type_name]["bits_per_weight"], 3)}
-                if type_name in quantize_reports else {})}
-            for type_name, path in files.items()
-        ],
-    }
-    write_json(out_dir / MANIFEST, manifest)
-    return manifest
+# Placeholders no template rewrites: rendering the model's own template around them gives Ollama's Go template.
+_SYSTEM_MARK, _PROMPT_MARK = "SYSTEM0PLACEHOLDER", "PROMPT0PLACEHOLDER"
 
 
-def modelfile_text(gguf_name: str, chat_template: str | None, system_prompt: str | None, stop: list[str]) -> str:
-    """An Ollama Modelfile. ChatML templates (SmolLM2, ours) get the equivalent Go template; for others Ollama
-    reads tokenizer.chat_template from the GGUF itself."""
+def ollama_template(contract: ChatContract) -> str | None:
+    """Ollama's Go template for one turn, rendered from the model's own chat template (with a system message
+    and without), so that it is whatever the model's template is, not a guess at its family. BOS is left out
+    where the tokenizer adds it (Ollama's llama.cpp adds it again otherwise). None: the template cannot be
+    rendered this way; Ollama then reads tokenizer.chat_template from the GGUF."""
+    def render(messages: list[dict]) -> str | None:
+        try:
+            text = contract.render(messages)
+        except Exception:  # e.g. a template without a system role raises on one
+            return None
+        if contract.add_bos and contract.bos_token and text.startswith(contract.bos_token):
+            text = text[len(contract.bos_token):]
+        if "{{" in text:
+            return None
+        return text.replace(_SYSTEM_MARK, "{{ .System }}").replace(_PROMPT_MARK, "{{ .Prompt }}")
+
+    user = {"role": "user", "content": _PROMPT_MARK}
+    without_system = render([user])
+    if without_system is None:
+        return None
+    with_system = render([{"role": "system", "content": _SYSTEM_MARK}, user])
+    turn_end = contract.stop_strings[0] if contract.stop_strings else ""
+    body = (f"{{{{ if .System }}}}{with_system}{{{{ else }}}}{without_system}{{{{ end }}}}"
+            if with_system and "{{ .System }}" in with_system else without_system)
+    return body + "{{ .Response }}" + turn_end
+
+
+def modelfile_text(gguf_name: str, contract: ChatContract, system_prompt: str | None) -> str:
+    """An Ollama Modelfile: template and stop strings from the model's chat contract; the system prompt the
+    model was trained with, given once (the template's system slot takes it, no second system turn)."""
     lines = ["# Ollama: ollama create domain-llm -f Modelfile   (then: ollama run domain-llm)",
              f"FROM ./{gguf_name}", ""]
-    if chat_template and "<|im_start|>" in chat_template:
-        lines += ['TEMPLATE """{{- if .System }}<|im_start|>system',
-                  "{{ .System }}<|im_end|>",
-                  "{{ end }}{{- range .Messages }}<|im_start|>{{ .Role }}",
-                  "{{ .Content }}<|im_end|>",
-                  '{{ end }}<|im_start|>assistant', '"""', ""]
+    template = ollama_template(contract)
+    if template is not None:
+        lines += [f'TEMPLATE """{template}"""', ""]
     if system_prompt:
         lines += [f'SYSTEM """{system_prompt.strip()}"""', ""]
-    lines += [f'PARAMETER stop "{s}"' for s in stop]
+    lines += [f'PARAMETER stop "{s}"' for s in contract.stop_strings]
     lines += ["PARAMETER temperature 0", ""]
     return "\n".join(lines)
 
 
-def write_modelfile(out_dir: Path, gguf_name: str, chat_template: str | None, system_prompt: str | None,
-                    stop: list[str]) -> Path:
+def write_modelfile(out_dir: Path, gguf_name: str, contract: ChatContract, system_prompt: str | None) -> Path:
     path = out_dir / "Modelfile"
-    write_text(path, modelfile_text(gguf_name, chat_template, system_prompt, stop))
+    write_text(path, modelfile_text(gguf_name, contract, system_prompt))
     return path

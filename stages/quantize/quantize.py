@@ -25,7 +25,7 @@ import numpy as np
 
 from stages.errors import StageError
 from stages.fileio import atomic_path
-from stages.quantize.verify import GGUFFile
+from stages.inference.gguf import GGUFFile
 
 log = logging.getLogger(__name__)
 

@@ -10,70 +10,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import gguf
 import numpy as np
 
 from stages.errors import StageError
+from stages.inference.gguf import load_llama
 
 log = logging.getLogger(__name__)
 
 CHECK_PROMPT = "The capital of France is"
-
-
-class GGUFFile(gguf.GGUFReader):
-    """gguf's reader over a plain ndarray view of its memmap: slicing a np.memmap runs __array_finalize__ on
-    every one of the ~250k header slices of a 49k-token vocabulary (3-4x slower); the view shares the mapping."""
-
-    @property
-    def data(self) -> np.ndarray:
-        return self._plain_data
-
-    @data.setter
-    def data(self, value: np.ndarray) -> None:
-        self._plain_data = value.view(np.ndarray)
-
-
-def check_gguf_structure(path: Path) -> gguf.GGUFReader:
-    """Parse the header and make sure every tensor's bytes lie inside the file (catches truncation)."""
-    path = Path(path)
-    if not path.is_file():
-        raise StageError(f"{path}: GGUF file not found")
-    size = path.stat().st_size
-    try:
-        reader = GGUFFile(path)
-    except (ValueError, IndexError, KeyError, OSError) as e:
-        raise StageError(f"{path}: not a readable GGUF ({size} bytes; truncated or corrupt: "
-                         f"{str(e).splitlines()[0][:120]}); re-run `domain-llm quantize`") from None
-    if not reader.tensors:
-        raise StageError(f"{path}: GGUF has no tensors; re-run `domain-llm quantize`")
-    end = max(int(t.data_offset) + int(t.n_bytes) for t in reader.tensors)
-    if end > size:
-        raise StageError(f"{path}: truncated GGUF (tensor data needs {end} bytes, file has {size}); "
-                         "re-run `domain-llm quantize`")
-    return reader
-
-
-def load_gguf(path: Path, threads: int = 0, n_ctx: int = 512, logits_all: bool = False, f32_kv: bool = False):
-    """llama_cpp.Llama for `path`; StageError (saying what is wrong with the file) when llama.cpp refuses it.
-
-    llama.cpp itself checks that every tensor lies inside the file; the slower GGUFReader walk only runs to
-    explain a failure."""
-    from llama_cpp import Llama
-
-    path = Path(path)
-    if not path.is_file():
-        raise StageError(f"{path}: GGUF file not found")
-    with open(path, "rb") as f:
-        if f.read(4) != b"GGUF":
-            raise StageError(f"{path}: not a GGUF file (bad magic bytes); re-run `domain-llm quantize`")
-    kv = {"type_k": 0, "type_v": 0} if f32_kv else {}  # 0 = GGML_TYPE_F32: exact comparisons with torch
-    try:
-        return Llama(str(path), n_ctx=n_ctx, n_threads=threads or None, n_threads_batch=threads or None,
-                     logits_all=logits_all, verbose=False, **kv)
-    except ValueError:
-        check_gguf_structure(path)  # raises the specific reason (truncated, unreadable header)
-        raise StageError(f"{path}: llama.cpp cannot load this GGUF (corrupt or unsupported); "
-                         "re-run `domain-llm quantize`") from None
 
 
 def greedy_tokens(llm, prompt: str, n_tokens: int) -> list[int]:
@@ -89,7 +33,7 @@ def greedy_tokens(llm, prompt: str, n_tokens: int) -> list[int]:
 
 def verify_gguf(path: Path, threads: int = 0, n_tokens: int = 8) -> dict:
     """Load `path` and generate `n_tokens`; returns {"tokens": [...], "text": ...} or raises StageError."""
-    llm = load_gguf(path, threads=threads, n_ctx=128)
+    llm = load_llama(path, threads=threads, n_ctx=128)
     try:
         tokens = greedy_tokens(llm, CHECK_PROMPT, n_tokens)
         logits = np.asarray(llm.scores[llm.n_tokens - 1])
@@ -116,11 +60,10 @@ PROBE_TEXTS = (
 def check_tokenizer_parity(model_dir: Path, gguf_path: Path, extra_texts=(), limit: int = 300
                            ) -> list[tuple[str, list[int], list[int]]]:
     """Tokenize probe strings with the HF tokenizer and llama.cpp (vocab only); return the mismatches."""
-    from llama_cpp import Llama
     from transformers import AutoTokenizer
 
     hf = AutoTokenizer.from_pretrained(model_dir)
-    llm = Llama(str(gguf_path), vocab_only=True, verbose=False)
+    llm = load_llama(gguf_path, vocab_only=True)
     mismatches = []
     try:
         for text in (list(PROBE_TEXTS) + list(extra_texts))[:limit]:

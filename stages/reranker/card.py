@@ -44,7 +44,7 @@ trained by the `train_reranker` stage of domain-llm (`domain-llm reranker` / `dv
 - **Architecture:** BertForSequenceClassification, 1 logit, max {info["max_length"]} tokens per (query, document)
   pair (longer pairs are truncated).
 - **Score:** `sigmoid(logit)` in 0..1; trained with binary cross-entropy, so 0.5 separates "answers the
-  question" from "does not". Load it with `stages.reranker.inference.Reranker.load("{info["output"]}")` or
+  question" from "does not". Load it with `stages.inference.reranker.Reranker.load("{info["output"]}")` or
   `sentence_transformers.CrossEncoder`.
 
 ## Training data

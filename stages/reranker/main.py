@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 
 from stages.errors import StageError
 from stages.fileio import atomic_dir, write_json
+from stages.inference.reranker import BiEncoderReranker, Reranker
 from stages.reranker.card import render_model_card
 from stages.reranker.evaluate import (
     build_candidate_sets,
@@ -30,7 +31,6 @@ from stages.reranker.evaluate import (
     score_bm25,
     score_pairs,
 )
-from stages.reranker.inference import BiEncoderReranker, Reranker
 from stages.reranker.pairs import (
     MINERS,
     SPLITS,

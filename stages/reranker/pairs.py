@@ -144,7 +144,7 @@ def _similarity_scores(queries: Sequence[Query], pool: Sequence[Answer], miner: 
         bm25 = BM25Okapi([tokenize(a.text) or [""] for a in pool])
         return np.stack([bm25.get_scores(tokenize(q.text)) for q in queries])
     if miner == "embedding":
-        from stages.reranker.inference import bundled_bi_encoder
+        from stages.inference.reranker import bundled_bi_encoder
 
         encoder = bundled_bi_encoder()
         q_emb = encoder.encode([q.text for q in queries], normalize_embeddings=True, convert_to_numpy=True)

@@ -51,7 +51,7 @@ def _is_offline() -> bool:
 def resolve_base(base: str) -> tuple[str, bool]:
     """(model name or path, local_files_only) for a `reranker.base` value."""
     if base == "bundled":
-        from stages.reranker.inference import bundled_model_path
+        from stages.inference.reranker import bundled_model_path
 
         return str(bundled_model_path()), True
     if Path(base).expanduser().is_dir():

@@ -94,22 +94,18 @@ def evaluate(model: nn.Module, tokenizer, rows: list, batch_size: int = 8, max_s
     return {"eval_loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": total_tokens}
 
 
-@torch.no_grad()
 def generate_completion(model: nn.Module, tokenizer, question: str | list[dict], max_new_tokens: int = 128,
                         system_prompt: str | None = None) -> dict:
-    """Greedy chat completion: {"text", "completion_tokens", "finish_reason": "stop" | "length"}."""
+    """Greedy chat completion through the HF engine (same prompt ids and stop tokens as evaluation and serving):
+    {"text", "completion_tokens", "finish_reason": "stop" | "length"}."""
+    from stages.inference import SamplingParams
+    from stages.inference.hf import HFEngine
+
     messages = question if isinstance(question, list) else (
         ([{"role": "system", "content": system_prompt}] if system_prompt else [])
         + [{"role": "user", "content": question}])
-    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(next(model.parameters()).device)
-    model.eval()
-    output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    new_ids = output[0, inputs["input_ids"].shape[1]:].tolist()
-    stopped = bool(new_ids) and new_ids[-1] == tokenizer.eos_token_id
-    return {"text": tokenizer.decode(new_ids, skip_special_tokens=True).strip(), "completion_tokens": len(new_ids),
-            "finish_reason": "stop" if stopped else "length"}
+    [g] = HFEngine.from_model(model, tokenizer).chat([messages], SamplingParams(max_new_tokens=max_new_tokens))
+    return {"text": g.text.strip(), "completion_tokens": g.completion_tokens, "finish_reason": g.finish_reason}
 
 
 def generate(model: nn.Module, tokenizer, question: str | list[dict], max_new_tokens: int = 128,

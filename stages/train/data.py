@@ -6,7 +6,8 @@
 
 Why the prompt and the answer are tokenised separately: at inference the prompt is rendered with
 `add_generation_prompt=True`, tokenised, and the model continues it. Training on exactly that prompt's ids followed
-by the answer's ids and the end-of-turn token teaches the same continuation, including when to stop.
+by the answer's ids and the end-of-turn token teaches the same continuation, including when to stop. Template,
+BOS and end-of-turn token come from the model's chat contract (stages/inference/chat.py), shared with the engines.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from stages.errors import StageError
 from stages.fileio import read_jsonl
+from stages.inference.chat import ChatContract, Tokenize
 
 log = logging.getLogger(__name__)
 
@@ -54,31 +56,35 @@ def load_chat_records(path: Path) -> list[list[dict]]:
     return conversations
 
 
-def end_of_turn_id(tokenizer) -> int:
-    """The token that closes an assistant turn: eos (`<|im_end|>` for SmolLM2's ChatML template)."""
-    if tokenizer.eos_token_id is None:
-        raise StageError("tokenizer has no eos_token: set eos_token in the base model's tokenizer_config.json")
-    return int(tokenizer.eos_token_id)
-
-
-def tokenize_chat(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
-    """(input_ids, labels): the templated prompt masked with IGNORE_INDEX, then answer ids + end-of-turn supervised."""
-    prompt_text = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
-    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-    answer_ids = tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"]
-    answer_ids = [*answer_ids, end_of_turn_id(tokenizer)]
+def tokenize_chat(contract: ChatContract, tokenize: Tokenize, messages: list[dict]) -> tuple[list[int], list[int]]:
+    """(input_ids, labels): the templated prompt masked with IGNORE_INDEX, then answer ids + the model's end-of-turn
+    token supervised. The prompt ids are exactly what the engines generate from (`contract.chat_ids`)."""
+    prompt_ids = contract.chat_ids(messages[:-1], tokenize)
+    answer_ids = [*tokenize(messages[-1]["content"]), contract.end_of_turn_id]
     return prompt_ids + answer_ids, [IGNORE_INDEX] * len(prompt_ids) + answer_ids
+
+
+def hf_contract(tokenizer) -> tuple[ChatContract, Tokenize]:
+    """The chat contract of an HF tokenizer and its tokenize function (special tokens parsed, none added)."""
+    if tokenizer.chat_template is None:
+        raise StageError("the base model's tokenizer has no chat template: add chat_template.jinja to models/base")
+    generation_config = None
+    if tokenizer.name_or_path and (Path(tokenizer.name_or_path) / "generation_config.json").is_file():
+        from transformers import GenerationConfig
+
+        generation_config = GenerationConfig.from_pretrained(tokenizer.name_or_path)
+    return (ChatContract.from_hf(tokenizer, generation_config),
+            lambda text: list(tokenizer(text, add_special_tokens=False)["input_ids"]))
 
 
 def tokenize_chat_records(conversations: list[list[dict]], tokenizer, max_seq_length: int,
                           source: str = "data") -> list[dict]:
     """Tokenise every conversation; rows longer than max_seq_length are dropped (a cut answer would teach the
     model to stop mid-sentence or never see its end-of-turn), and the count is logged."""
-    if tokenizer.chat_template is None:
-        raise StageError("the base model's tokenizer has no chat template: add chat_template.jinja to models/base")
+    contract, tokenize = hf_contract(tokenizer)
     examples, too_long = [], 0
     for messages in conversations:
-        input_ids, labels = tokenize_chat(tokenizer, messages)
+        input_ids, labels = tokenize_chat(contract, tokenize, messages)
         if len(input_ids) > max_seq_length:
             too_long += 1
             continue

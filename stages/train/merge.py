@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from stages.errors import StageError
+from stages.inference.chat import ChatContract
 from stages.train.model import check_model_dir
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,9 @@ def merge_adapter_into_base(base: Path, adapter: Path, out: Path, on_cuda: bool 
     dtype = torch.bfloat16 if on_cuda else torch.float32
     merged = load_adapter_model(base, adapter, dtype, trust_remote_code).merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(adapter if (adapter / "tokenizer_config.json").exists() else base)
-    merged.generation_config.eos_token_id = tokenizer.eos_token_id
+    # Every token that ends a turn (the template's end of turn, EOS, the base's own list), never one id.
+    contract = ChatContract.from_hf(tokenizer, merged.generation_config)
+    merged.generation_config.eos_token_id = list(contract.end_of_turn_ids)
     merged.generation_config.pad_token_id = tokenizer.pad_token_id
     merged.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)  # transformers 5 writes the chat template as chat_template.jinja

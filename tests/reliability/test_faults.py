@@ -23,8 +23,8 @@ import pytest
 
 from stages.config import compose
 from stages.fileio import write_jsonl
+from stages.manifest import sha256_file
 from stages.prepare.records import make_record
-from stages.quantize.publish import sha256_file
 from tests.reliability.conftest import CLI, assert_one_line_error, run_cli
 from tests.serving.conftest import REPO_ROOT
 

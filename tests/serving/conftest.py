@@ -106,6 +106,12 @@ def start_thread_server(*overrides: str, engine=None, healthy: bool = True) -> T
 
     port = free_port()
     app = create_app(compose(["threads=1", f"serve.port={port}", *overrides]), engine=engine)
+    return serve_in_thread(app, port, healthy=healthy)
+
+
+def serve_in_thread(app, port: int | None = None, healthy: bool = True) -> ThreadServer:
+    """uvicorn in a thread serving `app` (a test may adjust the app between create_app and this)."""
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -127,7 +133,7 @@ def gguf_overrides(smollm2_gguf) -> list[str]:
 @pytest.fixture(scope="session")
 def gguf_engine_shared(smollm2_gguf):
     """One loaded GGUF engine for the thread servers (each app owns it only while that server runs)."""
-    from stages.generation import load_engine
+    from stages.inference import load_engine
 
     return load_engine("gguf", smollm2_gguf, threads=1, n_ctx=2048)
 

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from stages.generation import SamplingParams, load_engine
+from stages.inference import SamplingParams, load_engine
 from tests.serving.conftest import wait_for
 
 QUESTION = "What is hypertension?"
@@ -28,6 +28,9 @@ def test_health_reports_the_queue(client):
     body = client.get("/api/v1/health").json()
     assert body["status"] == "ok" and body["model_loaded"] is True and body["engine"] == "gguf"
     assert body["queue"]["capacity"] == 16 and body["queue"]["state"] == "ready"
+    # healthy = every enabled component ready, the reranker (bundled fallback here) included
+    assert body["components"] == {"model": {"state": "ready", "ready": True},
+                                  "reranker": {"state": "ready", "ready": True}}
 
 
 def test_model_info_is_read_from_the_gguf(client):
@@ -63,6 +66,7 @@ def test_generate_batch(client):
     assert [r["prompt"] for r in body["results"]] == prompts
     assert "Paris" in body["results"][0]["generated_text"] and "Rome" in body["results"][1]["generated_text"]
     assert body["total_tokens_generated"] == sum(r["tokens_generated"] for r in body["results"])
+    assert body["total_prompts"] == 2
 
 
 def test_rerank_uses_the_fallback_and_reports_it(client):

@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from stages.generation import SamplingParams, load_engine
+from stages.inference import SamplingParams, load_engine
 from tests.serving.conftest import wait_for
 
 MESSAGES = [{"role": "system", "content": "You are a medical assistant."},

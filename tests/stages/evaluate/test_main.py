@@ -159,7 +159,7 @@ def test_bad_records_name_file_line_and_field(cfg_factory, tmp_path, tiny_model_
 
 def test_generate_timed_batches_by_length_and_keeps_input_order(tiny_model_dir):
     from stages.evaluate.runner import generate_timed
-    from stages.generation import SamplingParams, load_engine
+    from stages.inference import SamplingParams, load_engine
 
     engine = load_engine("hf", tiny_model_dir, threads=1, batch_size=8)
     prompts = ["one two three four five six seven eight", "hi", "a b c d", "x y", "lorem ipsum dolor sit amet"]

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from stages.inference.gguf import GGUFFile
 from stages.prepare.records import make_record
 from stages.quantize.convert import convert_hf_to_gguf
-from stages.quantize.verify import GGUFFile
 
 SYSTEM = "You are a careful medical information assistant."
 QA = [

@@ -12,8 +12,9 @@ import torch
 from llama_cpp import Llama
 
 from stages.errors import StageError
+from stages.inference.gguf import load_llama
 from stages.quantize.convert import convert_hf_to_gguf
-from stages.quantize.verify import check_tokenizer_parity, greedy_tokens, load_gguf
+from stages.quantize.verify import check_tokenizer_parity, greedy_tokens
 
 PROMPT = "<|im_start|>user\nWhat is the normal blood pressure for 42 year olds?<|im_end|>\n<|im_start|>assistant\n"
 
@@ -32,7 +33,7 @@ def assert_logits_and_greedy_match(model_dir, gguf_path, n_new=16, prompt=PROMPT
         hf_logits = model(torch.tensor([ids])).logits[0].numpy()
         hf_greedy = model.generate(torch.tensor([ids]), max_new_tokens=n_new, do_sample=False,
                                    eos_token_id=None)[0, len(ids):].tolist()
-    llm = load_gguf(gguf_path, threads=1, n_ctx=256, logits_all=True, f32_kv=True)
+    llm = load_llama(gguf_path, threads=1, n_ctx=256, logits_all=True, f32_kv=True)
     try:
         assert llm.tokenize(prompt.encode(), add_bos=True, special=True) == ids
         llm.eval(ids)
@@ -73,7 +74,7 @@ def test_f16_and_bf16_outputs_stay_close(tiny_model_dir, tiny_f32_gguf, tmp_path
     for outtype, tolerance in (("f32", 0.0), ("f16", 2e-2), ("bf16", 1e-1)):
         path = tiny_f32_gguf if outtype == "f32" else convert_hf_to_gguf(tiny_model_dir, tmp_path / f"{outtype}.gguf",
                                                                           outtype=outtype)
-        llm = load_gguf(path, threads=1, n_ctx=64, logits_all=True, f32_kv=True)
+        llm = load_llama(path, threads=1, n_ctx=64, logits_all=True, f32_kv=True)
         llm.eval(ids)
         logits = np.asarray(llm.scores[: len(ids)])
         llm.close()

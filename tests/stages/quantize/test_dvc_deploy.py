@@ -10,8 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from stages.manifest import sha256_file, write_manifest
 from stages.quantize.api import convert_and_quantize
-from stages.quantize.publish import sha256_file, source_model_info, write_manifest
+from stages.quantize.publish import source_model_info
 
 ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from stages.errors import StageError
+from stages.inference.gguf import GGUFFile
 from stages.quantize.api import quantize_gguf
 from stages.quantize.imatrix import compute_imatrix
-from stages.quantize.verify import GGUFFile, verify_gguf
+from stages.quantize.verify import verify_gguf
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import pytest
 
 from stages.errors import StageError
 from stages.fileio import write_jsonl
+from stages.manifest import sha256_file
 from stages.quantize.main import main
-from stages.quantize.publish import sha256_file
 
 
 def stage_cfg(cfg_factory, model_dir: Path, root: Path, records: list[dict], *extra: str):

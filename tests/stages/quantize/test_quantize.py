@@ -10,9 +10,10 @@ import llama_cpp
 import pytest
 
 from stages.errors import StageError
+from stages.inference.gguf import GGUFFile
 from stages.quantize.api import DEFAULT_TYPES, load_quantized_model, quantize_gguf
 from stages.quantize.quantize import file_type, file_types, quantize_file
-from stages.quantize.verify import GGUFFile, verify_gguf
+from stages.quantize.verify import verify_gguf
 
 
 @pytest.mark.parametrize("type_name", DEFAULT_TYPES)

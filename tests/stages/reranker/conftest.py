@@ -67,7 +67,7 @@ def tiny_cross_encoder_dir(tmp_path_factory) -> Path:
     almost the same logit and a few training steps cannot tell pairs apart."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from stages.reranker.inference import bundled_model_path
+    from stages.inference.reranker import bundled_model_path
 
     torch.set_num_threads(1)
     tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()))

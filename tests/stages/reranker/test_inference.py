@@ -7,7 +7,7 @@ import math
 import pytest
 
 from stages.errors import StageError
-from stages.reranker.inference import (
+from stages.inference.reranker import (
     MAX_BATCH_SIZE,
     BiEncoderReranker,
     Reranker,

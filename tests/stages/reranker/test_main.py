@@ -7,8 +7,8 @@ import json
 import pytest
 
 from stages.errors import StageError
+from stages.inference.reranker import Reranker, load_reranker
 from stages.reranker.evaluate import METRIC_NAMES
-from stages.reranker.inference import Reranker, load_reranker
 from stages.reranker.main import RerankerArgs, main
 from stages.reranker.pairs import build_training_pairs, load_split, records_to_queries
 from stages.reranker.train import RerankerTrainArgs, load_base_cross_encoder, train_cross_encoder

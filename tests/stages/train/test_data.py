@@ -12,6 +12,7 @@ from stages.train.data import (
     IGNORE_INDEX,
     ChatCollator,
     load_chat_records,
+    hf_contract,
     tokenize_chat,
     tokenize_chat_records,
 )
@@ -27,7 +28,7 @@ def tokenizer(tiny_model_dir):
 
 def test_labels_mask_everything_but_the_answer_and_its_end_of_turn(tokenizer):
     messages = chat_records(1)[0]["messages"]
-    input_ids, labels = tokenize_chat(tokenizer, messages)
+    input_ids, labels = tokenize_chat(*hf_contract(tokenizer), messages)
     prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
     n_prompt = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
 

@@ -1,6 +1,6 @@
 """Rerank documents for a query with the trained cross-encoder, or the bundled MiniLM bi-encoder as fallback.
 
-    from stages.reranker.inference import load_reranker
+    from stages.inference.reranker import load_reranker
     reranker = load_reranker("models/reranker")      # bi-encoder fallback when the folder has no model
     reranker.rerank("What is the first-line drug for type 2 diabetes?", documents, top_k=3)
     # [{"document": ..., "score": 0.97, "rank": 1, "original_index": 4}, ...]

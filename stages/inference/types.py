@@ -1,16 +1,8 @@
-"""One generation interface over transformers (HF folder) and llama.cpp (GGUF file).
+"""Shared types of the inference package: sampling parameters, results, the Engine protocol, text streams.
 
-Used by `evaluate`, `serving` and `domain-llm generate`; callers never branch on the engine kind.
-
-    from stages.generation import SamplingParams, load_engine
-    engine = load_engine("gguf", "models/gguf/model-q4_k_m.gguf", threads=2)
-    [g] = engine.chat([[{"role": "user", "content": "What is hypertension?"}]], SamplingParams(max_new_tokens=64))
-    print(g.text, g.finish_reason)
-    nll, n = engine.score(prompt, " reference answer")     # perplexity = exp(nll / n)
-
-Engines are not thread-safe (a llama.cpp context must never be used from two threads): the server gives
-one engine to one worker thread. Heavy libraries (torch, transformers) are imported only by the HF engine,
-so the GGUF engine starts in about a second.
+Every consumer (evaluate, quantize, `domain-llm generate`, serving) talks to an Engine and never branches on
+its kind. Engines are not thread-safe (a llama.cpp context must never be used from two threads): the server
+gives one engine to one worker thread.
 """
 
 from __future__ import annotations
@@ -18,18 +10,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from stages.errors import StageError
-
-# SmolLM2/ChatML end-of-turn marker; generation stops there even when a tokenizer does not list it as eos.
-END_OF_TURN = "<|im_end|>"
-# Used only when a model carries no chat template (a warning is logged): plain ChatML.
-CHATML_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
-    "'<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+if TYPE_CHECKING:
+    from stages.inference.chat import ChatContract
 
 ShouldStop = Callable[[], bool]
 
@@ -56,6 +40,7 @@ class Generation:
 
 class Engine(Protocol):
     name: str  # "hf" | "gguf" | "openai_upstream"
+    max_batch_size: int  # prompts one generate() call decodes together (1: one after another)
 
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str: ...
 
@@ -72,6 +57,8 @@ class Engine(Protocol):
     def score(self, prompt: str, continuation: str) -> tuple[float, int]: ...
 
     def count_tokens(self, text: str) -> int: ...
+
+    def prompt_ids(self, prompt: str) -> list[int]: ...
 
     def info(self) -> dict: ...
 
@@ -138,7 +125,13 @@ def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
 
 
 class ChatMixin:
-    """`chat` and `stream_chat` in terms of `apply_chat_template`, `generate` and `stream`."""
+    """`apply_chat_template`, `chat` and `stream_chat` in terms of the model's chat contract (`self.contract`),
+    `generate` and `stream`. A rendered chat is a prompt like any other: `prompt_ids` adds BOS at most once."""
+
+    contract: ChatContract
+
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        return self.contract.render(messages, add_generation_prompt)
 
     def chat(self, conversations: list[list[dict]], params: SamplingParams,
              should_stop: ShouldStop | None = None) -> list[Generation]:
@@ -147,36 +140,3 @@ class ChatMixin:
 
     def stream_chat(self, messages: list[dict], params: SamplingParams) -> TextStream:
         return self.stream(self.apply_chat_template(messages), params)
-
-
-def check_model_path(kind: str, path: Path) -> None:
-    """Fail with one clear line before a library prints pages of errors about a bad path."""
-    if kind == "gguf":
-        if not path.is_file():
-            raise StageError(f"{path}: GGUF model file not found; build it with `dvc repro quantize` "
-                             "or pass another file (e.g. serve.model=PATH)")
-        with open(path, "rb") as f:
-            if f.read(4) != b"GGUF":
-                raise StageError(f"{path}: not a GGUF file (bad magic bytes); the file is corrupt or of "
-                                 "another format - rebuild it with `dvc repro quantize`")
-    elif kind == "hf":
-        if not (path / "config.json").is_file():
-            raise StageError(f"{path}: no HF model folder here (config.json missing); run `dvc repro train` "
-                             "or pass a folder holding config.json + *.safetensors")
-    else:
-        raise StageError(f"unknown engine kind {kind!r}: use 'hf' (model folder) or 'gguf' (file)")
-
-
-def load_engine(kind: str, path: str | Path, *, threads: int = 0, n_ctx: int = 2048, batch_size: int = 8,
-                adapter: str | Path | None = None) -> Engine:
-    """Load an engine. kind "hf": a transformers folder (+ optional LoRA adapter folder), batched;
-    kind "gguf": a llama.cpp file. threads 0 = library default. Missing or corrupt model -> StageError."""
-    path = Path(path)
-    check_model_path(kind, path)
-    if kind == "gguf":
-        from stages.generation_gguf import GGUFEngine
-
-        return GGUFEngine(path, threads=threads, n_ctx=n_ctx)
-    from stages.generation_hf import HFEngine
-
-    return HFEngine(path, threads=threads, batch_size=batch_size, adapter=adapter)

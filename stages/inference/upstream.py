@@ -16,7 +16,7 @@ from collections.abc import Generator, Iterator
 import httpx
 
 from stages.errors import StageError
-from stages.generation import Generation, SamplingParams, ShouldStop, TextStream
+from stages.inference.types import Generation, SamplingParams, ShouldStop, TextStream
 
 
 class UpstreamError(Exception):
@@ -25,6 +25,7 @@ class UpstreamError(Exception):
 
 class OpenAIUpstreamEngine:
     name = "openai_upstream"
+    max_batch_size = 1  # one request per prompt; the upstream batches concurrent requests itself
     thread_safe = True  # an httpx.Client may be shared by threads; the upstream does its own batching
 
     def __init__(self, url: str, model: str | None = None, api_key: str | None = None, timeout_s: float = 120.0):
@@ -135,17 +136,20 @@ class OpenAIUpstreamEngine:
         return Generation(text, int(usage.get("prompt_tokens") or 0),
                           int(usage.get("completion_tokens") or n_chunks), finish_reason)
 
-    def score(self, prompt: str, continuation: str) -> tuple[float, int]:
+    def score(self, prompt: str, continuation: str, close_turn: bool = False) -> tuple[float, int]:
         raise NotImplementedError("scoring is not part of the OpenAI API; use a local engine")
 
     def count_tokens(self, text: str) -> int:
         raise NotImplementedError("token counts come from the upstream's usage fields")
 
+    def prompt_ids(self, prompt: str) -> list[int]:
+        raise NotImplementedError("the upstream server tokenizes; token counts come from its usage fields")
+
     def info(self) -> dict:
         meta = next((m for m in self.upstream_models if m.get("id") == self.model), {})
         return {"name": self.model, "type": "openai_upstream", "upstream_url": self.url,
                 "quantization": None, "context_length": meta.get("max_model_len"), "parameters": None,
-                "owned_by": meta.get("owned_by"), "domain": None}
+                "owned_by": meta.get("owned_by"), "domain": None, "system_prompt": None}
 
     def close(self) -> None:
         self.client.close()

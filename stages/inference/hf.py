@@ -1,7 +1,11 @@
-"""HF engine: transformers behind the `stages.generation.Engine` interface.
+"""HF engine: transformers behind the `stages.inference.Engine` interface.
 
-    from stages.generation import load_engine
+    from stages.inference import load_engine
     engine = load_engine("hf", "models/merged", threads=2, batch_size=8)          # or adapter="models/adapter"
+    engine = HFEngine.from_model(model, tokenizer)                                # a model already in memory
+
+Prompt ids and stop tokens come from the model's chat contract (stages/inference/chat.py), the same one
+training uses, so a chat is the same token ids here, in training and in the GGUF engine.
 
 fp32 on CPU (bf16 is 10-15x slower on this class of CPU), bf16 on CUDA; eval mode, no_grad; prompts are
 generated in batches with LEFT padding so every row's continuation starts at the same column.
@@ -17,8 +21,8 @@ from pathlib import Path
 import torch
 
 from stages.errors import StageError
-from stages.generation import (
-    END_OF_TURN,
+from stages.inference.chat import ChatContract
+from stages.inference.types import (
     ChatMixin,
     Generation,
     SamplingParams,
@@ -27,6 +31,7 @@ from stages.generation import (
     TextStream,
     cut_at_stop,
 )
+from stages.manifest import served_model_facts
 
 log = logging.getLogger(__name__)
 
@@ -40,24 +45,40 @@ class HFEngine(ChatMixin):
 
         if threads > 0:
             torch.set_num_threads(threads)
-        self.path, self.adapter, self.batch_size = Path(path), adapter, batch_size
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.path, trust_remote_code=trust_remote_code)
-            model = AutoModelForCausalLM.from_pretrained(self.path, dtype=self.dtype, use_safetensors=True,
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True,
                                                          trust_remote_code=trust_remote_code)
         except Exception as e:  # safetensors, tokenizers and torch raise their own types for a corrupt file
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise StageError(f"{self.path}: transformers could not load this model ({first}); "
+            raise StageError(f"{path}: transformers could not load this model ({first}); "
                              "the folder needs config.json, tokenizer files and *.safetensors") from None
         if adapter is not None:
             model = self._merge_adapter(model, Path(adapter))
-        self.model = model.to(self.device).eval()
+        self._setup(model.to(device), tokenizer, Path(path), batch_size, adapter)
+
+    @classmethod
+    def from_model(cls, model, tokenizer, batch_size: int = 8) -> HFEngine:
+        """An engine over a model and tokenizer already in memory (training's API, tests)."""
+        engine = cls.__new__(cls)
+        engine._setup(model, tokenizer, Path(getattr(model, "name_or_path", "") or "in-memory"), batch_size, None)
+        return engine
+
+    def _setup(self, model, tokenizer, path: Path, batch_size: int, adapter) -> None:
+        self.path, self.adapter, self.batch_size = path, adapter, batch_size
+        self.max_batch_size = batch_size
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.tokenizer = tokenizer
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.eos_ids = self._eos_ids()
+        self.contract = ChatContract.from_hf(tokenizer, model.generation_config)
+        self.eos_ids = list(self.contract.end_of_turn_ids)
+        self.served = served_model_facts(path) if path.is_dir() else {"domain": None, "system_prompt": None}
 
     @staticmethod
     def _merge_adapter(model, adapter: Path):
@@ -68,26 +89,12 @@ class HFEngine(ChatMixin):
         # Merged in the load dtype (fp32/bf16), never in 4-bit: merging into a quantized model re-quantizes.
         return PeftModel.from_pretrained(model, adapter).merge_and_unload()
 
-    def _eos_ids(self) -> list[int]:
-        ids = {self.tokenizer.eos_token_id}
-        gen_eos = self.model.generation_config.eos_token_id
-        ids.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
-        if END_OF_TURN in self.tokenizer.get_vocab():
-            ids.add(self.tokenizer.convert_tokens_to_ids(END_OF_TURN))
-        return sorted(i for i in ids if i is not None)
-
     # -- text in, text out --------------------------------------------------------------------------------
-    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
-        if not self.tokenizer.chat_template:
-            raise StageError(f"{self.path}: the tokenizer has no chat template; add chat_template.jinja")
-        return self.tokenizer.apply_chat_template(messages, tokenize=False,
-                                                  add_generation_prompt=add_generation_prompt)
+    def _tokenize(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
 
-    def _encode(self, text: str) -> list[int]:
-        # A rendered chat template already starts with the BOS text where the model uses one.
-        bos = self.tokenizer.bos_token
-        add_special = not (bos and text.startswith(bos))
-        return self.tokenizer(text, add_special_tokens=add_special)["input_ids"]
+    def prompt_ids(self, prompt: str) -> list[int]:
+        return self.contract.prompt_ids(prompt, self._tokenize)
 
     def _generation_config(self, params: SamplingParams):
         from transformers import GenerationConfig
@@ -120,7 +127,7 @@ class HFEngine(ChatMixin):
             if should_stop is not None and should_stop():
                 results.extend(Generation("", 0, 0, "stop") for _ in prompts[start:start + self.batch_size])
                 continue
-            batch = [self._encode(p) for p in prompts[start:start + self.batch_size]]
+            batch = [self.prompt_ids(p) for p in prompts[start:start + self.batch_size]]
             inputs = self.tokenizer.pad({"input_ids": batch}, return_tensors="pt").to(self.device)
             extra = {"tokenizer": self.tokenizer} if params.stop else {}  # stop_strings needs it
             out = self.model.generate(**inputs, generation_config=self._generation_config(params),
@@ -146,7 +153,7 @@ class HFEngine(ChatMixin):
                        cancel: threading.Event) -> Generator[str, None, Generation]:
         from transformers import TextIteratorStreamer
 
-        ids = self._encode(prompt)
+        ids = self.prompt_ids(prompt)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         outputs: list = []
         errors: list[BaseException] = []
@@ -201,13 +208,14 @@ class HFEngine(ChatMixin):
 
     # -- tokens and likelihoods ----------------------------------------------------------------------------
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(self._tokenize(text))
 
     @torch.no_grad()
-    def score(self, prompt: str, continuation: str) -> tuple[float, int]:
-        """Sum of -log p(continuation token | everything before it), in nats, and the number of tokens."""
-        context = self._encode(prompt) if prompt else []
-        target = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+    def score(self, prompt: str, continuation: str, close_turn: bool = False) -> tuple[float, int]:
+        """Sum of -log p(continuation token | everything before it), in nats, and the number of tokens.
+        close_turn: the continuation is an assistant answer, followed by the model's end-of-turn token."""
+        context = self.prompt_ids(prompt)
+        target = self._tokenize(continuation) + ([self.contract.end_of_turn_id] if close_turn else [])
         if not context:  # nothing to condition the first token on: it is not scored
             context, target = target[:1], target[1:]
         if not target:
@@ -229,5 +237,8 @@ class HFEngine(ChatMixin):
             "path": str(self.path),
             "adapter": str(self.adapter) if self.adapter else None,
             "device": self.device.type,
-            "domain": None,
+            "domain": self.served["domain"],
+            "system_prompt": self.served["system_prompt"],
+            "chat_template": bool(self.contract.template),
+            "end_of_turn": list(self.contract.stop_strings),
         }

@@ -1,0 +1,65 @@
+"""The inference package: one way to run a model, shared by evaluate, quantize, `domain-llm generate` and serving.
+
+    from stages.inference import SamplingParams, load_engine
+    engine = load_engine("gguf", "models/gguf/model-q4_k_m.gguf", threads=2)
+    [g] = engine.chat([[{"role": "user", "content": "What is hypertension?"}]], SamplingParams(max_new_tokens=64))
+    print(g.text, g.finish_reason)
+    nll, n = engine.score(prompt, " reference answer")     # perplexity = exp(nll / n)
+
+Modules: `types` (SamplingParams, Generation, Engine, TextStream), `chat` (ChatContract: template, BOS,
+end of turn, read from the model), `hf` (transformers), `gguf` (llama.cpp: loading, generation, scoring),
+`upstream` (an OpenAI-compatible server), `reranker` (cross-/bi-encoder). Heavy libraries (torch,
+transformers) are imported only by `hf` and `reranker`, so the GGUF engine starts in about a second.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stages.errors import StageError
+from stages.inference.types import (
+    ChatMixin,
+    Engine,
+    Generation,
+    SamplingParams,
+    ShouldStop,
+    StopStringFilter,
+    TextStream,
+    cut_at_stop,
+)
+
+__all__ = ["ChatMixin", "Engine", "Generation", "SamplingParams", "ShouldStop", "StopStringFilter", "TextStream",
+           "check_model_path", "cut_at_stop", "load_engine"]
+
+
+def check_model_path(kind: str, path: Path) -> None:
+    """Fail with one clear line before a library prints pages of errors about a bad path."""
+    if kind == "gguf":
+        if not path.is_file():
+            raise StageError(f"{path}: GGUF model file not found; build it with `dvc repro quantize` "
+                             "or pass another file (e.g. serve.model=PATH)")
+        with open(path, "rb") as f:
+            if f.read(4) != b"GGUF":
+                raise StageError(f"{path}: not a GGUF file (bad magic bytes); the file is corrupt or of "
+                                 "another format - rebuild it with `dvc repro quantize`")
+    elif kind == "hf":
+        if not (path / "config.json").is_file():
+            raise StageError(f"{path}: no HF model folder here (config.json missing); run `dvc repro train` "
+                             "or pass a folder holding config.json + *.safetensors")
+    else:
+        raise StageError(f"unknown engine kind {kind!r}: use 'hf' (model folder) or 'gguf' (file)")
+
+
+def load_engine(kind: str, path: str | Path, *, threads: int = 0, n_ctx: int = 2048, batch_size: int = 8,
+                adapter: str | Path | None = None) -> Engine:
+    """Load an engine. kind "hf": a transformers folder (+ optional LoRA adapter folder), batched;
+    kind "gguf": a llama.cpp file. threads 0 = library default. Missing or corrupt model -> StageError."""
+    path = Path(path)
+    check_model_path(kind, path)
+    if kind == "gguf":
+        from stages.inference.gguf_engine import GGUFEngine
+
+        return GGUFEngine(path, threads=threads, n_ctx=n_ctx)
+    from stages.inference.hf import HFEngine
+
+    return HFEngine(path, threads=threads, batch_size=batch_size, adapter=adapter)
