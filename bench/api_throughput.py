@@ -9,7 +9,7 @@ bench/results/api_throughput.json with the command.
 Both servers run as subprocesses on 127.0.0.1 (free ports) and are stopped by PID at the end. Both get the
 OpenAI `/v1/completions` request with the same chat-templated prompt, max_tokens, temperature 0 and neutral
 sampling (top_k 0, min_p 0, repeat_penalty 1; our server ignores the llama.cpp-only keys and already uses
-those values), with `<|im_end|>` as stop. For each concurrency level, each repetition runs one server right
+those values), with the model's end-of-turn tokens (its chat contract) as stop strings. For each concurrency level, each repetition runs one server right
 after the other (alternating which goes first); medians over repetitions are reported after a warm-up.
 
 Threads: llama.cpp threads spin-wait on each other, so on an oversubscribed box 2 threads can be 10x slower
@@ -48,8 +48,6 @@ from bench.run_info import (  # noqa: E402
     run_record,
 )
 from stages.fileio import write_json  # noqa: E402
-
-END_OF_TURN = "<|im_end|>"
 
 
 @dataclass
@@ -114,17 +112,20 @@ def stop(server: Server) -> None:
         server.process.wait(timeout=10)
 
 
-def chat_prompts(gguf: Path) -> list[str]:
-    """The questions rendered with the GGUF's own chat template (what a chat client would send)."""
+def chat_prompts(gguf: Path) -> tuple[list[str], list[str]]:
+    """The questions rendered with the GGUF's own chat template (what a chat client would send), and the
+    model's end-of-turn strings, which both servers get as stop strings."""
     from stages.inference import load_engine
 
     engine = load_engine("gguf", gguf, threads=1, n_ctx=512)
     prompts = [engine.apply_chat_template(chat_messages(q)) for q in QUESTIONS]
+    stop = list(engine.contract.stop_strings)
     engine.close()
-    return prompts
+    return prompts, stop
 
 
-async def one_level(url: str, prompts: list[str], clients: int, per_client: int, max_tokens: int) -> dict:
+async def one_level(url: str, prompts: list[str], clients: int, per_client: int, max_tokens: int,
+                    stop: list[str]) -> dict:
     """`clients` concurrent clients, each sending `per_client` requests back to back."""
     latencies: list[float] = []
     tokens, texts, failures = 0, {}, 0
@@ -134,7 +135,7 @@ async def one_level(url: str, prompts: list[str], clients: int, per_client: int,
         for k in range(per_client):
             prompt_index = (index * per_client + k) % len(prompts)
             body = {"prompt": prompts[prompt_index], "max_tokens": max_tokens, "temperature": 0.0, "top_p": 1.0,
-                    "top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0, "stop": [END_OF_TURN], "seed": 0}
+                    "top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0, "stop": stop, "seed": 0}
             started = time.perf_counter()
             response = await http.post(url + "/v1/completions", json=body)
             latencies.append(time.perf_counter() - started)
@@ -186,7 +187,7 @@ def main() -> None:
     repeats = 1 if args.quick else args.repeats
     levels = [int(c) for c in args.concurrency.split(",")]
     record = run_record()
-    prompts = chat_prompts(args.gguf)
+    prompts, stop = chat_prompts(args.gguf)
     servers = [our_server(args.gguf, args.threads, args.n_ctx), peer_server(args.gguf, args.threads, args.n_ctx)]
     runs: dict[str, dict[int, list[dict]]] = {s.name: {c: [] for c in levels} for s in servers}
     hogs: list[subprocess.Popen] = []
@@ -194,7 +195,7 @@ def main() -> None:
         try:
             for server in servers:
                 start(server, Path(tmp))
-                asyncio.run(one_level(server.url, prompts, 1, 2, args.max_tokens))  # warm-up
+                asyncio.run(one_level(server.url, prompts, 1, 2, args.max_tokens, stop))  # warm-up
             hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.cpu_hog)]
             # Side by side at the finest grain: per level and repetition, one server right after the other,
             # the order alternating, so a load spike on the shared box hits both sides alike.
@@ -202,7 +203,7 @@ def main() -> None:
                 for rep in range(repeats):
                     for server in servers if rep % 2 == 0 else servers[::-1]:
                         run = asyncio.run(one_level(server.url, prompts, clients,
-                                                    requests_per_client(clients, args.quick), args.max_tokens))
+                                                    requests_per_client(clients, args.quick), args.max_tokens, stop))
                         runs[server.name][clients].append(run)
                         print(f"rep {rep + 1} {server.name:17s} {clients} clients: {run['tokens_per_s']:6.1f} tok/s "
                               f"{run['requests_per_s']:5.2f} req/s p50 {run['p50_latency_s']:.2f} s "

@@ -3,7 +3,7 @@
     domain-llm generate "What are the symptoms of asthma?"                       # models/merged
     domain-llm generate "What is consideration in contract law?" --model models/gguf/model-q4_k_m.gguf
 
-The system prompt defaults to the domain's (params.yaml), the one the model was fine-tuned with.
+The system prompt defaults to the one the model was fine-tuned with (its manifest.json); --system overrides it.
 """
 
 from __future__ import annotations
@@ -13,20 +13,12 @@ from pathlib import Path
 from stages.inference import SamplingParams, load_engine
 
 
-def default_system_prompt() -> str | None:
-    params = Path("params.yaml")
-    if not params.is_file():
-        return None
-    from stages.config import load_params
-
-    return load_params(params).get("domain", {}).get("system_prompt")
-
-
 def main(prompt: str, model: str, max_new_tokens: int = 128, system: str | None = None) -> int:
     path = Path(model)
     kind = "gguf" if path.suffix == ".gguf" else "hf"
     engine = load_engine(kind, path)
-    system = system if system is not None else default_system_prompt()
+    # Default: the system prompt the model was trained with (its manifest); "" means none.
+    system = system if system is not None else engine.served.get("system_prompt")
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     [generation] = engine.chat([messages], SamplingParams(max_new_tokens=max_new_tokens))
     print(generation.text.strip())

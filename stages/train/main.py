@@ -25,6 +25,8 @@ import torch
 from omegaconf import DictConfig
 
 from stages.fileio import atomic_dir, read_jsonl, write_json, write_text
+from stages.manifest import write_manifest
+from stages.prepare.records import trained_system_prompt
 from stages.train.card import ModelCardFacts, model_card
 from stages.train.checkpoints import checkpoint_step, experiment_fingerprint, prepare_checkpoint_dir
 from stages.train.data import load_chat_records, tokenize_chat_records
@@ -131,12 +133,18 @@ def train_stage(cfg: DictConfig, settings: TrainSettings) -> dict | None:
         "train_tokens": result["train_tokens"], "train_tokens_per_second": result["train_tokens_per_second"],
         "train_seconds": result["train_seconds"], "peak_rss_mb_training": peak_training,
     }
+    # What the model was trained with, for whoever serves it (quantize carries it into the GGUF manifest).
+    served = {"domain": str(cfg.domain.name),
+              "system_prompt": trained_system_prompt([{"messages": m} for m in train_conversations])}
     with atomic_dir(merged_dir) as tmp:
         merge_adapter_into_base(base, adapter_dir, tmp, on_cuda, settings.trust_remote_code)
         metrics["wall_seconds"] = round(time.perf_counter() - started, 2)
         metrics["peak_rss_mb"] = peak_rss_mb()
+        write_manifest(tmp, {}, {"base_model": str(base), "adapter": str(adapter_dir)},
+                       {"train": hyper_parameter_table(settings, mode), "domain": str(cfg.domain.name)}, {},
+                       served=served)
         write_text(tmp / "README.md", model_card(ModelCardFacts(
-            base_dir=base, domain=str(cfg.domain.name), system_prompt=str(cfg.domain.get("system_prompt", "")),
+            base_dir=base, domain=str(cfg.domain.name), system_prompt=served["system_prompt"] or "(none)",
             data_files={str(train_path): len(train_examples), **({str(val_path): len(val_examples)}
                                                                   if val_examples else {})},
             hyper_parameters=hyper_parameter_table(settings, mode), metrics=metrics)))

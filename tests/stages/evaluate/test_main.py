@@ -47,14 +47,15 @@ def _cfg(cfg_factory, tmp_path: Path, merged: Path, base: Path, *extra: str):
 
 
 def _reference_nll(model_dir: Path, messages: list[dict], reference: str) -> tuple[float, int]:
-    """Independent check of the stage's perplexity input: plain transformers, no engine."""
+    """Independent check of the stage's perplexity input: plain transformers, no engine. The answer is scored
+    closed by its end-of-turn token (ChatML's `<|im_end|>` here), as training's loss counts it."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     prompt = tok(tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True),
                  add_special_tokens=False)["input_ids"]
-    target = tok(reference, add_special_tokens=False)["input_ids"]
+    target = tok(reference, add_special_tokens=False)["input_ids"] + [tok.convert_tokens_to_ids("<|im_end|>")]
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([prompt + target])).logits[0, len(prompt) - 1:-1]
     return float(torch.nn.functional.cross_entropy(logits, torch.tensor(target), reduction="sum")), len(target)

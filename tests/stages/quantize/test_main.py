@@ -94,3 +94,29 @@ def test_misshapen_tensor_types_is_a_one_line_error(cfg_factory, tiny_model_dir,
     with pytest.raises(StageError, match=r"quantize.tensor_types.*expected \{<quantize type>") as err:
         main(cfg)
     assert "\n" not in str(err.value) and not (tmp_path / "gguf").exists()
+
+
+def test_manifest_and_modelfile_carry_the_system_prompt_the_model_was_trained_with(
+        cfg_factory, tiny_model_dir, test_records, tmp_path):
+    import shutil
+
+    from stages.manifest import served_model_facts, write_manifest
+    from stages.prepare.records import make_record
+
+    trained = "You are a legal information assistant; you are not a lawyer."
+    train = [make_record("legal", "What is a tort?", "A civil wrong.", "synthetic", system_prompt=trained)] * 3
+    # The current config says healthcare; the model was trained on legal data with another prompt.
+    cfg = stage_cfg(cfg_factory, tiny_model_dir, tmp_path, test_records, "quantize.types=[q8_0]")
+    write_jsonl(tmp_path / "processed" / cfg.domain.name / "train.jsonl", train)
+    main(cfg)
+    out = tmp_path / "gguf"
+    assert served_model_facts(out / "model-q8_0.gguf")["system_prompt"] == trained
+    assert f'SYSTEM """{trained}"""' in (out / "Modelfile").read_text()
+    assert cfg.domain.system_prompt not in (out / "Modelfile").read_text()
+
+    # The merged folder's own manifest (written by train) wins over the data.
+    merged = tmp_path / "merged"
+    shutil.copytree(tiny_model_dir, merged)
+    write_manifest(merged, {}, {}, {}, {}, served={"domain": "legal", "system_prompt": "From the train stage."})
+    main(stage_cfg(cfg_factory, merged, tmp_path, test_records, "quantize.types=[q8_0]"))
+    assert served_model_facts(out / "model-q8_0.gguf") == {"domain": "legal", "system_prompt": "From the train stage."}

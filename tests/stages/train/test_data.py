@@ -11,8 +11,8 @@ from stages.fileio import write_jsonl
 from stages.train.data import (
     IGNORE_INDEX,
     ChatCollator,
-    load_chat_records,
     hf_contract,
+    load_chat_records,
     tokenize_chat,
     tokenize_chat_records,
 )

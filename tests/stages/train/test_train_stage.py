@@ -11,9 +11,11 @@ import torch
 
 from stages.errors import StageError
 from stages.fileio import write_jsonl
+from stages.manifest import served_model_facts
 from stages.train import api
 from stages.train.main import main
 from stages.train.merge import load_adapter_model
+from tests.stages.train.conftest import SYSTEM
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +50,13 @@ def test_lora_run_reduces_loss_and_writes_every_output(lora_run, tiny_model_dir)
     assert (merged / "model.safetensors").is_file() and (merged / "chat_template.jinja").is_file()
     assert not list(merged.glob("*.bin")) and not list(merged.glob("*.pt"))
     card = (merged / "README.md").read_text()
-    for expected in ("license: apache-2.0", "lora.r | 8", "eval_loss", "train.jsonl", "## Licence"):
+    for expected in ("license: apache-2.0", "lora.r | 8", "eval_loss", "train.jsonl", "## Licence", SYSTEM):
         assert expected in card
+    # What the model was trained with travels with it: a server of this folder uses this system prompt.
+    assert served_model_facts(merged) == {"domain": "healthcare", "system_prompt": SYSTEM}
+    # The merged generation config stops on every end-of-turn token, not one overwritten id.
+    eos = json.loads((merged / "generation_config.json").read_text())["eos_token_id"]
+    assert isinstance(eos, list) and eos[0] == 2  # SmolLM2's <|im_end|>
 
     # DVCLive curves keyed by optimizer step: eval at 0, 4, 8; train loss logged every 2 steps (+ step 1).
     eval_rows = (root / "metrics" / "live" / "plots" / "metrics" / "eval" / "loss.tsv").read_text().splitlines()
