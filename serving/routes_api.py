@@ -11,8 +11,8 @@ from starlette.background import BackgroundTask
 from serving.schemas import BatchGenerateResponse, GenerateResponse, RerankResponse, RerankResult
 from serving.security import admin_check, api_key_check
 from serving.service import ServingContext, error_responses, http_error
-from serving.worker import NotReady
-from stages.generation import Generation, SamplingParams
+from serving.worker import EngineWorker, NotReady
+from stages.inference import Generation, SamplingParams
 
 
 def sampling_params(body) -> SamplingParams:
@@ -34,6 +34,30 @@ def reranker_status(ctx: ServingContext) -> dict:
             info["path"] = Path(info["path"]).name
         return {"state": "ready", **info}
     return {"state": worker.state, "detail": worker.describe_not_ready()}
+
+
+def component_status(worker: EngineWorker | None, disabled_detail: str) -> dict:
+    """One component's readiness for /health: its state, whether it serves requests, and why not."""
+    if worker is None:
+        return {"state": "disabled", "ready": False, "detail": disabled_detail}
+    state = worker.state  # read once: the loader thread may change it meanwhile
+    status = {"state": state, "ready": state == "ready"}
+    if state != "ready":
+        status["detail"] = worker.describe_not_ready(state)
+    return status
+
+
+def health_status(ctx: ServingContext) -> tuple[int, dict]:
+    """200 "ok" only when every enabled component is ready; else 503 naming the first one that is not
+    (the model first), so a load balancer never routes to a server whose /rerank would still answer 503."""
+    components = {"model": component_status(ctx.generation.worker, ""),
+                  "reranker": component_status(ctx.rerank.worker if ctx.rerank else None, "serve.rerank=false")}
+    blocking = next((c for c in components.values() if c["state"] != "disabled" and not c["ready"]), None)
+    body = {"status": blocking["state"] if blocking else "ok",
+            "model_loaded": components["model"]["ready"], "components": components}
+    if blocking:
+        body["detail"] = blocking["detail"]
+    return (503 if blocking else 200), body
 
 
 def build_api_routers(ctx: ServingContext) -> list[APIRouter]:
@@ -60,16 +84,14 @@ def build_api_routers(ctx: ServingContext) -> list[APIRouter]:
         return GenerateResponse(generated_text=g.text, prompt=prompt, tokens_generated=g.completion_tokens,
                                 prompt_tokens=g.prompt_tokens, finish_reason=public_finish_reason(g))
 
-    @open_router.get("/health", summary="Liveness and readiness (no API key needed)",
-                     responses={503: {"description": "model not loaded (loading, failed or shutting down)"}})
+    @open_router.get("/health", summary="Readiness of the model and the reranker (no API key needed)",
+                     responses={503: {"description": "the model or the enabled reranker is not ready "
+                                                     "(loading, failed or shutting down)"}})
     async def health() -> JSONResponse:
-        ready = generation_worker.state == "ready"
-        body = {"status": "ok" if ready else generation_worker.state, "model_loaded": ready,
-                "model": ctx.model_id, "engine": settings.engine, "queue": generation_worker.stats(),
+        status_code, status = health_status(ctx)
+        body = {**status, "model": ctx.model_id, "engine": settings.engine, "queue": generation_worker.stats(),
                 "reranker": reranker_status(ctx)["state"], "uptime_s": round(time.time() - ctx.started, 1)}
-        if not ready:
-            body["detail"] = generation_worker.describe_not_ready()
-        return JSONResponse(body, status_code=200 if ready else 503)
+        return JSONResponse(body, status_code=status_code)
 
     @router.get("/model/info", summary="Model and reranker metadata, read from the GGUF and its manifest")
     async def model_info() -> dict:
@@ -90,7 +112,7 @@ def build_api_routers(ctx: ServingContext) -> list[APIRouter]:
     async def generate_batch(body: S.BatchGenerateRequest, request: Request) -> BatchGenerateResponse:
         generations = await run_generation(request, body, body.prompts)
         results = [response(p, g) for p, g in zip(body.prompts, generations, strict=True)]
-        return BatchGenerateResponse(results=results,
+        return BatchGenerateResponse(results=results, total_prompts=len(results),
                                      total_tokens_generated=sum(r.tokens_generated for r in results))
 
     if ctx.rerank is not None:  # serve.rerank=false: no rerank routes at all (404)

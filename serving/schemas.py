@@ -25,6 +25,7 @@ class GenerateResponse(BaseModel):
 class BatchGenerateResponse(BaseModel):
     results: list[GenerateResponse]
     total_tokens_generated: int
+    total_prompts: int = Field(description="the number of prompts (= len(results))")
 
 
 class RerankResult(BaseModel):

@@ -1,8 +1,10 @@
 """Between the routes and the worker: submit a job, await it while watching the client, map failures to HTTP.
 
-Routes call `run(request, fn)` for a result or `stream(request, fn)` for text pieces; `fn(engine, job)` runs
-in the worker thread. Either way a client that disconnects marks its job cancelled, and a running
-generation polls `job.should_stop()` between tokens, so nobody's tokens are generated for a closed socket.
+Routes call `run(request, fn)` for a result or `stream(request, stream_of)` for text pieces; `fn(engine, job)`
+runs in the worker thread. The request path keeps its own deadline: whatever the worker is doing (a rerank or
+a long prefill that never polls), the request answers 504 at `serve.request_timeout_s` and marks its job
+expired, so the worker skips it if still queued or stops it between tokens. A client that disconnects marks its
+job cancelled the same way, so nobody's tokens are generated for a closed socket.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -18,10 +21,10 @@ from typing import Any
 from fastapi import HTTPException, Request
 
 from serving.settings import ServeSettings
-from serving.upstream import UpstreamError
 from serving.worker import EngineWorker, Job, JobStopped, NotReady, QueueFull
 from stages.errors import StageError
-from stages.generation import Generation, TextStream
+from stages.inference import Generation, TextStream
+from stages.inference.upstream import UpstreamError
 
 log = logging.getLogger(__name__)
 
@@ -89,28 +92,50 @@ class JobRunner:
         except (QueueFull, NotReady) as e:
             raise http_error(e, self.timeout_s) from None
 
+    def _expire(self, job: Job) -> HTTPException:
+        job.expired = True  # the worker skips it if still queued, or stops it at its next should_stop()
+        return timeout_error(self.timeout_s)
+
+    async def _client_gone(self, job: Job, request: Request) -> bool:
+        if await request.is_disconnected():
+            job.cancelled.set()
+            return True
+        return False
+
     async def run(self, request: Request, fn: Callable[[Any, Job], Any]) -> Any:
         job = self._submit(fn)
         future = asyncio.wrap_future(job.future)
         try:
             while not future.done():
-                await asyncio.wait({future}, timeout=DISCONNECT_POLL_S)
-                if not future.done() and await request.is_disconnected():
-                    job.cancelled.set()
+                remaining = job.deadline - time.monotonic()
+                if remaining <= 0:
+                    raise self._expire(job)
+                await asyncio.wait({future}, timeout=min(DISCONNECT_POLL_S, remaining))
+                if not future.done() and await self._client_gone(job, request):
                     raise ClientGone()
-            result = future.result()
-        except (ClientGone, asyncio.CancelledError):
-            job.cancelled.set()
+        except BaseException:  # 504, ClientGone, or this request's task was cancelled
+            if not job.expired:
+                job.cancelled.set()
+            # Cancels the job's own future too while it is still queued, so the worker never runs it;
+            # a running job's late result is then dropped instead of logged as never retrieved.
+            future.cancel()
             raise
+        try:
+            result = future.result()
         except Exception as e:
             raise http_error(e, self.timeout_s) from None
         if job.expired:
             raise timeout_error(self.timeout_s)
         return result
 
-    async def stream(self, stream_of: Callable[[Any], TextStream]) -> tuple[str | None, AsyncIterator]:
+    async def stream(self, request: Request,
+                     stream_of: Callable[[Any], TextStream]) -> tuple[str | None, AsyncIterator]:
         """Start a streamed generation. Returns its first piece (errors before any text raise HTTPException,
-        so they get a real status code) and an async iterator of ("piece", str) then ("done", Generation)."""
+        so they get a real status code) and an async iterator of ("piece", str) then ("done", Generation),
+        or ("error", HTTPException) when the job fails or the deadline passes after the first piece.
+
+        Until the first piece, the client is watched like in `run`: a disconnect drops the job before it runs
+        (ClientGone), and the deadline answers 504 even while the worker is busy with another job."""
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
 
@@ -130,17 +155,39 @@ class JobRunner:
 
         job = self._submit(produce)
 
-        def finished(future) -> None:
+        def finished(future: Future) -> None:
+            if future.cancelled():  # the request gave up while the job was queued; nobody reads events now
+                return
             error = future.exception()
             emit("error", error) if error else emit("done", future.result())
 
         job.future.add_done_callback(finished)
-        kind, value = await events.get()
+        try:
+            kind, value = await self._next_event(job, events, request)
+        except BaseException:  # 504, ClientGone, or this request's task was cancelled
+            if not job.expired:
+                job.cancelled.set()
+            job.future.cancel()  # still queued: the worker skips it (counted as cancelled); running: no-op
+            raise
         if kind == "error":
             raise http_error(value, self.timeout_s)
         first = value if kind == "piece" else None
         pending = None if kind == "piece" else (kind, value)
         return first, self._rest(job, events, pending)
+
+    async def _next_event(self, job: Job, events: asyncio.Queue, request: Request | None) -> tuple[str, Any]:
+        """The next worker event, or 504 at the job's deadline (and ClientGone, when `request` is given)."""
+        while True:
+            remaining = job.deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._expire(job)
+            if not events.empty():  # pieces already produced: no timer needed
+                return events.get_nowait()
+            try:
+                return await asyncio.wait_for(events.get(), timeout=min(DISCONNECT_POLL_S, remaining))
+            except TimeoutError:
+                if request is not None and await self._client_gone(job, request):
+                    raise ClientGone() from None
 
     async def _rest(self, job: Job, events: asyncio.Queue, pending: tuple | None) -> AsyncIterator:
         try:
@@ -148,7 +195,13 @@ class JobRunner:
                 yield pending
                 return
             while True:
-                kind, value = await events.get()
+                # No disconnect polling here: the StreamingResponse itself watches the client and closes
+                # this generator (-> finally) when it leaves; two readers of `receive` would race.
+                try:
+                    kind, value = await self._next_event(job, events, None)
+                except HTTPException as timed_out:
+                    yield "error", timed_out
+                    return
                 if kind == "error":
                     value = http_error(value, self.timeout_s)
                 elif kind == "done" and job.expired:

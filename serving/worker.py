@@ -7,6 +7,10 @@ skipped if still queued, and asked to stop (between tokens) if running.
 
 The engine is built by `loader` in the worker thread itself, so a slow load (the reranker imports torch)
 never blocks start-up; until it is ready, `submit` raises NotReady (the route answers 503).
+
+Shutdown: `submit` checks the state and enqueues under the same lock that `stop` takes to mark the worker
+stopped, so no job can land behind the end-of-queue sentinel; whatever is still queued when the threads are
+gone (or stuck past the stop timeout) is answered with NotReady, so no request ever waits on a dead queue.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ class Job:
     deadline: float
     future: Future = field(default_factory=Future)
     cancelled: threading.Event = field(default_factory=threading.Event)
-    expired: bool = False  # set once should_stop() has seen the deadline pass
+    expired: bool = False  # the deadline passed: seen by should_stop(), or set by the request giving up
 
     def should_stop(self) -> bool:
         """Polled between tokens: the client went away, or the request ran out of time."""
@@ -63,7 +67,7 @@ class EngineWorker:
         self.engine: Any = None
         self.state = "loading"  # loading | ready | failed | stopped
         self.error: str | None = None
-        self._loader = loader
+        self.loader = loader  # run by start() in the worker thread; replaceable until then
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
         self._threads = threads
         self._busy = 0
@@ -73,14 +77,14 @@ class EngineWorker:
         self._workers: list[threading.Thread] = []
 
     def start(self) -> EngineWorker:
-        loader = threading.Thread(target=self._load_then_serve, name=f"{self.name}-worker-0", daemon=True)
-        self._workers.append(loader)
-        loader.start()
+        first = threading.Thread(target=self._load_then_serve, name=f"{self.name}-worker-0", daemon=True)
+        self._workers.append(first)
+        first.start()
         return self
 
     def _load_then_serve(self) -> None:
         try:
-            self.engine = self._loader()
+            self.engine = self.loader()
         except Exception as e:  # reported by /health and in every 503 body
             self.state, self.error = "failed", str(e) or type(e).__name__
             log.error("%s failed to load: %s", self.name, self.error)
@@ -101,7 +105,9 @@ class EngineWorker:
             if job is None:
                 self._queue.put(None)  # let the sibling threads see it too
                 return
-            if not job.future.set_running_or_notify_cancel():
+            if not job.future.set_running_or_notify_cancel():  # its request gave up (deadline, disconnect)
+                with self._lock:
+                    self.counts["cancelled"] += 1
                 continue
             if job.should_stop():  # its client left or its deadline passed while it waited
                 with self._lock:
@@ -127,15 +133,16 @@ class EngineWorker:
                 self._mean_job_s = 0.8 * self._mean_job_s + 0.2 * (time.monotonic() - started)
 
     def submit(self, fn: Callable[[Any, Job], Any], timeout_s: float) -> Job:
-        if self.state != "ready":
-            raise NotReady(self.describe_not_ready())
         job = Job(fn, deadline=time.monotonic() + timeout_s)
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            with self._lock:
+        # Check and enqueue under the lock `stop` takes: a job can never be queued after the sentinel.
+        with self._lock:
+            if self.state != "ready":
+                raise NotReady(self.describe_not_ready())
+            try:
+                self._queue.put_nowait(job)
+            except queue.Full:
                 self.counts["rejected"] += 1
-            raise QueueFull(self.retry_after_s()) from None
+                raise QueueFull(self.retry_after_s()) from None
         return job
 
     def retry_after_s(self) -> int:
@@ -143,10 +150,13 @@ class EngineWorker:
         waiting = self._queue.qsize() + self._busy
         return int(min(60, max(1, math.ceil(waiting * self._mean_job_s / self._threads))))
 
-    def describe_not_ready(self) -> str:
-        if self.state == "loading":
+    def describe_not_ready(self, state: str | None = None) -> str:
+        """Why jobs are refused in `state` (default: the current one; pass the state already read to keep
+        a report consistent while the loader thread changes it)."""
+        state = state or self.state
+        if state == "loading":
             return f"{self.name} not loaded yet (still loading); retry shortly"
-        if self.state == "failed":
+        if state == "failed":
             return f"{self.name} not loaded: {self.error}"
         return f"{self.name} is shutting down"
 
@@ -156,11 +166,34 @@ class EngineWorker:
                     "busy": self._busy, **self.counts}
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Finish the jobs already queued, then end the worker threads."""
+        """Finish the jobs already queued (up to `timeout_s`), then end the worker threads; any job still
+        queued after that is answered with NotReady (503) instead of waiting forever."""
         with self._lock:
             was_ready, self.state = self.state == "ready", "stopped"  # refuse new jobs from here on
         if not was_ready:
             return  # nothing queued; a loader still running finds "stopped" and exits (daemon thread)
-        self._queue.put(None)  # blocks while full: queued jobs drain first
+        deadline = time.monotonic() + timeout_s
+        try:
+            self._queue.put(None, timeout=timeout_s)  # blocks while full: queued jobs drain first
+        except queue.Full:
+            pass  # a job outlives the timeout and the queue is still full: the rest is refused below
         for t in self._workers:
-            t.join(timeout_s)
+            t.join(max(0.0, deadline - time.monotonic()))
+        self._refuse_queued()
+
+    def _refuse_queued(self) -> None:
+        """Answer every job left in the queue with NotReady: no thread will run it any more."""
+        still_running = any(t.is_alive() for t in self._workers)
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                continue
+            if job.future.set_running_or_notify_cancel():  # else its request already gave up
+                job.future.set_exception(NotReady(self.describe_not_ready()))
+            with self._lock:
+                self.counts["cancelled"] += 1
+        if still_running:  # a thread stuck in a long job must still find the sentinel when it is done
+            self._queue.put_nowait(None)
