@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from starlette.background import BackgroundTask
 
+from serving.prompts import default_system_prompt
 from serving.schemas import BatchGenerateResponse, GenerateResponse, RerankResponse, RerankResult
 from serving.security import admin_check, api_key_check
 from serving.service import ServingContext, error_responses, http_error
@@ -70,7 +71,8 @@ def build_api_routers(ctx: ServingContext) -> list[APIRouter]:
     generation_worker = ctx.generation.worker
 
     def conversation(prompt: str, system_prompt: str | None) -> list[dict]:
-        system = system_prompt if system_prompt is not None else settings.system_prompt
+        # The request's own, else serve.system_prompt, else the one the served model was trained with.
+        system = system_prompt if system_prompt is not None else default_system_prompt(ctx)
         return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
 
     async def run_generation(request: Request, body, prompts: list[str]) -> list[Generation]:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from stages.errors import StageError
+from stages.inference.chat import ChatContract
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +63,16 @@ def compute_imatrix(model_dir: Path, records: Sequence[dict], max_examples: int 
             name = gguf_weight_name(module_name, n_layers, tied)
             if name is not None:
                 handles.append(module.register_forward_hook(collect(name)))
+    contract = ChatContract.from_hf(tokenizer, model.generation_config)
+
+    def tokenize(text: str) -> list[int]:
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
     try:
         with torch.inference_mode():
-            for messages in chats:
-                ids = tokenizer.apply_chat_template(messages, return_tensors="pt", return_dict=True)["input_ids"]
-                model(input_ids=ids[:, :max_tokens])
+            for messages in chats:  # whole chats, tokenized as the engines and training do (BOS once)
+                ids = contract.prompt_ids(contract.render(messages, add_generation_prompt=False), tokenize)
+                model(input_ids=torch.tensor([ids[:max_tokens]]))
     finally:
         for handle in handles:
             handle.remove()

@@ -126,16 +126,31 @@ def serve_in_thread(app, port: int | None = None, healthy: bool = True) -> Threa
 
 
 @pytest.fixture(scope="session")
-def gguf_overrides(smollm2_gguf) -> list[str]:
-    return [f"serve.model={smollm2_gguf}"]
+def published_gguf(smollm2_gguf, tmp_path_factory) -> Path:
+    """The SmolLM2 GGUF as the quantize stage publishes a model: a manifest beside it says it was trained for
+    healthcare with the domain's system prompt (which the server then uses by default)."""
+    from stages.manifest import write_manifest
+
+    folder = tmp_path_factory.mktemp("published_gguf")
+    path = folder / smollm2_gguf.name
+    os.symlink(smollm2_gguf, path)
+    domain = compose([]).domain
+    write_manifest(folder, {}, {}, {"domain": str(domain.name)}, {},
+                   served={"domain": str(domain.name), "system_prompt": str(domain.system_prompt)})
+    return path
 
 
 @pytest.fixture(scope="session")
-def gguf_engine_shared(smollm2_gguf):
+def gguf_overrides(published_gguf) -> list[str]:
+    return [f"serve.model={published_gguf}"]
+
+
+@pytest.fixture(scope="session")
+def gguf_engine_shared(published_gguf):
     """One loaded GGUF engine for the thread servers (each app owns it only while that server runs)."""
     from stages.inference import load_engine
 
-    return load_engine("gguf", smollm2_gguf, threads=1, n_ctx=2048)
+    return load_engine("gguf", published_gguf, threads=1, n_ctx=2048)
 
 
 @pytest.fixture(scope="session")

@@ -81,8 +81,10 @@ def test_request_timeout_is_504_and_stops_generation(gguf_overrides, gguf_engine
         response = httpx.post(f"{running.url}/api/v1/generate", json=LONG, timeout=30)
         assert response.status_code == 504 and "timed out after 1.5 s" in response.json()["error"]["message"]
         assert time.monotonic() - started < 6
-        body = {"prompt": LONG["prompt"], "max_tokens": 1000, "stream": True}
-        with httpx.stream("POST", f"{running.url}/v1/completions", json=body, timeout=30) as stream:
+        # A chat (the model writes the story greedily; a raw continuation of the request may end at once).
+        body = {"messages": [{"role": "user", "content": LONG["prompt"]}], "max_tokens": 1000, "temperature": 0,
+                "stream": True}
+        with httpx.stream("POST", f"{running.url}/v1/chat/completions", json=body, timeout=30) as stream:
             events = [line for line in stream.iter_lines() if line]
         assert events[-1] == "data: [DONE]"
         assert json.loads(events[-2][len("data: "):])["error"]["code"] == 504
