@@ -29,25 +29,7 @@ from stages.inference.types import (
 )
 
 __all__ = ["ChatMixin", "Engine", "Generation", "SamplingParams", "ShouldStop", "StopStringFilter", "TextStream",
-           "check_model_path", "cut_at_stop", "load_engine"]
-
-
-def check_model_path(kind: str, path: Path) -> None:
-    """Fail with one clear line before a library prints pages of errors about a bad path."""
-    if kind == "gguf":
-        if not path.is_file():
-            raise StageError(f"{path}: GGUF model file not found; build it with `dvc repro quantize` "
-                             "or pass another file (e.g. serve.model=PATH)")
-        with open(path, "rb") as f:
-            if f.read(4) != b"GGUF":
-                raise StageError(f"{path}: not a GGUF file (bad magic bytes); the file is corrupt or of "
-                                 "another format - rebuild it with `dvc repro quantize`")
-    elif kind == "hf":
-        if not (path / "config.json").is_file():
-            raise StageError(f"{path}: no HF model folder here (config.json missing); run `dvc repro train` "
-                             "or pass a folder holding config.json + *.safetensors")
-    else:
-        raise StageError(f"unknown engine kind {kind!r}: use 'hf' (model folder) or 'gguf' (file)")
+           "cut_at_stop", "load_engine"]
 
 
 def load_engine(kind: str, path: str | Path, *, threads: int = 0, n_ctx: int = 2048, batch_size: int = 8,
@@ -55,11 +37,16 @@ def load_engine(kind: str, path: str | Path, *, threads: int = 0, n_ctx: int = 2
     """Load an engine. kind "hf": a transformers folder (+ optional LoRA adapter folder), batched;
     kind "gguf": a llama.cpp file. threads 0 = library default. Missing or corrupt model -> StageError."""
     path = Path(path)
-    check_model_path(kind, path)
-    if kind == "gguf":
+    if kind == "gguf":  # load_llama names a missing, foreign or truncated file in one line
         from stages.inference.gguf_engine import GGUFEngine
 
         return GGUFEngine(path, threads=threads, n_ctx=n_ctx)
+    if kind != "hf":
+        raise StageError(f"unknown engine kind {kind!r}: use 'hf' (model folder) or 'gguf' (file)")
+    # Before transformers prints pages of errors about a bad path: one line.
+    if not (path / "config.json").is_file():
+        raise StageError(f"{path}: no HF model folder here (config.json missing); run `dvc repro train` "
+                         "or pass a folder holding config.json + *.safetensors")
     from stages.inference.hf import HFEngine
 
     return HFEngine(path, threads=threads, batch_size=batch_size, adapter=adapter)

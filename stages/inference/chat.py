@@ -101,6 +101,15 @@ class ChatContract:
     def chat_ids(self, messages: list[dict], tokenize: Tokenize) -> list[int]:
         return self.prompt_ids(self.render(messages), tokenize)
 
+    def scored_ids(self, prompt: str, continuation: str, tokenize: Tokenize,
+                   close_turn: bool = False) -> tuple[list[int], list[int]]:
+        """(context, target) ids for scoring `continuation` after `prompt`; close_turn: the continuation is an
+        assistant answer, closed by the end-of-turn token as training supervises it. With no prompt the first
+        token only conditions the rest (nothing predicts it), so it is not scored."""
+        context = self.prompt_ids(prompt, tokenize)
+        target = tokenize(continuation) + ([self.end_of_turn_id] if close_turn else [])
+        return (context, target) if context else (target[:1], target[1:])
+
     # -- reading it from a model ----------------------------------------------------------------------------
     @classmethod
     def build(cls, template: str | None, bos_token: str, eos_token: str, bos_id: int | None, eos_ids: Iterable[int],

@@ -214,10 +214,7 @@ class HFEngine(ChatMixin):
     def score(self, prompt: str, continuation: str, close_turn: bool = False) -> tuple[float, int]:
         """Sum of -log p(continuation token | everything before it), in nats, and the number of tokens.
         close_turn: the continuation is an assistant answer, followed by the model's end-of-turn token."""
-        context = self.prompt_ids(prompt)
-        target = self._tokenize(continuation) + ([self.contract.end_of_turn_id] if close_turn else [])
-        if not context:  # nothing to condition the first token on: it is not scored
-            context, target = target[:1], target[1:]
+        context, target = self.contract.scored_ids(prompt, continuation, self._tokenize, close_turn)
         if not target:
             return 0.0, 0
         ids = torch.tensor([context + target], device=self.device)
