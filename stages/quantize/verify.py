@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from stages.errors import StageError
+from stages.inference.chat import ChatContract
 from stages.inference.gguf import load_llama
 
 log = logging.getLogger(__name__)
@@ -47,11 +48,11 @@ def verify_gguf(path: Path, threads: int = 0, n_tokens: int = 8) -> dict:
 
 
 # Strings where tokenizers usually disagree: digits after spaces, runs of spaces, newlines, accents, CJK,
-# emoji, apostrophes, and the chat markers as text.
+# emoji, apostrophes; a chat rendered with the model's own template is added (its markers as text).
 PROBE_TEXTS = (
     "Hello world", " Hello", "  42  ", "x = 3.14159 * 2", "1234567890", "a  b   c", "line1\nline2\n\n\tx",
     "don't won't I'm you're", "Café déjà vu", "naïve façade", "東京は日本の首都です", "Привет, мир!",
-    "emoji 🙂🚀", "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", "BP 120/80 mmHg, HbA1c 6.5%",
+    "emoji 🙂🚀", "BP 120/80 mmHg, HbA1c 6.5%",
     "$1,000,000.00 (USD)", "   leading and trailing   ", "tab\tseparated\tvalues", "ALLCAPS lowercase MiXeD",
     "e-mail: someone@example.com", "https://example.com/a?b=c&d=e",
 )
@@ -63,10 +64,14 @@ def check_tokenizer_parity(model_dir: Path, gguf_path: Path, extra_texts=(), lim
     from transformers import AutoTokenizer
 
     hf = AutoTokenizer.from_pretrained(model_dir)
+    chats = []
+    if hf.chat_template:
+        chats.append(ChatContract.from_hf(hf).render([{"role": "system", "content": "Be brief."},
+                                                      {"role": "user", "content": "Hi  42"}]))
     llm = load_llama(gguf_path, vocab_only=True)
     mismatches = []
     try:
-        for text in (list(PROBE_TEXTS) + list(extra_texts))[:limit]:
+        for text in (list(PROBE_TEXTS) + chats + list(extra_texts))[:limit]:
             hf_ids = list(hf(text)["input_ids"])
             gguf_ids = llm.tokenize(text.encode(), add_bos=True, special=True)
             if hf_ids != gguf_ids:
