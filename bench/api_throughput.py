@@ -119,9 +119,9 @@ def chat_prompts(gguf: Path) -> tuple[list[str], list[str]]:
 
     engine = load_engine("gguf", gguf, threads=1, n_ctx=512)
     prompts = [engine.apply_chat_template(chat_messages(q)) for q in QUESTIONS]
-    stop = list(engine.contract.stop_strings)
+    stop_strings = list(engine.contract.stop_strings)
     engine.close()
-    return prompts, stop
+    return prompts, stop_strings
 
 
 async def one_level(url: str, prompts: list[str], clients: int, per_client: int, max_tokens: int,
@@ -187,7 +187,7 @@ def main() -> None:
     repeats = 1 if args.quick else args.repeats
     levels = [int(c) for c in args.concurrency.split(",")]
     record = run_record()
-    prompts, stop = chat_prompts(args.gguf)
+    prompts, stop_strings = chat_prompts(args.gguf)
     servers = [our_server(args.gguf, args.threads, args.n_ctx), peer_server(args.gguf, args.threads, args.n_ctx)]
     runs: dict[str, dict[int, list[dict]]] = {s.name: {c: [] for c in levels} for s in servers}
     hogs: list[subprocess.Popen] = []
@@ -195,7 +195,7 @@ def main() -> None:
         try:
             for server in servers:
                 start(server, Path(tmp))
-                asyncio.run(one_level(server.url, prompts, 1, 2, args.max_tokens, stop))  # warm-up
+                asyncio.run(one_level(server.url, prompts, 1, 2, args.max_tokens, stop_strings))  # warm-up
             hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.cpu_hog)]
             # Side by side at the finest grain: per level and repetition, one server right after the other,
             # the order alternating, so a load spike on the shared box hits both sides alike.
@@ -203,7 +203,7 @@ def main() -> None:
                 for rep in range(repeats):
                     for server in servers if rep % 2 == 0 else servers[::-1]:
                         run = asyncio.run(one_level(server.url, prompts, clients,
-                                                    requests_per_client(clients, args.quick), args.max_tokens, stop))
+                                                    requests_per_client(clients, args.quick), args.max_tokens, stop_strings))
                         runs[server.name][clients].append(run)
                         print(f"rep {rep + 1} {server.name:17s} {clients} clients: {run['tokens_per_s']:6.1f} tok/s "
                               f"{run['requests_per_s']:5.2f} req/s p50 {run['p50_latency_s']:.2f} s "
