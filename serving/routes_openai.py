@@ -89,7 +89,7 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
                 return {**base, "choices": [{"index": 0, "text": text or "", "logprobs": None,
                                              "finish_reason": finish}]}
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return await streamed(request, lambda e: e.stream(prompts[0], params), chunk, include_usage, head=[])
+            return await streamed(request, lambda e, should_stop: e.stream(prompts[0], params, should_stop), chunk, include_usage, head=[])
         generations = await ctx.generation.run(request, lambda e, job: e.generate(prompts, params, job.should_stop))
         return {**base, "choices": [{"index": i, "text": g.text, "logprobs": None,
                                      "finish_reason": public_finish_reason(g)} for i, g in enumerate(generations)],
@@ -117,7 +117,7 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
             role_chunk = {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                                "logprobs": None, "finish_reason": None}]}
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return await streamed(request, lambda e: e.stream_chat(messages, params), chunk, include_usage, head=[role_chunk])
+            return await streamed(request, lambda e, should_stop: e.stream_chat(messages, params, should_stop), chunk, include_usage, head=[role_chunk])
         [g] = await ctx.generation.run(request, lambda e, job: e.chat([messages], params, job.should_stop))
         return {**base, "object": "chat.completion",
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": g.text}, "logprobs": None,

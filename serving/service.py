@@ -23,7 +23,7 @@ from fastapi import HTTPException, Request
 from serving.settings import ServeSettings
 from serving.worker import EngineWorker, Job, JobStopped, NotReady, QueueFull
 from stages.errors import StageError
-from stages.inference import Generation, TextStream
+from stages.inference import Generation, ShouldStop, TextStream
 from stages.inference.upstream import UpstreamError
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ class JobRunner:
         return result
 
     async def stream(self, request: Request,
-                     stream_of: Callable[[Any], TextStream]) -> tuple[str | None, AsyncIterator]:
+                     stream_of: Callable[[Any, ShouldStop], TextStream]) -> tuple[str | None, AsyncIterator]:
         """Start a streamed generation. Returns its first piece (errors before any text raise HTTPException,
         so they get a real status code) and an async iterator of ("piece", str) then ("done", Generation),
         or ("error", HTTPException) when the job fails or the deadline passes after the first piece.
@@ -143,7 +143,7 @@ class JobRunner:
             loop.call_soon_threadsafe(events.put_nowait, (kind, value))
 
         def produce(engine: Any, job: Job) -> Generation:
-            stream = stream_of(engine)
+            stream = stream_of(engine, job.should_stop)  # checked between tokens, text or not
             try:
                 for piece in stream:
                     emit("piece", piece)
@@ -178,11 +178,13 @@ class JobRunner:
     async def _next_event(self, job: Job, events: asyncio.Queue, request: Request | None) -> tuple[str, Any]:
         """The next worker event, or 504 at the job's deadline (and ClientGone, when `request` is given)."""
         while True:
+            # What the worker already produced is delivered first: a stream that finished in time is not
+            # turned into a 504 because its client read slowly.
+            if not events.empty():
+                return events.get_nowait()
             remaining = job.deadline - time.monotonic()
             if remaining <= 0:
                 raise self._expire(job)
-            if not events.empty():  # pieces already produced: no timer needed
-                return events.get_nowait()
             try:
                 return await asyncio.wait_for(events.get(), timeout=min(DISCONNECT_POLL_S, remaining))
             except TimeoutError:

@@ -50,13 +50,34 @@ def _tojson(value, ensure_ascii: bool = False, indent: int | None = None, separa
     return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
+def _generation_block():
+    """`{% generation %}...{% endgeneration %}` (transformers marks assistant tokens with it): renders its body."""
+    import jinja2.ext
+    from jinja2 import nodes
+
+    class GenerationBlock(jinja2.ext.Extension):
+        tags = {"generation"}
+
+        def parse(self, parser):
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return nodes.CallBlock(self.call_method("_body"), [], [], body).set_lineno(lineno)
+
+        def _body(self, caller):
+            return caller()
+
+    return GenerationBlock
+
+
 def compile_template(template: str):
     """A Jinja template compiled like transformers compiles chat templates (sandboxed)."""
     import jinja2
+    import jinja2.ext
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+    _GenerationBlock = _generation_block()
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=[jinja2.ext.loopcontrols])
+                                        extensions=[jinja2.ext.loopcontrols, _GenerationBlock])
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
@@ -89,7 +110,9 @@ class ChatContract:
         return compile_template(self.template)
 
     def render(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
-        variables = {**self.template_vars, "bos_token": self.bos_token, "eos_token": self.eos_token}
+        # tools/documents None as transformers passes them: templates test `tools is not none`.
+        variables = {**self.template_vars, "bos_token": self.bos_token, "eos_token": self.eos_token,
+                     "tools": None, "documents": None}
         return self._compiled.render(messages=messages, add_generation_prompt=add_generation_prompt, **variables)
 
     def prompt_ids(self, text: str, tokenize: Tokenize) -> list[int]:
@@ -177,6 +200,6 @@ def template_end_of_turn(contract: ChatContract, tokenize: Tokenize, is_special:
     at = rendered.rfind(_PROBE_ANSWER)
     if at < 0:
         return None
-    after = rendered[at + len(_PROBE_ANSWER):].lstrip(" ")
+    after = rendered[at + len(_PROBE_ANSWER):].lstrip()  # e.g. "\n<|end|>" in some templates
     ids = tokenize(after) if after else []
     return ids[0] if ids and is_special(ids[0]) else None

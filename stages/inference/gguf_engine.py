@@ -94,9 +94,12 @@ class GGUFEngine(ChatMixin):
                     break
         return results
 
-    def stream(self, prompt: str, params: SamplingParams) -> TextStream:
+    def stream(self, prompt: str, params: SamplingParams, should_stop: ShouldStop | None = None) -> TextStream:
+        """Pieces of text; generation stops between tokens on close() or when `should_stop()` says so (a
+        server's deadline or a client gone), also while tokens produce no text yet."""
         cancel = threading.Event()
-        return TextStream(self._pieces(self.prompt_ids(prompt), params, cancel.is_set), cancel)
+        stop = cancel.is_set if should_stop is None else (lambda: cancel.is_set() or should_stop())
+        return TextStream(self._pieces(self.prompt_ids(prompt), params, stop), cancel)
 
     def _pieces(self, ids: list[int], params: SamplingParams,
                 should_stop: ShouldStop) -> Generator[str, None, Generation]:
@@ -112,6 +115,9 @@ class GGUFEngine(ChatMixin):
         stop_filter = StopStringFilter(params.stop)
         text, n_completion, finish = "", 0, "length"
         budget = min(params.max_new_tokens, self.n_ctx - len(ids))
+        if budget <= 0:
+            tokens.close()
+            return Generation("", len(ids), 0, "length")
         try:
             for token in tokens:
                 if self.is_end_of_turn(token):
@@ -130,7 +136,8 @@ class GGUFEngine(ChatMixin):
         finally:
             tokens.close()
         if not stop_filter.stopped:
-            tail = stop_filter.feed(decoder.decode(b"", final=True)) + stop_filter.flush()
+            # Bytes of a character cut by the token limit stay undecoded (no U+FFFD at the end).
+            tail = stop_filter.flush()
             if tail:
                 text += tail
                 yield tail

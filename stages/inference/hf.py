@@ -145,12 +145,13 @@ class HFEngine(ChatMixin):
         # Like llama.cpp, the end-of-sequence token itself is not counted as a completion token.
         return Generation(text, n_prompt, len(tokens), finish)
 
-    def stream(self, prompt: str, params: SamplingParams) -> TextStream:
+    def stream(self, prompt: str, params: SamplingParams, should_stop: ShouldStop | None = None) -> TextStream:
         cancel = threading.Event()
-        return TextStream(self._stream_pieces(prompt, params, cancel), cancel)
+        return TextStream(self._stream_pieces(prompt, params, cancel, should_stop), cancel)
 
     def _stream_pieces(self, prompt: str, params: SamplingParams,
-                       cancel: threading.Event) -> Generator[str, None, Generation]:
+                       cancel: threading.Event,
+                       should_stop: ShouldStop | None = None) -> Generator[str, None, Generation]:
         from transformers import TextIteratorStreamer
 
         ids = self.prompt_ids(prompt)
@@ -158,6 +159,12 @@ class HFEngine(ChatMixin):
         outputs: list = []
         errors: list[BaseException] = []
         stop_filter = StopStringFilter(params.stop)
+        stopped_by_caller = threading.Event()
+
+        def told_to_stop() -> bool:
+            if should_stop is not None and should_stop():
+                stopped_by_caller.set()
+            return cancel.is_set() or stop_filter.stopped or stopped_by_caller.is_set()
 
         def run() -> None:
             try:
@@ -168,7 +175,7 @@ class HFEngine(ChatMixin):
                         input_ids=torch.tensor([ids], device=self.device),
                         attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=self.device),
                         generation_config=self._generation_config(params),
-                        stopping_criteria=self._stopping(lambda: cancel.is_set() or stop_filter.stopped),
+                        stopping_criteria=self._stopping(told_to_stop),
                         streamer=streamer, tokenizer=self.tokenizer))
             except BaseException as e:  # re-raised in the consumer; end() unblocks its loop
                 errors.append(e)
@@ -202,7 +209,7 @@ class HFEngine(ChatMixin):
         result = self._finish(outputs[0][0, len(ids):].tolist(), len(ids), params) if outputs else None
         if result is None:
             return Generation("", len(ids), 0, "stop")
-        if stop_filter.stopped:
+        if stop_filter.stopped or stopped_by_caller.is_set():
             result.finish_reason = "stop"
         return result
 

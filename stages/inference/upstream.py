@@ -113,11 +113,13 @@ class OpenAIUpstreamEngine:
             results.append(self._generation(out, out["choices"][0]["message"].get("content") or ""))
         return results
 
-    def stream(self, prompt: str, params: SamplingParams) -> TextStream:
+    def stream(self, prompt: str, params: SamplingParams, should_stop: ShouldStop | None = None) -> TextStream:
         body = self._body(params, prompt=prompt, stream=True)
         return TextStream(self._pieces("/v1/completions", body, lambda c: c.get("text")), threading.Event())
 
-    def stream_chat(self, messages: list[dict], params: SamplingParams) -> TextStream:
+    def stream_chat(self, messages: list[dict], params: SamplingParams,
+                    should_stop: ShouldStop | None = None) -> TextStream:
+        # should_stop is the caller's to check between pieces: closing the stream stops the upstream.
         body = self._body(params, messages=messages, stream=True)
         pieces = self._pieces("/v1/chat/completions", body, lambda c: (c.get("delta") or {}).get("content"))
         return TextStream(pieces, threading.Event())

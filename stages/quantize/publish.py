@@ -21,35 +21,61 @@ def source_model_info(model_dir: Path) -> dict:
     return {"path": str(model_dir), "architectures": config.get("architectures"), "weights_sha256": weights}
 
 
-# Placeholders no template rewrites: rendering the model's own template around them gives Ollama's Go template.
-_SYSTEM_MARK, _PROMPT_MARK = "SYSTEM0PLACEHOLDER", "PROMPT0PLACEHOLDER"
+# Message contents no template rewrites: rendering the model's own template around them shows the text it writes
+# between messages, which becomes Ollama's Go template.
+_MARKS = ("SYSTEM0MARK", "USER1MARK", "ASSISTANT1MARK", "USER2MARK")
+_SEGMENTS_WITH_SYSTEM = ("start_system", "system_user", "user_assistant", "assistant_user", "generation")
 
 
-def ollama_template(contract: ChatContract) -> str | None:
-    """Ollama's Go template for one turn, rendered from the model's own chat template (with a system message
-    and without), so that it is whatever the model's template is, not a guess at its family. BOS is left out
-    where the tokenizer adds it (Ollama's llama.cpp adds it again otherwise). None: the template cannot be
-    rendered this way; Ollama then reads tokenizer.chat_template from the GGUF."""
-    def render(messages: list[dict]) -> str | None:
+def chat_segments(contract: ChatContract) -> dict[str, str] | None:
+    """The text the model's chat template writes before each message, by what precedes it: start_system,
+    start_user (no system message), system_user, user_assistant, assistant_user, and `generation` (after the
+    last user message: the open assistant turn). Read by rendering the template around marker contents; BOS
+    is left out where the tokenizer adds it. None when the template transforms the contents."""
+    def split(messages: list[dict], names: tuple[str, ...]) -> dict[str, str] | None:
         try:
             text = contract.render(messages)
         except Exception:  # e.g. a template without a system role raises on one
             return None
-        if contract.add_bos and contract.bos_token and text.startswith(contract.bos_token):
-            text = text[len(contract.bos_token):]
-        if "{{" in text:
-            return None
-        return text.replace(_SYSTEM_MARK, "{{ .System }}").replace(_PROMPT_MARK, "{{ .Prompt }}")
+        pieces, rest = [], text
+        for message in messages:
+            before, found, rest = rest.partition(message["content"])
+            if not found:
+                return None
+            pieces.append(before)
+        return dict(zip(names, [*pieces, rest], strict=True))
 
-    user = {"role": "user", "content": _PROMPT_MARK}
-    without_system = render([user])
-    if without_system is None:
+    system, user1, assistant1, user2 = _MARKS
+    turns = [{"role": "user", "content": user1}, {"role": "assistant", "content": assistant1},
+             {"role": "user", "content": user2}]
+    plain = split(turns, ("start_user", "user_assistant", "assistant_user", "generation"))
+    if plain is None:
         return None
-    with_system = render([{"role": "system", "content": _SYSTEM_MARK}, user])
-    turn_end = contract.stop_strings[0] if contract.stop_strings else ""
-    body = (f"{{{{ if .System }}}}{with_system}{{{{ else }}}}{without_system}{{{{ end }}}}"
-            if with_system and "{{ .System }}" in with_system else without_system)
-    return body + "{{ .Response }}" + turn_end
+    segments = {**plain, **(split([{"role": "system", "content": system}, *turns], _SEGMENTS_WITH_SYSTEM) or {})}
+    for key in ("start_system", "start_user"):
+        if key in segments and contract.add_bos and contract.bos_token:
+            segments[key] = segments[key].removeprefix(contract.bos_token)
+    if any("{{" in text or "}}" in text for text in segments.values()):
+        return None
+    return segments
+
+
+def ollama_template(contract: ChatContract) -> str | None:
+    """Ollama's Go template over `.Messages`, made of the model's own chat segments (so multi-turn chats and
+    the system turn come out as the model's template renders them). None: Ollama then reads
+    tokenizer.chat_template from the GGUF itself."""
+    seg = chat_segments(contract)
+    if seg is None:
+        return None
+    system = (f'{{{{- if eq $m.Role "system" }}}}{seg["start_system"]}{{{{ $m.Content }}}}\n'
+              if "start_system" in seg else "")
+    after_system = f'{{{{ else if eq $i 1 }}}}{seg["system_user"]}' if "system_user" in seg else ""
+    return ("{{- range $i, $m := .Messages }}\n" + system
+            + ('{{- else ' if system else '{{- ') + 'if eq $m.Role "user" }}'
+            + f'{{{{ if eq $i 0 }}}}{seg["start_user"]}{after_system}{{{{ else }}}}{seg["assistant_user"]}{{{{ end }}}}'
+            + f'{{{{ $m.Content }}}}{{{{ if eq (len (slice $.Messages $i)) 1 }}}}{seg["generation"]}{{{{ end }}}}\n'
+            + f'{{{{- else if eq $m.Role "assistant" }}}}{seg["user_assistant"]}{{{{ $m.Content }}}}\n'
+            + "{{- end }}\n{{- end }}")
 
 
 def modelfile_text(gguf_name: str, contract: ChatContract, system_prompt: str | None) -> str:

@@ -35,7 +35,7 @@ CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 # fingerprint.json are relative to CODE_ROOT. Read at call time, so tests can point both at a copy.
 CODE_ROOT = Path(__file__).resolve().parents[2]
 TRAINING_CODE: tuple[Path, ...] = (CODE_ROOT / "stages" / "train", CODE_ROOT / "stages" / "inference" / "chat.py")
-TRAINING_LIBRARIES = ("torch", "transformers", "peft")
+TRAINING_LIBRARIES = ("torch", "transformers", "peft", "tokenizers", "jinja2")  # jinja2: renders the chat
 # Parts whose entries are file digests: a change log names the files, not the hashes.
 DIGEST_PARTS = ("code", "data", "base_model")
 

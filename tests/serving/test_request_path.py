@@ -51,7 +51,7 @@ class PrefillEngine:
     def chat(self, conversations: list[list[dict]], params: SamplingParams, should_stop=None) -> list[Generation]:
         return self._block("chat", len(conversations))
 
-    def stream(self, prompt: str, params: SamplingParams) -> TextStream:
+    def stream(self, prompt: str, params: SamplingParams, should_stop=None) -> TextStream:
         self.calls.append("stream")
 
         def pieces() -> Iterator[str]:
@@ -78,7 +78,7 @@ def serve(engine: PrefillEngine, timeout_s: float, gone: list[float]) -> ThreadS
     async def stream_route(request: Request) -> StreamingResponse:
         try:
             first, rest = await app.state.ctx.generation.stream(
-                request, lambda e: e.stream("What is hypertension?", SamplingParams()))
+                request, lambda e, should_stop: e.stream("What is hypertension?", SamplingParams(), should_stop))
         except ClientGone:
             gone.append(time.monotonic())
             raise

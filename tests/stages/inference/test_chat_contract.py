@@ -105,3 +105,18 @@ def test_a_model_without_a_chat_template_fails_chat_with_one_line():
     contract = ChatContract(None, "", "</s>", None, False, (2,), ("</s>",))
     with pytest.raises(Exception, match="no chat template"):
         contract.render(CHAT)
+
+
+def test_rendering_matches_transformers_on_template_features(tiny_model_dir):
+    # {% generation %} blocks (assistant masks), `tools is not none`, loop controls, tojson, raise_exception.
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.chat_template = (
+        "{% if tools is not none %}[TOOLS]{% endif %}{% for m in messages %}{% if m['role'] == 'assistant' %}"
+        "{% generation %}A: {{ m['content'] }}{% endgeneration %}{% elif m['role'] == 'system' %}S: "
+        "{{ m['content'] | tojson }}{% else %}U: {{ m['content'] }}{% endif %}\n{% if loop.index > 3 %}"
+        "{% break %}{% endif %}{% endfor %}{% if add_generation_prompt %}A:{% endif %}")
+    contract = ChatContract.from_hf(tokenizer)
+    for messages in (CHAT, [*CHAT, ANSWER], [*CHAT, ANSWER, CHAT[1], ANSWER]):
+        for add in (True, False):
+            assert contract.render(messages, add) == tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=add)

@@ -94,6 +94,18 @@ def test_gguf_closing_a_stream_stops_generation(gguf_engine):
     assert g.completion_tokens == 3
 
 
+@pytest.mark.parametrize("kind", ["gguf", "hf"])
+def test_should_stop_ends_a_stream_even_while_no_text_comes_out(kind, gguf_engine, hf_engine):
+    # A long stop string holds back every piece (it might be the start of the stop string), so the consumer
+    # sees no text: only the engine's own check between tokens can end the generation at the server's word.
+    engine = gguf_engine if kind == "gguf" else hf_engine
+    calls = []
+    params = SamplingParams(max_new_tokens=300, stop=("z" * 64,))
+    stream = engine.stream("Once upon a time", params, should_stop=lambda: calls.append(1) or len(calls) > 4)
+    assert "".join(stream) == "" or len(stream.text) < 300
+    assert stream.result.finish_reason == "stop" and stream.result.completion_tokens <= 6
+
+
 def test_gguf_should_stop_cancels_generate(gguf_engine):
     calls = []
     [g] = gguf_engine.generate(["Tell me a long story."], SamplingParams(max_new_tokens=300),

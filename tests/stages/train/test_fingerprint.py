@@ -40,7 +40,7 @@ def fake_experiment(root: Path) -> tuple[list[Path], Path]:
 def test_a_library_version_change_changes_the_fingerprint(tmp_path, monkeypatch):
     data, base = fake_experiment(tmp_path)
     before = experiment_fingerprint(TrainSettings(), data, base)
-    assert set(before["libraries"]) == {"torch", "transformers", "peft"}
+    assert set(before["libraries"]) == {"torch", "transformers", "peft", "tokenizers", "jinja2"}
     assert all(before["libraries"].values())  # all three are installed here
 
     real_version = checkpoints.metadata.version
@@ -58,7 +58,7 @@ def test_a_missing_library_is_recorded_as_none(monkeypatch):
         raise checkpoints.metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(checkpoints.metadata, "version", version)
-    assert checkpoints.library_versions() == {"torch": None, "transformers": None, "peft": None}
+    assert checkpoints.library_versions() == dict.fromkeys(checkpoints.TRAINING_LIBRARIES)
 
 
 def test_code_digests_cover_every_training_module_by_repo_path():
@@ -142,7 +142,7 @@ def test_a_changed_training_file_retrains_instead_of_resuming(tmp_path, tiny_mod
     stored = json.loads((ckpt / FINGERPRINT_FILE).read_text())
     edited = code_root / "stages" / "train" / "data.py"
     assert stored["code"]["stages/train/data.py"] == file_digest(edited)
-    assert set(stored["libraries"]) == {"torch", "transformers", "peft"}
+    assert set(stored["libraries"]) == {"torch", "transformers", "peft", "tokenizers", "jinja2"}
 
     # Same code: the finished run's final checkpoint is reused, nothing is trained (the check is not "always retrain").
     again = run()
