@@ -42,7 +42,8 @@ The domain model behind two APIs:
 * **OpenAI-compatible** under `/v1`: `completions`, `chat/completions` (`stream: true` gives SSE ending with
   `data: [DONE]`), `models`, and `rerank` in the Cohere/Jina shape.
 
-One request at a time reaches the model; others wait in a bounded queue. A full queue answers **429** with
+With the GGUF engine, up to `serve.parallel` requests decode together (continuous batching: one
+`llama_decode` per step for all of them); others wait in a bounded queue. A full queue answers **429** with
 `Retry-After`; a model that is not loaded answers **503**. Over-limit input answers **422** (**413** for the
 body size). When `serve.api_key` is set, send `Authorization: Bearer <key>` (health and docs stay open).
 
@@ -64,11 +65,13 @@ def load_serving_engine(settings: ServeSettings) -> Any:
         from stages.inference.upstream import OpenAIUpstreamEngine
 
         return OpenAIUpstreamEngine(settings.upstream_url, settings.upstream_model, settings.upstream_api_key,
-                                    timeout_s=settings.request_timeout_s)
+                                    timeout_s=settings.request_timeout_s,
+                                    concurrent_requests=settings.upstream_workers)
     from stages.inference import load_engine
 
     return load_engine(settings.engine, settings.model, threads=settings.threads, n_ctx=settings.n_ctx,
-                       batch_size=settings.batch_size, adapter=settings.adapter)
+                       batch_size=settings.batch_size, adapter=settings.adapter, parallel=settings.parallel,
+                       kv_unified=settings.kv_unified)
 
 
 def public_model_id(settings: ServeSettings) -> str:
@@ -111,9 +114,10 @@ def add_error_handlers(app: FastAPI) -> None:
 def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
     settings = cfg if isinstance(cfg, ServeSettings) else ServeSettings.from_config(cfg)
     loader = (lambda: engine) if engine is not None else (lambda: load_serving_engine(settings))
-    # A local engine has one owner thread; an upstream client may forward several requests at once.
-    threads = settings.upstream_workers if settings.engine == "openai_upstream" else 1
-    generation = EngineWorker("model", loader, settings.queue_size, threads)
+    # As many worker threads as the engine takes requests at once (its `concurrent_requests`): the GGUF
+    # engine decodes `serve.parallel` sequences together on its own owner thread, an upstream client forwards
+    # `serve.upstream_workers` requests, the HF engine takes one at a time.
+    generation = EngineWorker("model", loader, settings.queue_size)
     rerank = None
     if settings.rerank:
         def load_reranker():

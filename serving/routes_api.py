@@ -18,7 +18,8 @@ from stages.inference import Generation, SamplingParams
 
 def sampling_params(body) -> SamplingParams:
     return SamplingParams(max_new_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
-                          top_k=body.top_k, stop=tuple(body.stop), seed=body.seed)
+                          top_k=body.top_k, stop=tuple(body.stop), seed=body.seed, min_p=body.min_p,
+                          repeat_penalty=body.repeat_penalty)
 
 
 def public_finish_reason(generation: Generation) -> str:
@@ -110,7 +111,7 @@ def build_api_routers(ctx: ServingContext) -> list[APIRouter]:
         return response(body.prompt, g)
 
     @router.post("/generate/batch", response_model=BatchGenerateResponse,
-                 summary="Generate for several prompts in one queued job (batched on the HF engine)")
+                 summary="Generate for several prompts in one queued job (decoded together)")
     async def generate_batch(body: S.BatchGenerateRequest, request: Request) -> BatchGenerateResponse:
         generations = await run_generation(request, body, body.prompts)
         results = [response(p, g) for p, g in zip(body.prompts, generations, strict=True)]

@@ -17,6 +17,7 @@ from serving.routes_api import public_finish_reason, run_rerank
 from serving.schemas import RerankV1Document, RerankV1Response, RerankV1Result
 from serving.security import api_key_check
 from serving.service import ServingContext, error_responses
+from serving.structured import grammar_for
 from stages.inference import Generation, SamplingParams
 
 # 200 is JSON, or an SSE stream with stream=true.
@@ -42,10 +43,12 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["OpenAI-compatible API"],
                        dependencies=[Depends(api_key_check(settings.api_key))], responses=error_responses(settings))
 
-    def params_of(body, max_tokens: int) -> SamplingParams:
+    def params_of(body, max_tokens: int, grammar: str | None = None) -> SamplingParams:
         stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
         return SamplingParams(max_new_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
-                              top_k=body.top_k, stop=stop, seed=body.seed)
+                              top_k=body.top_k, stop=stop, seed=body.seed, min_p=body.min_p,
+                              repeat_penalty=body.repeat_penalty, frequency_penalty=body.frequency_penalty,
+                              presence_penalty=body.presence_penalty, grammar=grammar)
 
     async def streamed(request: Request, start: Callable, make_chunk: Callable[[str | None, str | None], dict],
                        include_usage: bool, head: list[dict]) -> StreamingResponse:
@@ -107,7 +110,8 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
             messages.insert(0, {"role": "system", "content": system_prompt})
         max_tokens = body.max_completion_tokens or body.max_tokens or min(DEFAULT_CHAT_MAX_TOKENS,
                                                                            limits.max_tokens_limit)
-        params = params_of(body, max_tokens)
+        response_format = body.response_format.model_dump(by_alias=True) if body.response_format else None
+        params = params_of(body, max_tokens, grammar_for(response_format))
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         base = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": ctx.model_id}
         if body.stream:

@@ -77,6 +77,14 @@ class Request(BaseModel):
         return data
 
 
+def check_batch_tokens(n_prompts: int, max_tokens: int, limits: Limits) -> None:
+    """One batch request must be able to finish within the request timeout: bound prompts x max_tokens."""
+    if n_prompts * max_tokens > limits.max_batch_tokens:
+        raise ValueError(f"{n_prompts} prompts x max_tokens {max_tokens} = {n_prompts * max_tokens} new tokens, "
+                         f"more than serve.max_batch_tokens ({limits.max_batch_tokens}); lower max_tokens or "
+                         "send fewer prompts")
+
+
 def build_schemas(limits: Limits) -> SimpleNamespace:
     """Request models whose bounds are the configured limits (violations -> 422 naming the field)."""
     prompt_str = Annotated[str, Field(min_length=1, max_length=limits.max_prompt_chars)]
@@ -93,6 +101,8 @@ def build_schemas(limits: Limits) -> SimpleNamespace:
         top_k: int = Field(50, ge=0, le=1000, description="0 = no top-k cut")
         stop: stop_list = []
         seed: int | None = Field(None, ge=0, le=2**32 - 1)
+        min_p: float = Field(0.0, ge=0.0, le=1.0, description="drop tokens below min_p x the top probability")
+        repeat_penalty: float = Field(1.0, ge=0.0, le=2.0, description="1 = off; > 1 discourages repeats")
         use_chat_template: StrictBool = Field(True, description="wrap the prompt as a user turn of the model's chat "
                                         "template, with the domain system prompt; false = raw completion")
         system_prompt: Annotated[str, Field(max_length=limits.max_prompt_chars)] | None = Field(
@@ -107,6 +117,11 @@ def build_schemas(limits: Limits) -> SimpleNamespace:
         model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
             {"prompts": [EXAMPLE_PROMPT, "What is a statute of limitations?"], "max_tokens": 32}]})
         prompts: Annotated[list[prompt_str], Field(min_length=1, max_length=limits.max_batch_size)]
+
+        @model_validator(mode="after")
+        def _fits_batch_budget(self):
+            check_batch_tokens(len(self.prompts), self.max_tokens, limits)
+            return self
 
     class RerankRequest(Request):
         model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
@@ -132,12 +147,42 @@ def build_schemas(limits: Limits) -> SimpleNamespace:
         seed: int | None = Field(None, ge=0, le=2**32 - 1)
         n: int = Field(1, ge=1, le=1, description="only 1 is supported")
         stream_options: StreamOptions | None = None
+        frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+        presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+        min_p: float = Field(0.0, ge=0.0, le=1.0, description="extension; 0 = off")
+        repeat_penalty: float = Field(1.0, ge=0.0, le=2.0, description="extension (llama.cpp); 1 = off")
 
     class CompletionRequest(OpenAISampling):
         model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [
             {"model": "domain-llm", "prompt": "Hypertension is", "max_tokens": 16, "temperature": 0}]})
         prompt: prompt_str | Annotated[list[prompt_str], Field(min_length=1, max_length=limits.max_batch_size)]
         max_tokens: tokens_int = min(16, limits.max_tokens_limit)
+
+        @model_validator(mode="after")
+        def _fits_batch_budget(self):
+            if isinstance(self.prompt, list):
+                check_batch_tokens(len(self.prompt), self.max_tokens, limits)
+            return self
+
+    class JSONSchemaFormat(Request):
+        model_config = ConfigDict(extra="ignore", populate_by_name=True)
+        name: str = Field("response", max_length=64)
+        description: str | None = Field(None, max_length=1000)
+        json_schema: dict = Field(default_factory=dict, alias="schema", description="the JSON Schema to follow")
+        strict: bool | None = None
+
+    class ResponseFormat(Request):
+        model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+            {"type": "json_schema", "json_schema": {"name": "answer", "schema": {
+                "type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}}}]})
+        type: Literal["text", "json_object", "json_schema"]
+        json_schema: JSONSchemaFormat | None = None
+
+        @model_validator(mode="after")
+        def _schema_given(self):
+            if self.type == "json_schema" and self.json_schema is None:
+                raise ValueError("response_format.json_schema is required with type json_schema")
+            return self
 
     class ChatMessage(Request):
         role: Literal["system", "user", "assistant"]
@@ -150,6 +195,7 @@ def build_schemas(limits: Limits) -> SimpleNamespace:
         messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=256)]
         max_tokens: tokens_int | None = None
         max_completion_tokens: tokens_int | None = None
+        response_format: ResponseFormat | None = None
 
     class RerankV1Request(Request):
         model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [

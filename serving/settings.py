@@ -19,6 +19,7 @@ class Limits:
     max_tokens_limit: int = 1024
     max_prompt_chars: int = 16000
     max_batch_size: int = 16
+    max_batch_tokens: int = 4096
     max_documents: int = 256
     max_document_chars: int = 8000
     max_body_bytes: int = 1_048_576
@@ -38,6 +39,8 @@ class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     n_ctx: int = 2048
+    parallel: int = 8
+    kv_unified: bool = False
     batch_size: int = 8
     threads: int = 0
     queue_size: int = 16
@@ -73,6 +76,8 @@ class ServeSettings:
         if self.engine == "openai_upstream" and not self.upstream_url:
             raise StageError("serve.upstream_url is required with serve.engine=openai_upstream "
                              "(e.g. serve.upstream_url=http://127.0.0.1:8080)")
+        if self.parallel < 1:
+            raise StageError(f"serve.parallel={self.parallel}: must be >= 1 (sequences decoded together)")
         if self.queue_size < 1:
             raise StageError(f"serve.queue_size={self.queue_size}: must be >= 1")
         if self.request_timeout_s <= 0:

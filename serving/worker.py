@@ -62,14 +62,15 @@ class Job:
 
 
 class EngineWorker:
-    def __init__(self, name: str, loader: Callable[[], Any], queue_size: int, threads: int = 1):
+    def __init__(self, name: str, loader: Callable[[], Any], queue_size: int, threads: int | None = None):
         self.name = name
         self.engine: Any = None
         self.state = "loading"  # loading | ready | failed | stopped
         self.error: str | None = None
         self.loader = loader  # run by start() in the worker thread; replaceable until then
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
-        self._threads = threads
+        self._threads = threads or 1  # None: as many as the loaded engine takes at once (concurrent_requests)
+        self._threads_from_engine = threads is None
         self._busy = 0
         self._lock = threading.Lock()
         self.counts = {"completed": 0, "failed": 0, "cancelled": 0, "rejected": 0}
@@ -89,6 +90,8 @@ class EngineWorker:
             self.state, self.error = "failed", str(e) or type(e).__name__
             log.error("%s failed to load: %s", self.name, self.error)
             return
+        if self._threads_from_engine:
+            self._threads = max(1, int(getattr(self.engine, "concurrent_requests", 1)))
         with self._lock:
             if self.state == "stopped":  # the server stopped while this was loading
                 return

@@ -1,21 +1,22 @@
-"""GGUF engine: llama.cpp (llama-cpp-python) behind the `Engine` interface.
+"""GGUF engine: llama.cpp (llama-cpp-python) behind the `Engine` interface, with continuous batching.
 
     from stages.inference import load_engine
-    engine = load_engine("gguf", "models/gguf/model-q4_k_m.gguf", threads=2, n_ctx=2048)
+    engine = load_engine("gguf", "models/gguf/model-q4_k_m.gguf", threads=2, n_ctx=2048, parallel=8)
 
 Prompts are token ids made once by the model's chat contract (template and BOS rule from the GGUF metadata),
 never text tokenized again by llama-cpp-python's completion API (which added a second BOS after templates
-that render one). Generation is a token loop over `Llama.generate`: it stops on the contract's end-of-turn
-ids and llama.cpp's end-of-generation tokens, on a stop string, at max_new_tokens, or when asked to.
+that render one). Generation runs in a `SlotScheduler` (slots.py) on its own owner thread: up to `parallel`
+sequences share one llama.cpp context and one `llama_decode` per step, each with `n_ctx` tokens of context
+(prompt + completion). `generate`, `stream` and `chat` may be called from any number of threads: they only
+submit sequences and wait for their events. A sequence stops on the contract's end-of-turn ids and llama.cpp's
+end-of-generation tokens, on a stop string, at max_new_tokens, or when `should_stop()` says so.
 Scoring uses a second context with logits for every position, created on the first `score()` call.
 """
 
 from __future__ import annotations
 
 import atexit
-import codecs
 import logging
-import random
 import threading
 from collections.abc import Generator
 from pathlib import Path
@@ -23,30 +24,32 @@ from pathlib import Path
 from stages.errors import StageError
 from stages.inference.chat import ChatContract
 from stages.inference.gguf import continuation_nll, load_llama, quantization_name
-from stages.inference.types import (
-    ChatMixin,
-    Generation,
-    SamplingParams,
-    ShouldStop,
-    StopStringFilter,
-    TextStream,
-)
+from stages.inference.slots import SequenceRequest, SlotScheduler
+from stages.inference.types import ChatMixin, Generation, SamplingParams, ShouldStop, TextStream
 from stages.manifest import served_model_facts
 
 log = logging.getLogger(__name__)
 
+# The Llama object is kept for its model, vocabulary and metadata; its own context is never used for
+# generation, so it gets the smallest useful size.
+METADATA_CONTEXT = 64
+
 
 class GGUFEngine(ChatMixin):
     name = "gguf"
-    max_batch_size = 1  # one sequence at a time
 
-    def __init__(self, path: Path, threads: int = 0, n_ctx: int = 2048):
+    def __init__(self, path: Path, threads: int = 0, n_ctx: int = 2048, parallel: int = 1,
+                 kv_unified: bool = False):
         import llama_cpp
 
+        if parallel < 1:
+            raise StageError(f"parallel={parallel}: must be >= 1 (sequences decoded together)")
         self.path = Path(path)
         self.threads = threads
-        self.n_ctx = n_ctx
-        self.llm = load_llama(self.path, threads=threads, n_ctx=n_ctx)
+        self.n_ctx = n_ctx  # per sequence
+        self.max_batch_size = parallel
+        self.concurrent_requests = parallel  # callers at once: each only submits and waits
+        self.llm = load_llama(self.path, threads=threads, n_ctx=METADATA_CONTEXT)
         self._scorer = None
         self.contract = ChatContract.from_gguf(self.llm)
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm._model.model)
@@ -55,10 +58,22 @@ class GGUFEngine(ChatMixin):
         self.served = served_model_facts(self.path)
         if not self.contract.template:
             log.warning("%s has no tokenizer.chat_template: chat requests will fail, raw prompts work", self.path)
+        params = type(self.llm.context_params).from_buffer_copy(self.llm.context_params)
+        model = self.llm._model
+        self.scheduler = SlotScheduler(model, params, parallel, n_ctx, self.is_end_of_turn,
+                                       lambda token: model.detokenize([token]), kv_unified=kv_unified)
+        self._owner = threading.Thread(target=self.scheduler.run, name="gguf-decode", daemon=True)
+        self._owner.start()
         # Free the contexts before interpreter teardown; llama-cpp-python's __del__ at exit prints tracebacks.
         atexit.register(self.close)
 
     def close(self) -> None:
+        if self._owner is not None:
+            self.scheduler.stop()
+            self._owner.join(timeout=30)
+            if not self._owner.is_alive():
+                self.scheduler.close()
+            self._owner = None
         for llm in (self._scorer, self.llm):
             if llm is not None:
                 llm.close()
@@ -78,70 +93,36 @@ class GGUFEngine(ChatMixin):
         return token in self._stop_ids or bool(self._is_eog(self._vocab, token))
 
     # -- generation -----------------------------------------------------------------------------------------
+    def _request(self, prompt: str, params: SamplingParams, should_stop: ShouldStop) -> SequenceRequest:
+        if self._owner is None:
+            raise RuntimeError("the engine is closed")
+        ids = self.prompt_ids(prompt)
+        if len(ids) + 1 > self.n_ctx:
+            raise StageError(f"prompt has {len(ids)} tokens, more than the context window ({self.n_ctx}); "
+                             "shorten it or raise n_ctx")
+        return SequenceRequest(ids, params, should_stop)
+
     def generate(self, prompts: list[str], params: SamplingParams,
                  should_stop: ShouldStop | None = None) -> list[Generation]:
-        results = []
-        for prompt in prompts:
-            if should_stop is not None and should_stop():
-                results.append(Generation("", 0, 0, "stop"))
-                continue
-            pieces = self._pieces(self.prompt_ids(prompt), params, should_stop or (lambda: False))
-            while True:
-                try:
-                    next(pieces)
-                except StopIteration as done:
-                    results.append(done.value)
-                    break
-        return results
+        """All prompts decode together (up to `parallel` at a time; the rest join as slots free up)."""
+        abandon = threading.Event()  # an error in one result stops the others instead of orphaning them
+        stop = (lambda: abandon.is_set() or should_stop()) if should_stop else abandon.is_set
+        requests = [self._request(p, params, stop) for p in prompts]
+        for request in requests:
+            self.scheduler.submit(request)
+        try:
+            return [_wait(request) for request in requests]
+        finally:
+            abandon.set()
 
     def stream(self, prompt: str, params: SamplingParams, should_stop: ShouldStop | None = None) -> TextStream:
         """Pieces of text; generation stops between tokens on close() or when `should_stop()` says so (a
         server's deadline or a client gone), also while tokens produce no text yet."""
         cancel = threading.Event()
         stop = cancel.is_set if should_stop is None else (lambda: cancel.is_set() or should_stop())
-        return TextStream(self._pieces(self.prompt_ids(prompt), params, stop), cancel)
-
-    def _pieces(self, ids: list[int], params: SamplingParams,
-                should_stop: ShouldStop) -> Generator[str, None, Generation]:
-        if len(ids) + 1 > self.n_ctx:
-            raise StageError(f"prompt has {len(ids)} tokens, more than the context window ({self.n_ctx}); "
-                             "shorten it or raise n_ctx")
-        self.llm.set_seed(params.seed if params.seed is not None else random.getrandbits(32))
-        # min_p/repeat_penalty neutral so sampling means what SamplingParams says (llama-cpp-python's defaults
-        # add min_p 0.05 and top_k 40); temperature 0 is greedy; top_k 0 is no cut in llama.cpp.
-        tokens = self.llm.generate(ids, temp=max(params.temperature, 0.0), top_p=params.top_p, top_k=params.top_k,
-                                   min_p=0.0, repeat_penalty=1.0, reset=True)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stop_filter = StopStringFilter(params.stop)
-        text, n_completion, finish = "", 0, "length"
-        budget = min(params.max_new_tokens, self.n_ctx - len(ids))
-        if budget <= 0:
-            tokens.close()
-            return Generation("", len(ids), 0, "length")
-        try:
-            for token in tokens:
-                if self.is_end_of_turn(token):
-                    finish = "stop"
-                    break
-                n_completion += 1
-                piece = stop_filter.feed(decoder.decode(self.llm._model.detokenize([token])))
-                if piece:
-                    text += piece
-                    yield piece
-                if stop_filter.stopped or should_stop():
-                    finish = "stop"
-                    break
-                if n_completion >= budget:
-                    break
-        finally:
-            tokens.close()
-        if not stop_filter.stopped:
-            # Bytes of a character cut by the token limit stay undecoded (no U+FFFD at the end).
-            tail = stop_filter.flush()
-            if tail:
-                text += tail
-                yield tail
-        return Generation(text, len(ids), n_completion, finish)
+        request = self._request(prompt, params, stop)
+        self.scheduler.submit(request)
+        return TextStream(_pieces(request), cancel)
 
     # -- likelihoods ----------------------------------------------------------------------------------------
     def score(self, prompt: str, continuation: str, close_turn: bool = False) -> tuple[float, int]:
@@ -164,6 +145,10 @@ class GGUFEngine(ChatMixin):
             "quantization": quantization_name(meta.get("general.file_type")),
             "context_length": int(meta.get(f"{arch}.context_length", self.n_ctx)),
             "n_ctx": self.n_ctx,
+            "n_ctx_per_sequence": self.n_ctx,
+            "parallel": self.max_batch_size,
+            "kv_unified": self.scheduler.kv_unified,
+            "batching": dict(self.scheduler.stats),
             "parameters": int(self.llm._model.n_params()),
             "size_bytes": self.path.stat().st_size,
             "path": str(self.path),
@@ -172,3 +157,23 @@ class GGUFEngine(ChatMixin):
             "chat_template": bool(self.contract.template),
             "end_of_turn": list(self.contract.stop_strings),
         }
+
+
+def _pieces(request: SequenceRequest) -> Generator[str, None, Generation]:
+    while True:
+        kind, value = request.events.get()
+        if kind == "piece":
+            yield value
+        elif kind == "done":
+            return value
+        else:
+            raise value
+
+
+def _wait(request: SequenceRequest) -> Generation:
+    while True:
+        kind, value = request.events.get()
+        if kind == "done":
+            return value
+        if kind == "error":
+            raise value

@@ -99,11 +99,15 @@ class HFEngine(ChatMixin):
     def _generation_config(self, params: SamplingParams):
         from transformers import GenerationConfig
 
+        if params.grammar:
+            raise NotImplementedError("constrained output (response_format / grammar) needs serve.engine=gguf")
+        # frequency/presence penalties have no transformers counterpart and are ignored here.
         sample = params.temperature > 0
         return GenerationConfig(
             max_new_tokens=params.max_new_tokens, do_sample=sample,
             temperature=params.temperature if sample else None, top_p=params.top_p if sample else None,
-            top_k=(params.top_k or None) if sample else None,
+            top_k=(params.top_k or None) if sample else None, min_p=(params.min_p or None) if sample else None,
+            repetition_penalty=params.repeat_penalty if params.repeat_penalty != 1.0 else None,
             stop_strings=list(params.stop) or None,
             eos_token_id=self.eos_ids, pad_token_id=self.tokenizer.pad_token_id)
 

@@ -20,7 +20,8 @@ ShouldStop = Callable[[], bool]
 
 @dataclass
 class SamplingParams:
-    """How to sample. temperature 0 means greedy; top_k 0 means no top-k cut."""
+    """How to sample. temperature 0 means greedy; top_k 0, min_p 0 and penalties 1/0/0 are off.
+    grammar: llama.cpp GBNF the output must match (GGUF engine; e.g. from a JSON schema)."""
 
     max_new_tokens: int = 128
     temperature: float = 0.0
@@ -28,6 +29,11 @@ class SamplingParams:
     top_k: int = 0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    min_p: float = 0.0
+    repeat_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    grammar: str | None = None
 
 
 @dataclass
@@ -41,6 +47,8 @@ class Generation:
 class Engine(Protocol):
     name: str  # "hf" | "gguf" | "openai_upstream"
     max_batch_size: int  # prompts one generate() call decodes together (1: one after another)
+    # Threads that may call the engine at once; absent = 1. A server gives it that many worker threads.
+    # concurrent_requests: int
 
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str: ...
 

@@ -28,8 +28,10 @@ class OpenAIUpstreamEngine:
     max_batch_size = 1  # one request per prompt; the upstream batches concurrent requests itself
     thread_safe = True  # an httpx.Client may be shared by threads; the upstream does its own batching
 
-    def __init__(self, url: str, model: str | None = None, api_key: str | None = None, timeout_s: float = 120.0):
+    def __init__(self, url: str, model: str | None = None, api_key: str | None = None, timeout_s: float = 120.0,
+                 concurrent_requests: int = 8):
         self.url = url.rstrip("/")
+        self.concurrent_requests = concurrent_requests  # requests forwarded at once (httpx.Client is thread-safe)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(base_url=self.url, headers=headers,
                                    timeout=httpx.Timeout(timeout_s, connect=10.0))
@@ -79,6 +81,16 @@ class OpenAIUpstreamEngine:
             body["stop"] = list(params.stop)
         if params.seed is not None:
             body["seed"] = params.seed
+        if params.grammar:
+            raise NotImplementedError("constrained output (response_format) is not forwarded to an upstream server")
+        for key in ("frequency_penalty", "presence_penalty"):
+            if getattr(params, key):
+                body[key] = getattr(params, key)
+        if params.min_p:
+            body["min_p"] = params.min_p  # llama.cpp and vLLM extensions, like top_k
+        if params.repeat_penalty != 1.0:
+            # llama.cpp's name and vLLM's name; each server ignores the other's.
+            body["repeat_penalty"] = body["repetition_penalty"] = params.repeat_penalty
         return body
 
     @staticmethod

@@ -1,0 +1,40 @@
+"""Structured output: OpenAI's `response_format` as a llama.cpp grammar (GBNF) the sampler enforces.
+
+    grammar_for({"type": "json_schema", "json_schema": {"name": "x", "schema": {...}}})  -> GBNF text
+    grammar_for({"type": "json_object"})                                               -> any JSON object
+    grammar_for(None) / grammar_for({"type": "text"})                                  -> None
+
+The schema -> grammar translation is llama-cpp-python's (`llama_cpp.llama_grammar.json_schema_to_gbnf`, a port
+of llama.cpp's own); its bounded whitespace rule keeps a greedy model from padding JSON with newlines forever.
+A schema it cannot translate is the client's to fix: 422 naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import HTTPException
+
+ANY_OBJECT = {"type": "object"}
+
+
+def grammar_for(response_format: dict | None) -> str | None:
+    if not response_format or response_format.get("type") == "text":
+        return None
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    kind = response_format.get("type")
+    if kind == "json_object":
+        schema = ANY_OBJECT
+    elif kind == "json_schema":
+        spec = response_format.get("json_schema") or {}
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise HTTPException(422, "response_format.json_schema.schema: a JSON Schema object is required")
+    else:
+        raise HTTPException(422, f"response_format.type={kind!r}: use text, json_object or json_schema")
+    try:
+        return json_schema_to_gbnf(json.dumps(schema))
+    except Exception as e:  # the translator asserts/raises on what it does not support (unresolved $ref, ...)
+        raise HTTPException(422, f"response_format.json_schema.schema: cannot be turned into a grammar "
+                                 f"({type(e).__name__}: {str(e)[:200]}); simplify the schema") from None

@@ -1,0 +1,331 @@
+"""Continuous batching over one llama.cpp context: slots, one `llama_decode` per step, one owner thread.
+
+    scheduler = SlotScheduler(model, context_params, parallel=8, n_ctx_slot=2048, is_end=..., detokenize=...)
+    scheduler.submit(SequenceRequest(ids, params, should_stop))   # any thread
+    while scheduler.step(): ...                                   # the owner thread (or a test), nothing else
+
+Each step batches the next token of every generating sequence with prompt chunks of newly admitted ones (at most
+`n_batch` tokens together, so a long prompt never stalls the others for more than one chunk), decodes once, and
+samples each sequence that got logits with its own llama.cpp sampler chain (grammar, penalties, top-k/p, min-p,
+temperature, seed). A finished sequence's KV cache is freed at once and its slot takes the next waiting request.
+
+The common prefix (in practice the system prompt and chat header) lives in one extra sequence, the prefix
+holder: once two prompts share a prefix it is copied there from the slot that computed it, and every new
+sequence starts from a copy of it instead of computing it again (`prefix_tokens_reused` counts the saving).
+Nothing here is thread-safe except `submit`: llama.cpp contexts must stay on one thread.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import queue
+import random
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import llama_cpp
+
+from stages.errors import StageError
+from stages.inference.types import Generation, SamplingParams, ShouldStop, StopStringFilter
+
+log = logging.getLogger(__name__)
+
+PENALTY_LAST_N = 64  # tokens the repeat/frequency/presence penalties look back over (llama.cpp's default)
+MIN_SHARED_PREFIX = 4  # shorter common prefixes are not worth a copy
+
+
+@dataclass
+class SequenceRequest:
+    """One prompt to complete. Events arrive on `events`: ("piece", str)..., then ("done", Generation) or
+    ("error", Exception)."""
+
+    ids: list[int]
+    params: SamplingParams
+    should_stop: ShouldStop = lambda: False
+    events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+
+
+@dataclass
+class Slot:
+    seq_id: int
+    request: SequenceRequest | None = None
+    cached: list[int] = field(default_factory=list)  # tokens whose KV is in this sequence, position = index
+    pending: int | None = None  # sampled, not yet decoded
+    sampler: object = None
+    budget: int = 0
+    n_completion: int = 0
+    text: str = ""
+    decoder: codecs.IncrementalDecoder | None = None
+    stop_filter: StopStringFilter | None = None
+    logits_at: int = -1  # row of this step's batch whose logits this slot samples from
+
+    @property
+    def prefilling(self) -> bool:
+        return self.request is not None and self.pending is None and len(self.cached) < len(self.request.ids)
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def build_sampler(vocab, params: SamplingParams, history: list[int]):
+    """llama.cpp sampler chain for one sequence; `history` (the prompt's tail) primes the penalties."""
+    chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+    add = lambda s: llama_cpp.llama_sampler_chain_add(chain, s)  # noqa: E731 - the chain owns what it is given
+    if params.grammar:
+        grammar = llama_cpp.llama_sampler_init_grammar(vocab, params.grammar.encode("utf-8"), b"root")
+        if not grammar:
+            llama_cpp.llama_sampler_free(chain)
+            raise StageError("grammar: llama.cpp could not parse it (GBNF); fix the grammar or the JSON schema")
+        add(grammar)
+    if params.repeat_penalty != 1.0 or params.frequency_penalty or params.presence_penalty:
+        penalties = llama_cpp.llama_sampler_init_penalties(PENALTY_LAST_N, params.repeat_penalty,
+                                                           params.frequency_penalty, params.presence_penalty)
+        for token in history[-PENALTY_LAST_N:]:
+            llama_cpp.llama_sampler_accept(penalties, token)
+        add(penalties)
+    if params.temperature <= 0:
+        add(llama_cpp.llama_sampler_init_greedy())
+        return chain
+    if params.top_k > 0:
+        add(llama_cpp.llama_sampler_init_top_k(params.top_k))
+    if params.top_p < 1.0:
+        add(llama_cpp.llama_sampler_init_top_p(params.top_p, 1))
+    if params.min_p > 0:
+        add(llama_cpp.llama_sampler_init_min_p(params.min_p, 1))
+    add(llama_cpp.llama_sampler_init_temp(params.temperature))
+    add(llama_cpp.llama_sampler_init_dist(params.seed if params.seed is not None else random.getrandbits(32)))
+    return chain
+
+
+class SlotScheduler:
+    def __init__(self, model, context_params, parallel: int, n_ctx_slot: int, is_end: Callable[[int], bool],
+                 detokenize: Callable[[int], bytes], n_batch: int = 512, kv_unified: bool = False):
+        from llama_cpp import _internals
+
+        self.parallel, self.n_ctx_slot, self.n_batch = parallel, n_ctx_slot, n_batch
+        self.kv_unified = kv_unified
+        self.is_end, self.detokenize = is_end, detokenize
+        params = context_params
+        params.n_seq_max = parallel + 1  # + the prefix holder
+        params.n_ctx = n_ctx_slot * (parallel + 1)
+        params.n_batch = params.n_ubatch = n_batch
+        params.kv_unified = kv_unified
+        self.context = _internals.LlamaContext(model=model, params=params, verbose=False)
+        self.ctx = self.context.ctx
+        self.memory = llama_cpp.llama_get_memory(self.ctx)
+        self.vocab = llama_cpp.llama_model_get_vocab(model.model)
+        self.batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        self.slots = [Slot(i) for i in range(parallel)]
+        self.holder_id, self.holder_tokens = parallel, []
+        self._last_prompt: list[int] = []
+        self.waiting: deque[SequenceRequest] = deque()
+        self.inbox: queue.SimpleQueue[SequenceRequest | None] = queue.SimpleQueue()
+        self.stats = {"sequences": 0, "steps": 0, "prompt_tokens": 0, "prefix_tokens_reused": 0,
+                      "max_active": 0}
+        self.closed = threading.Event()
+
+    # -- any thread -----------------------------------------------------------------------------------------
+    def submit(self, request: SequenceRequest) -> None:
+        self.inbox.put(request)
+
+    # -- owner thread ---------------------------------------------------------------------------------------
+    def run(self) -> None:
+        """The owner thread's loop: block while idle, step while there is work, until `stop()`."""
+        while not self.closed.is_set():
+            if not self.busy():
+                request = self.inbox.get()
+                if request is None:
+                    break
+                self.waiting.append(request)
+            try:
+                self.step()
+            except Exception as e:  # a failed decode fails the sequences in flight, never the thread
+                log.exception("decode step failed")
+                self._fail_all(e)
+        self._fail_all(RuntimeError("the engine is shutting down"))
+
+    def stop(self) -> None:
+        self.closed.set()
+        self.inbox.put(None)
+
+    def busy(self) -> bool:
+        return bool(self.waiting) or any(s.request is not None for s in self.slots) or not self.inbox.empty()
+
+    def step(self) -> bool:
+        """Admit, batch, decode once, sample. Returns whether anything is still in flight or waiting."""
+        self._drain_inbox()
+        self._admit()
+        for slot in self.slots:
+            if slot.request is not None and slot.request.should_stop():
+                self._finish(slot, "stop")
+        n = self._fill_batch()
+        if n:
+            rc = llama_cpp.llama_decode(self.ctx, self.batch)
+            if rc != 0:
+                raise RuntimeError(f"llama_decode returned {rc} (no room in the KV cache or aborted)")
+            self.stats["steps"] += 1
+            self._after_decode()
+        return self.busy()
+
+    def _drain_inbox(self) -> None:
+        while True:
+            try:
+                request = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            if request is None:
+                self.closed.set()
+                return
+            self.waiting.append(request)
+
+    def _admit(self) -> None:
+        for request in [r for r in self.waiting if r.should_stop()]:  # cancelled or timed out while waiting
+            self.waiting.remove(request)
+            request.events.put(("done", Generation("", len(request.ids), 0, "stop")))
+        free = [s for s in self.slots if s.request is None]
+        while free and self.waiting:
+            request = self.waiting.popleft()
+            try:
+                self._start(free.pop(0), request)
+            except Exception as e:  # e.g. a grammar that does not parse: this request fails, not the step
+                request.events.put(("error", e))
+
+    def _start(self, slot: Slot, request: SequenceRequest) -> None:
+        ids = request.ids
+        budget = min(request.params.max_new_tokens, self.n_ctx_slot - len(ids))
+        if budget <= 0 or not ids:
+            request.events.put(("done", Generation("", len(ids), 0, "length")))
+            return
+        slot.sampler = build_sampler(self.vocab, request.params, ids)
+        # Start from the shared prefix when it helps; at least one prompt token is decoded for the logits.
+        reuse = min(common_prefix(self.holder_tokens, ids), len(ids) - 1)
+        llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
+        if reuse >= MIN_SHARED_PREFIX:
+            self._copy(self.holder_id, slot.seq_id, reuse)
+            self.stats["prefix_tokens_reused"] += reuse
+        else:
+            reuse = 0
+        slot.request, slot.cached, slot.pending = request, list(ids[:reuse]), None
+        slot.budget, slot.n_completion, slot.text = budget, 0, ""
+        slot.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        slot.stop_filter = StopStringFilter(request.params.stop)
+        self.stats["sequences"] += 1
+        self.stats["prompt_tokens"] += len(ids)
+        self.stats["max_active"] = max(self.stats["max_active"], sum(s.request is not None for s in self.slots))
+
+    def _copy(self, src: int, dst: int, n_tokens: int) -> None:
+        """KV of positions [0, n_tokens) of `src` into `dst` (empty). Unified cache: shared cells, no copy;
+        one stream per sequence: llama.cpp copies the whole stream, then the tail is dropped."""
+        if self.kv_unified:
+            llama_cpp.llama_memory_seq_cp(self.memory, src, dst, 0, n_tokens)
+        else:
+            llama_cpp.llama_memory_seq_cp(self.memory, src, dst, -1, -1)
+            llama_cpp.llama_memory_seq_rm(self.memory, dst, n_tokens, -1)
+
+    def _fill_batch(self) -> int:
+        batch, n = self.batch, 0
+
+        def put(slot: Slot, token: int, logits: bool) -> None:
+            nonlocal n
+            batch.token[n] = token
+            batch.pos[n] = len(slot.cached)
+            batch.n_seq_id[n] = 1
+            batch.seq_id[n][0] = slot.seq_id
+            batch.logits[n] = logits
+            slot.cached.append(token)
+            if logits:
+                slot.logits_at = n
+            n += 1
+
+        for slot in self.slots:  # every generating sequence's next token first: decode never waits
+            slot.logits_at = -1
+            if slot.request is not None and slot.pending is not None:
+                put(slot, slot.pending, True)
+                slot.pending = None
+        for slot in self.slots:  # then prompt chunks, as many as fit
+            if n >= self.n_batch:
+                break
+            if slot.prefilling:
+                ids = slot.request.ids
+                take = min(len(ids) - len(slot.cached), self.n_batch - n)
+                for _ in range(take):
+                    position = len(slot.cached)
+                    put(slot, ids[position], position == len(ids) - 1)
+        batch.n_tokens = n
+        return n
+
+    def _after_decode(self) -> None:
+        for slot in self.slots:
+            if slot.request is None or slot.logits_at < 0:
+                continue
+            if len(slot.cached) == len(slot.request.ids) and slot.n_completion == 0:
+                self._remember_prefix(slot)
+            token = llama_cpp.llama_sampler_sample(slot.sampler, self.ctx, slot.logits_at)
+            if self.is_end(token):
+                self._finish(slot, "stop")
+                continue
+            slot.n_completion += 1
+            piece = slot.stop_filter.feed(slot.decoder.decode(self.detokenize(token)))
+            if piece:
+                slot.text += piece
+                slot.request.events.put(("piece", piece))
+            if slot.stop_filter.stopped:
+                self._finish(slot, "stop")
+            elif slot.n_completion >= slot.budget:
+                self._finish(slot, "length")
+            else:
+                slot.pending = token
+
+    def _remember_prefix(self, slot: Slot) -> None:
+        """Once two prompts share a prefix longer than the holder's, keep that prefix's KV in the holder."""
+        ids = slot.request.ids
+        shared = common_prefix(self._last_prompt, ids)
+        self._last_prompt = ids
+        if shared >= MIN_SHARED_PREFIX and shared > common_prefix(self.holder_tokens, ids):
+            llama_cpp.llama_memory_seq_rm(self.memory, self.holder_id, -1, -1)
+            self._copy(slot.seq_id, self.holder_id, shared)
+            self.holder_tokens = ids[:shared]
+
+    def _finish(self, slot: Slot, reason: str) -> None:
+        request = slot.request
+        if not slot.stop_filter.stopped:
+            tail = slot.stop_filter.flush()  # bytes of a character cut by the limit stay undecoded
+            if tail:
+                slot.text += tail
+                request.events.put(("piece", tail))
+        request.events.put(("done", Generation(slot.text, len(request.ids), slot.n_completion, reason)))
+        self._free(slot)
+
+    def _free(self, slot: Slot) -> None:
+        llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
+        if slot.sampler is not None:
+            llama_cpp.llama_sampler_free(slot.sampler)
+        slot.request, slot.sampler, slot.pending, slot.cached = None, None, None, []
+
+    def _fail_all(self, error: Exception) -> None:
+        for slot in self.slots:
+            if slot.request is not None:
+                slot.request.events.put(("error", error))
+                self._free(slot)
+        self._drain_inbox()
+        while self.waiting:
+            self.waiting.popleft().events.put(("error", error))
+
+    def close(self) -> None:
+        """Free the batch and the context (owner thread gone)."""
+        for slot in self.slots:
+            if slot.sampler is not None:
+                llama_cpp.llama_sampler_free(slot.sampler)
+                slot.sampler = None
+        if self.batch is not None:
+            llama_cpp.llama_batch_free(self.batch)
+            self.batch = None
+        self.context.close()
