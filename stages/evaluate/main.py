@@ -96,7 +96,8 @@ def evaluate_model(spec: ModelSpec, examples: list[Example], args: EvalArgs, see
                    similarity: SemanticSimilarity | None) -> tuple[ModelRun, list[SampleScores], dict]:
     """Load one engine, generate + score every example, free the engine; returns the run, per-sample
     scores and the engine's info()."""
-    engine = load_engine(spec.kind, spec.path, threads=threads, n_ctx=args.n_ctx, batch_size=args.batch_size)
+    engine = load_engine(spec.kind, spec.path, threads=threads, n_ctx=args.n_ctx, batch_size=args.batch_size,
+                         parallel=args.batch_size)  # GGUF: that many sequences decode together
     try:
         info = engine.info()
         params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,

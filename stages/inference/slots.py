@@ -86,7 +86,8 @@ def build_sampler(vocab, params: SamplingParams, history: list[int]):
             raise StageError("grammar: llama.cpp could not parse it (GBNF); fix the grammar or the JSON schema")
         add(grammar)
     if params.repeat_penalty != 1.0 or params.frequency_penalty or params.presence_penalty:
-        penalties = llama_cpp.llama_sampler_init_penalties(PENALTY_LAST_N, params.repeat_penalty,
+        penalties = llama_cpp.llama_sampler_init_penalties(llama_cpp.llama_vocab_n_tokens(vocab), PENALTY_LAST_N,
+                                                           params.repeat_penalty,
                                                            params.frequency_penalty, params.presence_penalty)
         for token in history[-PENALTY_LAST_N:]:
             llama_cpp.llama_sampler_accept(penalties, token)

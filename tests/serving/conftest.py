@@ -150,7 +150,7 @@ def gguf_engine_shared(published_gguf):
     """One loaded GGUF engine for the thread servers (each app owns it only while that server runs)."""
     from stages.inference import load_engine
 
-    return load_engine("gguf", published_gguf, threads=1, n_ctx=2048)
+    return load_engine("gguf", published_gguf, threads=1, n_ctx=2048, parallel=8)  # serve.parallel's default
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,130 @@
+"""The batched GGUF engine behind the HTTP APIs (real uvicorn in a thread, SmolLM2 GGUF): several requests in
+flight at once, structured output, the batch budget, cancellation and deadlines with several sequences."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.serving.conftest import start_thread_server, wait_for
+
+STORY = [{"role": "user", "content": "Write a very long story about a dragon."}]
+
+
+@pytest.fixture(scope="module")
+def running(gguf_overrides, gguf_engine_shared):
+    server = start_thread_server(*gguf_overrides, "serve.rerank=false", "serve.max_batch_tokens=256",
+                                 engine=gguf_engine_shared)
+    yield server
+    server.stop()
+
+
+def scheduler_idle(engine) -> bool:
+    return not engine.scheduler.busy()
+
+
+def test_model_info_reports_slots_and_context_per_sequence(running, gguf_engine_shared):
+    info = httpx.get(f"{running.url}/api/v1/model/info", timeout=10).json()
+    assert info["parallel"] == gguf_engine_shared.max_batch_size == 8
+    assert info["n_ctx_per_sequence"] == 2048 and info["kv_unified"] is False
+
+
+def test_concurrent_requests_decode_together_and_match_their_answers_alone(running, gguf_engine_shared):
+    questions = ["What is hypertension?", "What causes asthma?", "How is diabetes treated?", "What is a fever?"]
+
+    def ask(question: str) -> str:
+        body = {"messages": [{"role": "user", "content": question}], "max_tokens": 16, "temperature": 0}
+        response = httpx.post(f"{running.url}/v1/chat/completions", json=body, timeout=60)
+        assert response.status_code == 200, response.text
+        return response.json()["choices"][0]["message"]["content"]
+
+    alone = [ask(q) for q in questions]
+    before = gguf_engine_shared.scheduler.stats["max_active"]
+    gguf_engine_shared.scheduler.stats["max_active"] = 0
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(ask, questions))
+    assert gguf_engine_shared.scheduler.stats["max_active"] >= 2, "requests were decoded one at a time"
+    gguf_engine_shared.scheduler.stats["max_active"] = max(before, 4)
+    assert sum(a == b for a, b in zip(alone, together, strict=True)) >= 3, (alone, together)
+
+
+@pytest.mark.parametrize("response_format", [
+    {"type": "json_schema", "json_schema": {"name": "triage", "strict": True, "schema": {
+        "type": "object", "additionalProperties": False, "required": ["condition", "urgent", "steps"],
+        "properties": {"condition": {"type": "string", "maxLength": 60}, "urgent": {"type": "boolean"},
+                       "steps": {"type": "array", "items": {"type": "string", "maxLength": 40}, "maxItems": 3}}}}},
+    {"type": "json_object"},
+], ids=["json_schema", "json_object"])
+def test_response_format_returns_json_that_validates(running, response_format):
+    import jsonschema_rs
+
+    # A prompt the 135M model answers with a small object; the grammar, not the prompt, makes it JSON.
+    question = 'Return JSON with keys "name" and "age" for a 30 year old patient called Ana.'
+    body = {"messages": [{"role": "user", "content": question}], "max_tokens": 200, "temperature": 0, "response_format": response_format}
+    response = httpx.post(f"{running.url}/v1/chat/completions", json=body, timeout=120)
+    assert response.status_code == 200, response.text
+    choice = response.json()["choices"][0]
+    assert choice["finish_reason"] == "stop", choice
+    parsed = json.loads(choice["message"]["content"])
+    schema = response_format.get("json_schema", {}).get("schema", {"type": "object"})
+    jsonschema_rs.validate(schema, parsed)
+
+
+def test_a_schema_that_cannot_become_a_grammar_is_422(running):
+    body = {"messages": STORY, "max_tokens": 8, "response_format": {
+        "type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "#/$defs/missing"}}}}
+    response = httpx.post(f"{running.url}/v1/chat/completions", json=body, timeout=30)
+    assert response.status_code == 422
+    assert "response_format.json_schema.schema" in response.json()["error"]["message"]
+
+
+def test_a_batch_over_the_token_budget_is_422_naming_the_limit(running):
+    body = {"prompts": ["What is hypertension?"] * 4, "max_tokens": 128}
+    response = httpx.post(f"{running.url}/api/v1/generate/batch", json=body, timeout=30)
+    assert response.status_code == 422
+    message = response.json()["error"]["message"]
+    assert "4 prompts x max_tokens 128 = 512" in message and "serve.max_batch_tokens (256)" in message
+    completions = httpx.post(f"{running.url}/v1/completions", timeout=30,
+                             json={"prompt": ["Hi"] * 4, "max_tokens": 128})
+    assert completions.status_code == 422 and "serve.max_batch_tokens" in completions.json()["error"]["message"]
+    ok = httpx.post(f"{running.url}/api/v1/generate/batch", json={**body, "max_tokens": 64}, timeout=60)
+    assert ok.status_code == 200 and ok.json()["total_prompts"] == 4
+
+
+def test_one_stream_disconnects_while_others_decode_and_they_still_finish(running, gguf_engine_shared):
+    def long_answer(i: int) -> httpx.Response:
+        body = {"messages": [{"role": "user", "content": f"Explain hypertension, part {i}."}], "max_tokens": 40,
+                "temperature": 0}
+        return httpx.post(f"{running.url}/v1/chat/completions", json=body, timeout=60)
+
+    with ThreadPoolExecutor(3) as pool:
+        others = [pool.submit(long_answer, i) for i in range(3)]
+        body = {"messages": STORY, "max_tokens": 1000, "temperature": 0, "stream": True}
+        with httpx.stream("POST", f"{running.url}/v1/chat/completions", json=body, timeout=30) as response:
+            lines = response.iter_lines()
+            received = [next(lines) for _ in range(6)]
+        assert any('"content"' in line for line in received)
+        answers = [f.result() for f in others]
+    assert all(a.status_code == 200 and a.json()["usage"]["completion_tokens"] > 0 for a in answers)
+    # The story (1000 tokens, ~20 s alone) was stopped when its client left: the engine is idle again.
+    wait_for(lambda: scheduler_idle(gguf_engine_shared), timeout_s=8)
+
+
+def test_the_deadline_stops_every_sequence_in_flight(gguf_overrides, gguf_engine_shared):
+    server = start_thread_server(*gguf_overrides, "serve.request_timeout_s=1.5", "serve.rerank=false",
+                                 engine=gguf_engine_shared)
+    try:
+        body = {"messages": STORY, "max_tokens": 1000, "temperature": 0}
+        started = time.monotonic()
+        with ThreadPoolExecutor(4) as pool:
+            responses = list(pool.map(lambda _: httpx.post(f"{server.url}/v1/chat/completions", json=body,
+                                                           timeout=30), range(4)))
+        assert [r.status_code for r in responses] == [504] * 4
+        assert time.monotonic() - started < 6
+        wait_for(lambda: scheduler_idle(gguf_engine_shared), timeout_s=5)
+    finally:
+        server.stop()

@@ -1,0 +1,219 @@
+"""Continuous batching on the real llama.cpp runtime (SmolLM2 Q4_1 GGUF): the scheduler's step function driven
+by the test thread (no HTTP, no owner thread), and the engine's concurrent generate/stream."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import llama_cpp
+import pytest
+
+from bench.run_info import QUESTIONS, chat_messages
+from stages.errors import StageError
+from stages.inference import SamplingParams, load_engine
+from stages.inference.slots import SequenceRequest, SlotScheduler
+from stages.inference.types import Generation
+
+GREEDY = SamplingParams(max_new_tokens=24)
+
+
+@pytest.fixture(scope="module")
+def engine(smollm2_gguf):
+    engine = load_engine("gguf", smollm2_gguf, threads=1, n_ctx=512, parallel=4)
+    yield engine
+    engine.close()
+
+
+def scheduler_for(engine, parallel: int = 4, n_batch: int = 512, kv_unified: bool = False) -> SlotScheduler:
+    """A second scheduler on the engine's model, owned by the test thread (the engine's own one keeps its
+    owner thread)."""
+    params = type(engine.llm.context_params).from_buffer_copy(engine.llm.context_params)
+    model = engine.llm._model
+    return SlotScheduler(model, params, parallel, 512, engine.is_end_of_turn,
+                         lambda t: model.detokenize([t]), n_batch=n_batch, kv_unified=kv_unified)
+
+
+def chat_ids(engine, question: str) -> list[int]:
+    return engine.prompt_ids(engine.apply_chat_template(chat_messages(question)))
+
+
+def drain(request: SequenceRequest) -> tuple[list[str], Generation | Exception]:
+    pieces = []
+    while not request.events.empty():
+        kind, value = request.events.get()
+        if kind == "piece":
+            pieces.append(value)
+        else:
+            return pieces, value
+    return pieces, None
+
+
+def kv_positions(scheduler: SlotScheduler, seq_id: int) -> int:
+    return llama_cpp.llama_memory_seq_pos_max(scheduler.memory, seq_id) + 1
+
+
+def test_sequences_join_and_leave_between_steps_and_free_their_kv(engine):
+    scheduler = scheduler_for(engine)
+    try:
+        first = SequenceRequest(chat_ids(engine, QUESTIONS[0]), SamplingParams(max_new_tokens=6))
+        scheduler.submit(first)
+        scheduler.step()  # prefill of `first` + its first token
+        assert scheduler.slots[0].request is first and scheduler.batch.n_tokens == len(first.ids)
+        scheduler.step()
+        second = SequenceRequest(chat_ids(engine, QUESTIONS[1]), SamplingParams(max_new_tokens=20))
+        scheduler.submit(second)
+        scheduler.step()  # `first` decodes one token in the same llama_decode as `second`'s whole prompt
+        assert scheduler.slots[1].request is second
+        assert scheduler.batch.n_tokens == 1 + len(second.ids) - scheduler.stats["prefix_tokens_reused"]
+        while scheduler.slots[0].request is not None:
+            scheduler.step()
+        pieces, result = drain(first)
+        assert result.completion_tokens == 6 and result.finish_reason == "length" and "".join(pieces) == result.text
+        assert kv_positions(scheduler, 0) == 0, "a finished sequence's KV cache is freed at once"
+        assert scheduler.slots[1].request is second and kv_positions(scheduler, 1) > len(second.ids)
+        while scheduler.step():
+            pass
+        assert isinstance(drain(second)[1], Generation) and kv_positions(scheduler, 1) == 0
+    finally:
+        scheduler.close()
+
+
+def test_the_shared_system_prompt_is_computed_once_and_copied_into_new_sequences(engine):
+    scheduler = scheduler_for(engine)
+    try:
+        ids = [chat_ids(engine, q) for q in QUESTIONS[:4]]
+        shared = next(i for i in range(len(ids[0])) if ids[0][i] != ids[1][i])
+        alone = []
+        for prompt in ids:  # one after another: the prefix holder learns it from the first two
+            request = SequenceRequest(prompt, GREEDY)
+            scheduler.submit(request)
+            while scheduler.step():
+                pass
+            alone.append(drain(request)[1].text)
+        assert scheduler.holder_tokens == ids[0][:shared] and shared > 20
+        # The 3rd and 4th prompts started from the holder's copy instead of computing the prefix again.
+        assert scheduler.stats["prefix_tokens_reused"] == 2 * shared
+        # What the copy holds is the prefix's own KV: the answers are those of a scheduler that never shares.
+        fresh = scheduler_for(engine)
+        try:
+            for prompt, text in zip(ids[2:], alone[2:], strict=True):
+                request = SequenceRequest(prompt, GREEDY)
+                fresh.submit(request)
+                while fresh.step():
+                    pass
+                assert drain(request)[1].text == text
+        finally:
+            fresh.close()
+    finally:
+        scheduler.close()
+
+
+def test_a_long_prompt_is_prefilled_in_chunks_while_others_keep_decoding(engine):
+    scheduler = scheduler_for(engine, n_batch=16)
+    try:
+        short = SequenceRequest(chat_ids(engine, QUESTIONS[0]), SamplingParams(max_new_tokens=40))
+        scheduler.submit(short)
+        while scheduler.slots[0].pending is None:  # until it is decoding
+            scheduler.step()
+        long_ids = chat_ids(engine, " ".join(QUESTIONS) * 2)
+        long = SequenceRequest(long_ids, SamplingParams(max_new_tokens=4))
+        scheduler.submit(long)
+        steps, decoded = 0, []
+        while scheduler.slots[1].prefilling or scheduler.slots[1].request is None:
+            before = scheduler.slots[0].n_completion
+            scheduler.step()
+            steps += 1
+            decoded.append(scheduler.slots[0].n_completion - before)
+            assert scheduler.batch.n_tokens <= 16
+        assert steps >= len(long_ids) // 16, "the long prompt took several steps"
+        assert all(d == 1 for d in decoded), "the decoding sequence got a token in every step of the prefill"
+        while scheduler.step():
+            pass
+        assert drain(long)[1].completion_tokens == 4
+    finally:
+        scheduler.close()
+
+
+def test_concurrent_greedy_outputs_match_the_same_requests_alone(engine):
+    prompts = [engine.apply_chat_template(chat_messages(q)) for q in QUESTIONS[:4]]
+    alone = [engine.generate([p], GREEDY)[0] for p in prompts]
+    together = engine.generate(prompts, GREEDY)
+    assert [g.prompt_tokens for g in together] == [g.prompt_tokens for g in alone]
+    same = sum(a.text == b.text for a, b in zip(alone, together, strict=True))
+    print(f"\ngreedy, 4 sequences in one batch vs alone: {same}/4 identical texts")
+    # Batched matrix products may round differently from one-row ones, so long generations can drift apart;
+    # the first tokens must not.
+    for a, b in zip(alone, together, strict=True):
+        assert a.text[:20] == b.text[:20], (a.text, b.text)
+    assert same >= 3
+
+
+def test_streams_from_several_threads_decode_together_and_one_cancel_stops_only_its_own(engine):
+    prompts = [engine.apply_chat_template(chat_messages(q)) for q in QUESTIONS[:4]]
+    params = SamplingParams(max_new_tokens=40)
+    deadline = time.monotonic() + 0.3
+    streams = [engine.stream(prompts[0], params), engine.stream(prompts[1], params),
+               engine.stream(prompts[2], params, should_stop=lambda: time.monotonic() > deadline),
+               engine.stream(prompts[3], params)]
+    results: dict[int, Generation] = {}
+
+    def consume(i: int) -> None:
+        for k, _ in enumerate(streams[i]):
+            if i == 0 and k == 2:
+                streams[i].close()  # the client went away after 3 pieces
+                results[i] = Generation(streams[i].text, 0, k + 1, "cancelled")
+                return
+        results[i] = streams[i].result
+
+    threads = [threading.Thread(target=consume, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results[0].completion_tokens == 3
+    assert results[2].finish_reason == "stop" and results[2].completion_tokens < 40, "deadline stops it early"
+    for i in (1, 3):
+        assert results[i].completion_tokens > 0 and results[i].finish_reason in ("stop", "length")
+    assert engine.scheduler.stats["max_active"] >= 3
+    wait = time.monotonic() + 5
+    while engine.scheduler.busy() and time.monotonic() < wait:
+        time.sleep(0.01)
+    assert not engine.scheduler.busy(), "the cancelled sequence left its slot"
+
+
+def test_seeded_sampling_repeats_and_penalties_and_min_p_are_applied(engine):
+    prompt = engine.apply_chat_template(chat_messages(QUESTIONS[0]))
+    sampled = SamplingParams(max_new_tokens=24, temperature=1.0, top_p=0.95, top_k=40, min_p=0.05, seed=7)
+    first, again = engine.generate([prompt, prompt], sampled)
+    assert first.text == again.text, "one seed, one answer, also when decoded side by side"
+    others = {engine.generate([prompt], SamplingParams(**{**sampled.__dict__, "seed": s}))[0].text for s in range(4)}
+    assert len(others) > 1
+    greedy = engine.generate([prompt], SamplingParams(max_new_tokens=48))[0]
+    penalised = engine.generate([prompt], SamplingParams(max_new_tokens=48, repeat_penalty=1.5))[0]
+    assert greedy.text != penalised.text
+
+
+def test_json_schema_grammar_gives_json_that_validates(engine):
+    import jsonschema_rs
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    schema = {"type": "object", "properties": {"condition": {"type": "string", "maxLength": 40},
+                                               "severity": {"enum": ["low", "medium", "high"]},
+                                               "urgent": {"type": "boolean"}},
+              "required": ["condition", "severity", "urgent"], "additionalProperties": False}
+    grammar = json_schema_to_gbnf(json.dumps(schema))
+    prompt = engine.apply_chat_template(chat_messages("Describe hypertension as JSON."))
+    outputs = engine.generate([prompt, prompt], SamplingParams(max_new_tokens=96, grammar=grammar))
+    for g in outputs:
+        assert g.finish_reason == "stop", g.text
+        jsonschema_rs.validate(schema, json.loads(g.text))
+
+
+def test_a_bad_grammar_fails_its_own_request_only(engine):
+    prompt = engine.apply_chat_template(chat_messages(QUESTIONS[0]))
+    with pytest.raises(StageError, match="grammar"):
+        engine.generate([prompt], SamplingParams(max_new_tokens=8, grammar="root ::= ("))
+    [g] = engine.generate([prompt], SamplingParams(max_new_tokens=8))
+    assert g.completion_tokens == 8
