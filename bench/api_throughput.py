@@ -1,20 +1,34 @@
-"""API throughput and latency: our server (`domain-llm serve`) vs `python -m llama_cpp.server` on the same GGUF,
-same prompts, same max_tokens, greedy, same thread count, at 1, 4 and 8 concurrent clients, side by side in one
-run. Prints completion tokens/s, requests/s, p50/p95 latency and the ours/peer ratios; writes
-bench/results/api_throughput.json with the command.
+"""API throughput and latency: our server (`domain-llm serve`) vs `python -m llama_cpp.server` and llama.cpp's C++
+`llama-server` on the same GGUF, same prompts, greedy, same thread count, side by side in one run. Every
+(max_tokens, clients) pair is one level (default 48 and 256 tokens x 1, 4, 8, 16 clients). Prints completion
+tokens/s, requests/s, p50/p95 latency, p50/p95 time to first token and the ours/peer ratios; writes
+bench/results/api_throughput.json (with the exact command) and a markdown table next to it (.md).
 
     python bench/api_throughput.py --gguf models/gguf/model-q4_k_m.gguf
     python bench/api_throughput.py --gguf "$(python -c 'from stages.base.materialize import smollm2_gguf_path as p; print(p())')" --quick
+    python bench/api_throughput.py --gguf FILE --llama-server /path/to/llama-server --parallel 4 --max-tokens 48
+    python bench/api_throughput.py --gguf FILE --no-llama-server --concurrency 1,8
 
-Both servers run as subprocesses on 127.0.0.1 (free ports) and are stopped by PID at the end. Both get the
-OpenAI `/v1/completions` request with the same chat-templated prompt, max_tokens, temperature 0 and neutral
-sampling (top_k 0, min_p 0, repeat_penalty 1; our server ignores the llama.cpp-only keys and already uses
-those values), with the model's end-of-turn tokens (its chat contract) as stop strings. For each concurrency level, each repetition runs one server right
-after the other (alternating which goes first); medians over repetitions are reported after a warm-up.
+llama-server is built once from the llama.cpp sources that the installed llama-cpp-python was built from (its
+sdist's vendor/llama.cpp) into --peer-cache (default ~/.cache/domain-llm/peers, env DOMAIN_LLM_PEER_CACHE); see
+bench/llama_server_peer.py. --parallel N (default 8) goes to ours as serve.parallel=N and to llama-server as
+-np N (each slot gets --n-ctx tokens); llama_cpp.server has no such option and serves one request at a time.
+
+All servers run as subprocesses on 127.0.0.1 (free ports) and are stopped by PID at the end. All get the OpenAI
+`/v1/completions` request with the same chat-templated prompt, max_tokens, temperature 0 and neutral sampling
+(top_k 0, min_p 0, repeat_penalty 1; our server ignores the llama.cpp-only keys and already uses those values),
+with the model's end-of-turn tokens (its chat contract) as stop strings, streamed (`"stream": true`,
+`stream_options.include_usage`): time to first token is the time until the first SSE chunk with non-empty text;
+completion tokens come from the usage chunk (ours, llama-server), or where a server sends none in stream mode
+(llama_cpp.server) from the number of text chunks, which the JSON says per server (`tokens_counted_from`). The
+clients are closed-loop: each sends its next request when the previous one has finished. For each level, each
+repetition runs one server right after the other (rotating which goes first); medians over repetitions are
+reported. Before measuring, each server answers all prompts at 1 client (the warm-up) and ours also at 8
+clients: the greedy texts of ours vs each peer, and of ours at 8 vs 1 clients, should be identical.
 
 Threads: llama.cpp threads spin-wait on each other, so on an oversubscribed box 2 threads can be 10x slower
 than 1 (measured here: 1 vs 10 tok/s while other jobs ran). Pass --threads 1 when the load average is above
-the core count; the same value always goes to both servers. --cpu-hog N keeps N busy-looping processes
+the core count; the same value always goes to every server. --cpu-hog N keeps N busy-looping processes
 running during the measurements, to see how each server copes with a neighbour on the CPU:
 
     python bench/api_throughput.py --threads 2 --concurrency 1 --cpu-hog 1 --output bench/results/api_throughput_hog.json
@@ -24,6 +38,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import math
 import os
 import statistics
 import subprocess
@@ -38,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from bench.llama_server_peer import DEFAULT_CACHE, find_or_build, llama_server_argv  # noqa: E402
 from bench.run_info import (  # noqa: E402
     QUESTIONS,
     RESULTS_DIR,
@@ -48,6 +65,8 @@ from bench.run_info import (  # noqa: E402
     run_record,
 )
 from stages.fileio import write_json  # noqa: E402
+
+OURS = "domain-llm serve"
 
 
 @dataclass
@@ -63,21 +82,43 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
 
-def our_server(gguf: Path, threads: int, n_ctx: int) -> Server:
+def our_server(gguf: Path, threads: int, n_ctx: int, parallel: int) -> Server:
     port = free_port()
     # rerank=false: the reranker (torch) is not part of this comparison; queue 64 so no client is refused.
     argv = [str(Path(sys.executable).parent / "domain-llm"), "serve", f"serve.model={gguf}", f"serve.port={port}",
+            "serve.host=127.0.0.1", f"threads={threads}", f"serve.n_ctx={n_ctx}", f"serve.parallel={parallel}",
+            "serve.rerank=false", "serve.queue_size=64"]
+    return Server(OURS, argv, "/api/v1/health", port)
+
+
+def baseline_server(ref: str, gguf: Path, threads: int, n_ctx: int, tmp: Path) -> Server:
+    """Our server as of git `ref` (e.g. the engine before this change), from a temporary worktree. The
+    editable install's import hook is dropped so that `stages`/`serving` come from the worktree."""
+    worktree = tmp / "baseline"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(worktree), ref], check=True)
+    launcher = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f)]; "
+                f"sys.path.insert(0, {str(worktree)!r}); sys.argv[0] = 'domain-llm'; "
+                "from stages.cli import main; main()")
+    port = free_port()
+    argv = [sys.executable, "-c", launcher, "serve", f"serve.model={gguf}", f"serve.port={port}",
             "serve.host=127.0.0.1", f"threads={threads}", f"serve.n_ctx={n_ctx}", "serve.rerank=false",
             "serve.queue_size=64"]
-    return Server("domain-llm serve", argv, "/api/v1/health", port)
+    return Server(f"domain-llm serve @{ref}", argv, "/api/v1/health", port)
 
 
-def peer_server(gguf: Path, threads: int, n_ctx: int) -> Server:
+def python_peer(gguf: Path, threads: int, n_ctx: int) -> Server:
+    # interrupt_requests False: by default a new streamed request cuts off the one being generated; this way
+    # it waits its turn, as without streaming.
     port = free_port()
     argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
             "--port", str(port), "--n_threads", str(threads), "--n_threads_batch", str(threads),
-            "--n_ctx", str(n_ctx), "--verbose", "False"]
+            "--n_ctx", str(n_ctx), "--verbose", "False", "--interrupt_requests", "False"]
     return Server("llama_cpp.server", argv, "/v1/models", port)
+
+
+def cpp_peer(binary: Path, gguf: Path, threads: int, n_ctx: int, parallel: int) -> Server:
+    port = free_port()
+    return Server("llama-server", llama_server_argv(binary, gguf, port, threads, n_ctx, parallel), "/health", port)
 
 
 def start(server: Server, log_dir: Path, timeout_s: float = 180) -> None:
@@ -91,7 +132,7 @@ def start(server: Server, log_dir: Path, timeout_s: float = 180) -> None:
             sys.exit(f"{server.name} exited with {server.process.returncode} at start:\n{tail}")
         try:
             response = httpx.get(server.url + server.ready_path, timeout=2)
-            if response.status_code == 200:  # ours answers 503 until the model is loaded
+            if response.status_code == 200:  # ours and llama-server answer 503 until the model is loaded
                 return
         except httpx.HTTPError:
             pass
@@ -101,7 +142,7 @@ def start(server: Server, log_dir: Path, timeout_s: float = 180) -> None:
 
 
 def stop(server: Server) -> None:
-    """SIGTERM by PID (both servers drain and exit), SIGKILL if one hangs."""
+    """SIGTERM by PID (all servers drain and exit), SIGKILL if one hangs."""
     if server.process is None or server.process.poll() is not None:
         return
     server.process.terminate()
@@ -114,7 +155,7 @@ def stop(server: Server) -> None:
 
 def chat_prompts(gguf: Path) -> tuple[list[str], list[str]]:
     """The questions rendered with the GGUF's own chat template (what a chat client would send), and the
-    model's end-of-turn strings, which both servers get as stop strings."""
+    model's end-of-turn strings, which every server gets as stop strings."""
     from stages.inference import load_engine
 
     engine = load_engine("gguf", gguf, threads=1, n_ctx=512)
@@ -124,37 +165,68 @@ def chat_prompts(gguf: Path) -> tuple[list[str], list[str]]:
     return prompts, stop_strings
 
 
+async def one_request(http: httpx.AsyncClient, url: str, body: dict) -> dict:
+    """One streamed completion: latency, time to the first non-empty text chunk, text, completion tokens (from
+    the usage chunk, else the number of text chunks, and `usage` says which)."""
+    started = time.perf_counter()
+    first, pieces, usage_tokens, ok = None, [], None, False
+    try:
+        async with http.stream("POST", url + "/v1/completions", json=body) as response:
+            ok = response.status_code == 200
+            async for line in response.aiter_lines():
+                if not ok or not line.startswith("data:") or (data := line[5:].strip()) == "[DONE]":
+                    continue
+                chunk = json.loads(data)
+                ok = "error" not in chunk
+                text = (chunk.get("choices") or [{}])[0].get("text") or ""
+                if text:
+                    first = first or time.perf_counter()
+                    pieces.append(text)
+                if (chunk.get("usage") or {}).get("completion_tokens") is not None:
+                    usage_tokens = chunk["usage"]["completion_tokens"]
+    except httpx.TransportError:  # the server closed the stream early: a failed request
+        ok = False
+    latency = time.perf_counter() - started
+    return {"ok": ok, "latency": latency, "ttft": (first - started) if first else latency, "text": "".join(pieces),
+            "tokens": len(pieces) if usage_tokens is None else usage_tokens, "usage": usage_tokens is not None}
+
+
 async def one_level(url: str, prompts: list[str], clients: int, per_client: int, max_tokens: int,
                     stop: list[str]) -> dict:
-    """`clients` concurrent clients, each sending `per_client` requests back to back."""
-    latencies: list[float] = []
-    tokens, texts, failures = 0, {}, 0
+    """`clients` concurrent closed-loop clients, each sending `per_client` requests back to back."""
+    results: list[dict] = []
+    texts: dict[int, str] = {}
 
     async def client(index: int, http: httpx.AsyncClient) -> None:
-        nonlocal tokens, failures
         for k in range(per_client):
             prompt_index = (index * per_client + k) % len(prompts)
             body = {"prompt": prompts[prompt_index], "max_tokens": max_tokens, "temperature": 0.0, "top_p": 1.0,
-                    "top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0, "stop": stop, "seed": 0}
-            started = time.perf_counter()
-            response = await http.post(url + "/v1/completions", json=body)
-            latencies.append(time.perf_counter() - started)
-            if response.status_code != 200:
-                failures += 1
-                continue
-            result = response.json()
-            tokens += result["usage"]["completion_tokens"]
-            texts.setdefault(prompt_index, result["choices"][0]["text"])
+                    "top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0, "stop": stop, "seed": 0, "stream": True,
+                    "stream_options": {"include_usage": True}}
+            result = await one_request(http, url, body)
+            results.append(result)
+            if result["ok"]:
+                texts.setdefault(prompt_index, result["text"])
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(timeout=300, limits=limits) as http:
         started = time.perf_counter()
         await asyncio.gather(*(client(i, http) for i in range(clients)))
         wall = time.perf_counter() - started
-    n = clients * per_client
-    return {"requests": n, "failures": failures, "seconds": wall, "completion_tokens": tokens,
-            "tokens_per_s": tokens / wall, "requests_per_s": n / wall,
-            "p50_latency_s": percentile(latencies, 50), "p95_latency_s": percentile(latencies, 95), "texts": texts}
+    ok = [r for r in results if r["ok"]]
+    tokens = sum(r["tokens"] for r in ok)
+    latencies, ttfts = [r["latency"] for r in results], [r["ttft"] for r in results]
+    return {"requests": len(results), "failures": len(results) - len(ok), "seconds": wall, "completion_tokens": tokens,
+            "tokens_per_s": tokens / wall, "requests_per_s": len(results) / wall,
+            "p50_latency_s": percentile(latencies, 50), "p95_latency_s": percentile(latencies, 95),
+            "p50_ttft_s": percentile(ttfts, 50), "p95_ttft_s": percentile(ttfts, 95),
+            "without_usage": sum(not r["usage"] for r in ok), "texts": texts}
+
+
+def all_prompts(url: str, prompts: list[str], clients: int, max_tokens: int, stop: list[str]) -> dict[int, str]:
+    """Greedy texts for every prompt, sent by `clients` concurrent clients."""
+    per_client = math.ceil(len(prompts) / clients)
+    return asyncio.run(one_level(url, prompts, clients, per_client, max_tokens, stop))["texts"]
 
 
 def requests_per_client(clients: int, quick: bool) -> int:
@@ -163,83 +235,147 @@ def requests_per_client(clients: int, quick: bool) -> int:
 
 
 def summarize(runs: list[dict]) -> dict:
-    keys = ("tokens_per_s", "requests_per_s", "p50_latency_s", "p95_latency_s")
+    keys = ("tokens_per_s", "requests_per_s", "p50_latency_s", "p95_latency_s", "p50_ttft_s", "p95_ttft_s")
     out = {k: round(statistics.median(r[k] for r in runs), 3) for k in keys}
     out.update(requests=sum(r["requests"] for r in runs), failures=sum(r["failures"] for r in runs),
-               repetitions=len(runs), per_repetition_tokens_per_s=[round(r["tokens_per_s"], 2) for r in runs])
+               repetitions=len(runs), per_repetition_tokens_per_s=[round(r["tokens_per_s"], 2) for r in runs],
+               without_usage=sum(r["without_usage"] for r in runs))
     return out
+
+
+def ratios(a: dict, b: dict) -> dict:
+    def ratio(key: str) -> float | None:
+        return round(a[key] / b[key], 3) if b[key] else None
+    return {"tokens_per_s": ratio("tokens_per_s"), "p95_latency": ratio("p95_latency_s"),
+            "p95_ttft": ratio("p95_ttft_s")}
+
+
+def identical(a: dict[int, str], b: dict[int, str]) -> str:
+    return f"{sum(a.get(i) == text for i, text in b.items())}/{len(b)}"
+
+
+def markdown(result: dict) -> str:
+    peers = [name for name in result["server_commands"] if name != OURS]
+    lines = ["# API throughput", "", "```", result["command"], "```", "",
+             f"{result['threads']} threads, parallel {result['parallel']}, {result['repetitions']} repetition(s), "
+             f"medians; latency and TTFT in seconds. Completion tokens counted from: "
+             + ", ".join(f"{k}: {v}" for k, v in result["tokens_counted_from"].items()) + ".", "",
+             "| max_tokens | clients | server | tokens/s | requests/s | p50 latency | p95 latency | p50 TTFT | "
+             "p95 TTFT | failures |", "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for level in result["levels"]:
+        for name, s in level["servers"].items():
+            lines.append(f"| {level['max_tokens']} | {level['clients']} | {name} | {s['tokens_per_s']:.1f} | "
+                         f"{s['requests_per_s']:.2f} | {s['p50_latency_s']:.2f} | {s['p95_latency_s']:.2f} | "
+                         f"{s['p50_ttft_s']:.2f} | {s['p95_ttft_s']:.2f} | {s['failures']} |")
+    lines += ["", "Ours / peer (tokens/s: > 1 is better; p95 latency and TTFT: < 1 is better):", "",
+              "| max_tokens | clients | peer | tokens/s | p95 latency | p95 TTFT |", "|---:|---:|---|---:|---:|---:|"]
+    for level in result["levels"]:
+        for peer in peers:
+            r = level["ratios"][peer]
+            lines.append(f"| {level['max_tokens']} | {level['clients']} | {peer} | " + " | ".join(
+                "-" if r[k] is None else f"{r[k]:.2f}x" for k in ("tokens_per_s", "p95_latency", "p95_ttft")) + " |")
+    lines += ["", f"Identical greedy texts ({result['identity_max_tokens']} tokens), ours vs peer at 1 client: "
+              + ", ".join(f"{k} {v}" for k, v in result["identical_texts_at_1_client"].items())
+              + f"; ours at 8 vs 1 clients: {result['ours_identical_8_vs_1']}.", ""]
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gguf", type=Path, default=ROOT / "models" / "gguf" / "model-q4_k_m.gguf")
-    parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads, the same for both servers")
-    parser.add_argument("--n-ctx", type=int, default=2048)
-    parser.add_argument("--max-tokens", type=int, default=48)
-    parser.add_argument("--concurrency", default="1,4,8")
+    parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads, the same for every server")
+    parser.add_argument("--n-ctx", type=int, default=2048, help="context per sequence (per slot)")
+    parser.add_argument("--parallel", type=int, default=8,
+                        help="sequences decoded together: ours serve.parallel, llama-server -np")
+    parser.add_argument("--max-tokens", default="48,256", help="comma list")
+    parser.add_argument("--concurrency", default="1,4,8,16", help="comma list of concurrent clients")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="1 repetition, 1 request per client (a smoke run)")
     parser.add_argument("--cpu-hog", type=int, default=0, help="busy-looping processes kept running while measuring")
+    parser.add_argument("--llama-server", type=Path, help="use this llama-server binary instead of the cached build")
+    parser.add_argument("--no-llama-server", action="store_true", help="leave llama-server out")
+    parser.add_argument("--baseline-ref", help="also serve our server as of this git ref (a temporary worktree), "
+                        "e.g. the commit before a serving change")
+    parser.add_argument("--peer-cache", type=Path, default=DEFAULT_CACHE,
+                        help="where llama-server is built once (env DOMAIN_LLM_PEER_CACHE)")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "api_throughput.json")
     args = parser.parse_args()
     if not args.gguf.is_file():
         sys.exit(f"error: {args.gguf}: GGUF not found; run `make run` (quantize stage) or pass --gguf FILE")
     repeats = 1 if args.quick else args.repeats
-    levels = [int(c) for c in args.concurrency.split(",")]
+    max_tokens = [int(m) for m in args.max_tokens.split(",")]
+    levels = [(m, int(c)) for m in max_tokens for c in args.concurrency.split(",")]
+    identity_tokens = min(max_tokens)
     record = run_record()
+    servers = [our_server(args.gguf, args.threads, args.n_ctx, args.parallel),
+               python_peer(args.gguf, args.threads, args.n_ctx)]
+    if not args.no_llama_server:
+        binary = args.llama_server or find_or_build(args.peer_cache.expanduser())
+        servers.append(cpp_peer(binary, args.gguf, args.threads, args.n_ctx, args.parallel))
     prompts, stop_strings = chat_prompts(args.gguf)
-    servers = [our_server(args.gguf, args.threads, args.n_ctx), peer_server(args.gguf, args.threads, args.n_ctx)]
-    runs: dict[str, dict[int, list[dict]]] = {s.name: {c: [] for c in levels} for s in servers}
+    runs: dict[str, dict[tuple[int, int], list[dict]]] = {s.name: {level: [] for level in levels} for s in servers}
+    texts_1: dict[str, dict[int, str]] = {}
     hogs: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory(prefix="api-bench.") as tmp:
+        if args.baseline_ref:
+            servers.append(baseline_server(args.baseline_ref, args.gguf, args.threads, args.n_ctx, Path(tmp)))
+            runs[servers[-1].name] = {level: [] for level in levels}
         try:
             for server in servers:
                 start(server, Path(tmp))
-                asyncio.run(one_level(server.url, prompts, 1, 2, args.max_tokens, stop_strings))  # warm-up
+                # Warm-up and greedy identity: every prompt at 1 client; ours also at 8 (batched) clients.
+                texts_1[server.name] = all_prompts(server.url, prompts, 1, identity_tokens, stop_strings)
+            texts_8 = all_prompts(servers[0].url, prompts, 8, identity_tokens, stop_strings)
             hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.cpu_hog)]
             # Side by side at the finest grain: per level and repetition, one server right after the other,
-            # the order alternating, so a load spike on the shared box hits both sides alike.
-            for clients in levels:
+            # the order rotating, so a load spike on the shared box hits every side alike.
+            for index, (tokens, clients) in enumerate(levels):
                 for rep in range(repeats):
-                    for server in servers if rep % 2 == 0 else servers[::-1]:
-                        run = asyncio.run(one_level(server.url, prompts, clients,
-                                                    requests_per_client(clients, args.quick), args.max_tokens, stop_strings))
-                        runs[server.name][clients].append(run)
-                        print(f"rep {rep + 1} {server.name:17s} {clients} clients: {run['tokens_per_s']:6.1f} tok/s "
-                              f"{run['requests_per_s']:5.2f} req/s p50 {run['p50_latency_s']:.2f} s "
-                              f"p95 {run['p95_latency_s']:.2f} s failures {run['failures']}", flush=True)
+                    turn = (index + rep) % len(servers)
+                    for server in servers[turn:] + servers[:turn]:
+                        run = asyncio.run(one_level(server.url, prompts, clients, requests_per_client(
+                            clients, args.quick), tokens, stop_strings))
+                        runs[server.name][(tokens, clients)].append(run)
+                        print(f"rep {rep + 1} {server.name:16s} {tokens:4d} tokens {clients:2d} clients: "
+                              f"{run['tokens_per_s']:6.1f} tok/s {run['requests_per_s']:5.2f} req/s "
+                              f"latency p50 {run['p50_latency_s']:.2f} p95 {run['p95_latency_s']:.2f} s "
+                              f"TTFT p50 {run['p50_ttft_s']:.2f} p95 {run['p95_ttft_s']:.2f} s "
+                              f"failures {run['failures']}", flush=True)
         finally:
             for hog in hogs:
                 hog.kill()
                 hog.wait()
             for server in servers:
                 stop(server)
+            if args.baseline_ref:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(Path(tmp) / "baseline")],
+                               check=False)
 
-    ours, peer = servers[0].name, servers[1].name
-    rows, ratios = {}, {}
-    for clients in levels:
-        a, b = summarize(runs[ours][clients]), summarize(runs[peer][clients])
-        rows[str(clients)] = {ours: a, peer: b}
-        ratios[str(clients)] = {
-            "tokens_per_s": round(a["tokens_per_s"] / b["tokens_per_s"], 3),
-            "requests_per_s": round(a["requests_per_s"] / b["requests_per_s"], 3),
-            "p50_latency": round(a["p50_latency_s"] / b["p50_latency_s"], 3),
-            "p95_latency": round(a["p95_latency_s"] / b["p95_latency_s"], 3)}
-    # Greedy on the same file: the texts should match; a difference would mean the two did different work.
-    first_ours, first_peer = runs[ours][levels[0]][0]["texts"], runs[peer][levels[0]][0]["texts"]
-    same = sum(first_ours.get(i) == first_peer.get(i) for i in first_peer)
-    result = {"name": "api_throughput", **finish_record(record), "gguf": str(args.gguf), "threads": args.threads,
-              "cpu_hog_processes": args.cpu_hog,
-              "max_tokens": args.max_tokens, "repetitions": repeats, "prompts": len(prompts),
-              "server_commands": {s.name: " ".join(s.argv) for s in servers},
-              "levels": rows, "ratios_ours_vs_llama_cpp_server": ratios,
-              "identical_texts_at_1_client": f"{same}/{len(first_peer)}"}
+    peers = [s.name for s in servers[1:]]
+    rows = []
+    for tokens, clients in levels:
+        summaries = {s.name: summarize(runs[s.name][(tokens, clients)]) for s in servers}
+        rows.append({"max_tokens": tokens, "clients": clients, "servers": summaries,
+                     "ratios": {peer: ratios(summaries[OURS], summaries[peer]) for peer in peers}})
+    counted = {s.name: "content chunks (no usage chunk in stream mode)"
+               if any(r["without_usage"] for level in runs[s.name].values() for r in level) else "usage"
+               for s in servers}
+    result = {"name": "api_throughput", **finish_record(record), "argv": sys.argv, "gguf": str(args.gguf),
+              "threads": args.threads, "n_ctx": args.n_ctx, "parallel": args.parallel,
+              "cpu_hog_processes": args.cpu_hog, "max_tokens": max_tokens, "repetitions": repeats,
+              "prompts": len(prompts), "server_commands": {s.name: " ".join(s.argv) for s in servers},
+              "tokens_counted_from": counted, "levels": rows, "identity_max_tokens": identity_tokens,
+              "identical_texts_at_1_client": {peer: identical(texts_1[OURS], texts_1[peer]) for peer in peers},
+              "ours_identical_8_vs_1": identical(texts_8, texts_1[OURS])}
     write_json(args.output, result)
-    print("ours / llama_cpp.server (tokens/s; latency ratio < 1 is better):")
-    for clients, r in ratios.items():
-        print(f"  {clients} clients: throughput {r['tokens_per_s']:.2f}x, p50 latency {r['p50_latency']:.2f}x, "
-              f"p95 latency {r['p95_latency']:.2f}x")
-    print(f"identical greedy texts: {same}/{len(first_peer)} -> {args.output}")
+    args.output.with_suffix(".md").write_text(markdown(result))
+    print("ours / peer (tokens/s > 1 and latency < 1 are better):")
+    for row in rows:
+        for peer, r in row["ratios"].items():
+            print(f"  {row['max_tokens']:4d} tokens {row['clients']:2d} clients vs {peer:16s}: throughput "
+                  f"{r['tokens_per_s']}x, p95 latency {r['p95_latency']}x, p95 TTFT {r['p95_ttft']}x")
+    print(f"identical greedy texts at 1 client: {result['identical_texts_at_1_client']}; ours 8 vs 1 clients: "
+          f"{result['ours_identical_8_vs_1']} -> {args.output} and {args.output.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,75 @@
+"""llama.cpp's C++ `llama-server`, built once from the llama.cpp sources our runtime was built from (the
+`vendor/llama.cpp` tree of the installed llama-cpp-python's sdist), as a peer for bench/api_throughput.py.
+
+    from bench.llama_server_peer import find_or_build, llama_server_argv
+    binary = find_or_build(Path("~/.cache/domain-llm/peers").expanduser())
+
+The cache (default ~/.cache/domain-llm/peers, env DOMAIN_LLM_PEER_CACHE) holds the sdist, its extracted tree and
+the CPU build (GGML_NATIVE=OFF, no curl, no tests or examples) in `<sdist>/vendor/llama.cpp/build/bin`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+DEFAULT_CACHE = Path(os.environ.get("DOMAIN_LLM_PEER_CACHE") or Path.home() / ".cache" / "domain-llm" / "peers")
+
+
+def source_dir(cache: Path, version: str) -> Path:
+    return cache / f"llama_cpp_python-{version}" / "vendor" / "llama.cpp"
+
+
+def find_or_build(cache: Path) -> Path:
+    """The cached `llama-server` for the installed llama-cpp-python version; downloads its sdist and builds
+    the binary first when it is missing (minutes; a lock file keeps two runs from building at once)."""
+    import llama_cpp
+
+    version = llama_cpp.__version__
+    binary = source_dir(cache, version) / "build" / "bin" / "llama-server"
+    if binary.is_file():
+        print(f"llama-server: using {binary} (llama.cpp of llama-cpp-python {version})", flush=True)
+        return binary
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / "llama-server.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not binary.is_file():
+            build(cache, version)
+    if not binary.is_file():
+        sys.exit(f"error: the build finished but {binary} is missing")
+    return binary
+
+
+def build(cache: Path, version: str) -> None:
+    src = source_dir(cache, version)
+    if not (src / "CMakeLists.txt").is_file():
+        print(f"llama-server: downloading the llama-cpp-python {version} sdist into {cache}", flush=True)
+        run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+             f"llama-cpp-python=={version}", "-d", str(cache)])
+        sdists = sorted(cache.glob(f"llama[-_]cpp[-_]python-{version}.tar.gz"))
+        if not sdists:
+            sys.exit(f"error: pip download left no llama-cpp-python {version} sdist in {cache}")
+        with tarfile.open(sdists[0]) as tar:
+            tar.extractall(cache, filter="data")
+    jobs = str(os.cpu_count() or 1)
+    print(f"llama-server: building it in {src} with {jobs} jobs (minutes, once)", flush=True)
+    run(["cmake", "-B", "build", "-DGGML_NATIVE=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
+         "-DLLAMA_BUILD_EXAMPLES=OFF", "-DCMAKE_BUILD_TYPE=Release"], cwd=src)
+    run(["cmake", "--build", "build", "--target", "llama-server", f"-j{jobs}"], cwd=src)
+
+
+def run(argv: list[str], cwd: Path | None = None) -> None:
+    if subprocess.run(argv, cwd=cwd).returncode != 0:
+        sys.exit(f"error: {' '.join(argv)} failed")
+
+
+def llama_server_argv(binary: Path, gguf: Path, port: int, threads: int, n_ctx: int, parallel: int) -> list[str]:
+    """`parallel` slots of `n_ctx` tokens each (-c is the total). Continuous batching and the prompt cache stay
+    on (its defaults); flash attention is off as in our server and llama_cpp.server (llama-cpp-python's
+    default), so all three run the same attention kernels; no web UI."""
+    return [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port), "-t", str(threads),
+            "-tb", str(threads), "-np", str(parallel), "-c", str(n_ctx * parallel), "-fa", "off", "--no-webui"]
