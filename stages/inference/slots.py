@@ -7,11 +7,13 @@
 Each step batches the next token of every generating sequence with prompt chunks of newly admitted ones (at most
 `n_batch` tokens together, so a long prompt never stalls the others for more than one chunk), decodes once, and
 samples each sequence that got logits with its own llama.cpp sampler chain (grammar, penalties, top-k/p, min-p,
-temperature, seed). A finished sequence's KV cache is freed at once and its slot takes the next waiting request.
+temperature, seed). A finished sequence leaves its slot at once; the slot keeps the KV it computed as a prompt
+cache (as llama-server's `cache_prompt` does) until it takes the next request, which keeps the common prefix.
 
-The common prefix (in practice the system prompt and chat header) lives in one extra sequence, the prefix
-holder: once two prompts share a prefix it is copied there from the slot that computed it, and every new
-sequence starts from a copy of it instead of computing it again (`prefix_tokens_reused` counts the saving).
+The common prefix of different requests (in practice the system prompt and chat header) lives in one extra
+sequence, the prefix holder: once two prompts share a prefix it is copied there from the slot that computed it,
+and a new sequence whose slot holds less of its prompt starts from a copy of it instead of computing it again.
+`prefix_tokens_reused` counts the prompt tokens not computed thanks to either.
 Nothing here is thread-safe except `submit`: llama.cpp contexts must stay on one thread.
 """
 
@@ -191,11 +193,16 @@ class SlotScheduler:
         for request in [r for r in self.waiting if r.should_stop()]:  # cancelled or timed out while waiting
             self.waiting.remove(request)
             request.events.put(("done", Generation("", len(request.ids), 0, "stop")))
-        free = [s for s in self.slots if s.request is None]
-        while free and self.waiting:
+        while self.waiting:
+            free = [s for s in self.slots if s.request is None]
+            if not free:
+                return
             request = self.waiting.popleft()
+            # The free slot whose kept KV shares the longest prefix with this prompt (a repeated prompt
+            # reuses all of it), else the emptiest.
+            slot = max(free, key=lambda s: (common_prefix(s.cached, request.ids), -len(s.cached)))
             try:
-                self._start(free.pop(0), request)
+                self._start(slot, request)
             except Exception as e:  # e.g. a grammar that does not parse: this request fails, not the step
                 request.events.put(("error", e))
 
@@ -206,14 +213,17 @@ class SlotScheduler:
             request.events.put(("done", Generation("", len(ids), 0, "length")))
             return
         slot.sampler = build_sampler(self.vocab, request.params, ids)
-        # Start from the shared prefix when it helps; at least one prompt token is decoded for the logits.
-        reuse = min(common_prefix(self.holder_tokens, ids), len(ids) - 1)
-        llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
-        if reuse >= MIN_SHARED_PREFIX:
-            self._copy(self.holder_id, slot.seq_id, reuse)
-            self.stats["prefix_tokens_reused"] += reuse
+        # Start from what is already computed; at least one prompt token is decoded for the logits.
+        own = min(common_prefix(slot.cached, ids), len(ids) - 1)
+        shared = min(common_prefix(self.holder_tokens, ids), len(ids) - 1)
+        if shared > own and shared >= MIN_SHARED_PREFIX:
+            llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
+            self._copy(self.holder_id, slot.seq_id, shared)
+            reuse = shared
         else:
-            reuse = 0
+            llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, own, -1)
+            reuse = own
+        self.stats["prefix_tokens_reused"] += reuse
         slot.request, slot.cached, slot.pending = request, list(ids[:reuse]), None
         slot.budget, slot.n_completion, slot.text = budget, 0, ""
         slot.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -303,13 +313,18 @@ class SlotScheduler:
                 slot.text += tail
                 request.events.put(("piece", tail))
         request.events.put(("done", Generation(slot.text, len(request.ids), slot.n_completion, reason)))
-        self._free(slot)
+        self._free(slot, keep_kv=True)
 
-    def _free(self, slot: Slot) -> None:
-        llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
+    def _free(self, slot: Slot, keep_kv: bool = False) -> None:
+        """End the slot's sequence. keep_kv: its KV stays as this slot's prompt cache (the slot's own share
+        of the cache, which no other sequence could use) until the slot takes another request, which keeps
+        the common prefix and drops the rest at once."""
+        if not keep_kv:
+            llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
+            slot.cached = []
         if slot.sampler is not None:
             llama_cpp.llama_sampler_free(slot.sampler)
-        slot.request, slot.sampler, slot.pending, slot.cached = None, None, None, []
+        slot.request, slot.sampler, slot.pending = None, None, None
 
     def _fail_all(self, error: Exception) -> None:
         for slot in self.slots:

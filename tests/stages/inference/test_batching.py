@@ -54,7 +54,7 @@ def kv_positions(scheduler: SlotScheduler, seq_id: int) -> int:
     return llama_cpp.llama_memory_seq_pos_max(scheduler.memory, seq_id) + 1
 
 
-def test_sequences_join_and_leave_between_steps_and_free_their_kv(engine):
+def test_sequences_join_and_leave_between_steps_and_slots_keep_their_prompt_cache(engine):
     scheduler = scheduler_for(engine)
     try:
         first = SequenceRequest(chat_ids(engine, QUESTIONS[0]), SamplingParams(max_new_tokens=6))
@@ -71,13 +71,35 @@ def test_sequences_join_and_leave_between_steps_and_free_their_kv(engine):
             scheduler.step()
         pieces, result = drain(first)
         assert result.completion_tokens == 6 and result.finish_reason == "length" and "".join(pieces) == result.text
-        assert kv_positions(scheduler, 0) == 0, "a finished sequence's KV cache is freed at once"
+        # The slot is free at once; its KV stays as its prompt cache (prompt + 5 decoded answer tokens).
+        assert scheduler.slots[0].request is None and kv_positions(scheduler, 0) == len(first.ids) + 5
         assert scheduler.slots[1].request is second and kv_positions(scheduler, 1) > len(second.ids)
         while scheduler.step():
             pass
-        assert isinstance(drain(second)[1], Generation) and kv_positions(scheduler, 1) == 0
+        assert isinstance(drain(second)[1], Generation)
+        # The same prompt again: slot 0 reuses all of it but the last token; the answer drops the old tail.
+        reused = scheduler.stats["prefix_tokens_reused"]
+        again = SequenceRequest(first.ids, SamplingParams(max_new_tokens=6))
+        scheduler.submit(again)
+        scheduler.step()
+        assert scheduler.slots[0].request is again and scheduler.batch.n_tokens == 1
+        assert scheduler.stats["prefix_tokens_reused"] == reused + len(first.ids) - 1
+        while scheduler.step():
+            pass
+        assert drain(again)[1].text == result.text
     finally:
         scheduler.close()
+
+
+def run_alone(scheduler: SlotScheduler, prompt: list[int], forget_slots: bool) -> str:
+    if forget_slots:  # drop every idle slot's prompt cache: a shared prefix can then only come from the holder
+        for slot in scheduler.slots:
+            scheduler._free(slot)
+    request = SequenceRequest(prompt, GREEDY)
+    scheduler.submit(request)
+    while scheduler.step():
+        pass
+    return drain(request)[1].text
 
 
 def test_the_shared_system_prompt_is_computed_once_and_copied_into_new_sequences(engine):
@@ -85,25 +107,19 @@ def test_the_shared_system_prompt_is_computed_once_and_copied_into_new_sequences
     try:
         ids = [chat_ids(engine, q) for q in QUESTIONS[:4]]
         shared = next(i for i in range(len(ids[0])) if ids[0][i] != ids[1][i])
-        alone = []
-        for prompt in ids:  # one after another: the prefix holder learns it from the first two
-            request = SequenceRequest(prompt, GREEDY)
-            scheduler.submit(request)
-            while scheduler.step():
-                pass
-            alone.append(drain(request)[1].text)
+        run_alone(scheduler, ids[0], forget_slots=False)
+        run_alone(scheduler, ids[1], forget_slots=False)  # reuses slot 0's cache; the holder learns the prefix
         assert scheduler.holder_tokens == ids[0][:shared] and shared > 20
+        assert scheduler.stats["prefix_tokens_reused"] == shared
+        copied = [run_alone(scheduler, prompt, forget_slots=True) for prompt in ids[2:]]
         # The 3rd and 4th prompts started from the holder's copy instead of computing the prefix again.
-        assert scheduler.stats["prefix_tokens_reused"] == 2 * shared
+        assert scheduler.stats["prefix_tokens_reused"] == 3 * shared
         # What the copy holds is the prefix's own KV: the answers are those of a scheduler that never shares.
         fresh = scheduler_for(engine)
+        fresh._remember_prefix = lambda slot: None
         try:
-            for prompt, text in zip(ids[2:], alone[2:], strict=True):
-                request = SequenceRequest(prompt, GREEDY)
-                fresh.submit(request)
-                while fresh.step():
-                    pass
-                assert drain(request)[1].text == text
+            assert [run_alone(fresh, prompt, forget_slots=True) for prompt in ids[2:]] == copied
+            assert fresh.stats["prefix_tokens_reused"] == 0
         finally:
             fresh.close()
     finally:
