@@ -27,22 +27,21 @@ class Row:
 
 
 def api_rows(r: dict) -> list[Row]:
+    """One row per level and peer: tokens/s and p95 latency/TTFT ratios of ours vs that peer."""
     rows = []
-    for clients, level in r["levels"].items():
-        ours, peer = level["domain-llm serve"], level["llama_cpp.server"]
-        ratio = r["ratios_ours_vs_llama_cpp_server"][clients]
-        reps = str(r["repetitions"])
-        name = f"API, {clients} client{'s' if clients != '1' else ''}"
-        rows += [
-            Row(name, "completion tokens/s: ours vs llama_cpp.server", f"{ours['tokens_per_s']:.1f}",
-                f"{peer['tokens_per_s']:.1f}", ratio["tokens_per_s"], reps),
-            Row(name, "requests/s", f"{ours['requests_per_s']:.2f}", f"{peer['requests_per_s']:.2f}",
-                ratio["requests_per_s"], reps),
-            Row(name, "p50 latency s (lower is better)", f"{ours['p50_latency_s']:.2f}", f"{peer['p50_latency_s']:.2f}",
-                ratio["p50_latency"], reps),
-            Row(name, "p95 latency s (lower is better)", f"{ours['p95_latency_s']:.2f}", f"{peer['p95_latency_s']:.2f}",
-                ratio["p95_latency"], reps),
-        ]
+    reps = str(r["repetitions"])
+    for level in r["levels"]:
+        clients, servers = level["clients"], level["servers"]
+        ours = servers["domain-llm serve"]
+        name = f"API, {level['max_tokens']} tokens, {clients} client{'s' if clients != 1 else ''}"
+        for peer, ratio in level["ratios"].items():
+            other = servers[peer]
+            rows += [
+                Row(name, f"completion tokens/s: ours vs {peer}", f"{ours['tokens_per_s']:.1f}",
+                    f"{other['tokens_per_s']:.1f}", ratio["tokens_per_s"], reps),
+                Row(name, f"p95 latency s vs {peer} (lower is better)", f"{ours['p95_latency_s']:.2f}",
+                    f"{other['p95_latency_s']:.2f}", ratio["p95_latency"], reps),
+            ]
     return rows
 
 
