@@ -169,25 +169,27 @@ async def one_request(http: httpx.AsyncClient, url: str, body: dict) -> dict:
     """One streamed completion: latency, time to the first non-empty text chunk, text, completion tokens (from
     the usage chunk, else the number of text chunks, and `usage` says which)."""
     started = time.perf_counter()
-    first, pieces, usage_tokens, ok = None, [], None, False
+    first, pieces, usage_tokens, ok, reason = None, [], None, False, ""
     try:
         async with http.stream("POST", url + "/v1/completions", json=body) as response:
             ok = response.status_code == 200
+            reason = "" if ok else f"HTTP {response.status_code}"
             async for line in response.aiter_lines():
                 if not ok or not line.startswith("data:") or (data := line[5:].strip()) == "[DONE]":
                     continue
                 chunk = json.loads(data)
-                ok = "error" not in chunk
+                if "error" in chunk:
+                    ok, reason = False, f"error event: {str(chunk['error'])[:120]}"
                 text = (chunk.get("choices") or [{}])[0].get("text") or ""
                 if text:
                     first = first or time.perf_counter()
                     pieces.append(text)
                 if (chunk.get("usage") or {}).get("completion_tokens") is not None:
                     usage_tokens = chunk["usage"]["completion_tokens"]
-    except httpx.TransportError:  # the server closed the stream early: a failed request
-        ok = False
+    except httpx.TransportError as e:  # the server closed the stream early: a failed request
+        ok, reason = False, f"{type(e).__name__}: {str(e)[:120]}"
     latency = time.perf_counter() - started
-    return {"ok": ok, "latency": latency, "ttft": (first - started) if first else latency, "text": "".join(pieces),
+    return {"ok": ok, "reason": reason, "latency": latency, "ttft": (first - started) if first else latency, "text": "".join(pieces),
             "tokens": len(pieces) if usage_tokens is None else usage_tokens, "usage": usage_tokens is not None}
 
 
@@ -216,7 +218,8 @@ async def one_level(url: str, prompts: list[str], clients: int, per_client: int,
     ok = [r for r in results if r["ok"]]
     tokens = sum(r["tokens"] for r in ok)
     latencies, ttfts = [r["latency"] for r in results], [r["ttft"] for r in results]
-    return {"requests": len(results), "failures": len(results) - len(ok), "seconds": wall, "completion_tokens": tokens,
+    return {"requests": len(results), "failures": len(results) - len(ok),
+            "failure_reasons": sorted({r["reason"] for r in results if not r["ok"]}), "seconds": wall, "completion_tokens": tokens,
             "tokens_per_s": tokens / wall, "requests_per_s": len(results) / wall,
             "p50_latency_s": percentile(latencies, 50), "p95_latency_s": percentile(latencies, 95),
             "p50_ttft_s": percentile(ttfts, 50), "p95_ttft_s": percentile(ttfts, 95),
@@ -239,7 +242,8 @@ def summarize(runs: list[dict]) -> dict:
     out = {k: round(statistics.median(r[k] for r in runs), 3) for k in keys}
     out.update(requests=sum(r["requests"] for r in runs), failures=sum(r["failures"] for r in runs),
                repetitions=len(runs), per_repetition_tokens_per_s=[round(r["tokens_per_s"], 2) for r in runs],
-               without_usage=sum(r["without_usage"] for r in runs))
+               without_usage=sum(r["without_usage"] for r in runs),
+               failure_reasons=sorted({x for r in runs for x in r["failure_reasons"]}))
     return out
 
 
@@ -315,6 +319,7 @@ def main() -> None:
     prompts, stop_strings = chat_prompts(args.gguf)
     runs: dict[str, dict[tuple[int, int], list[dict]]] = {s.name: {level: [] for level in levels} for s in servers}
     texts_1: dict[str, dict[int, str]] = {}
+    batching: dict = {}
     hogs: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory(prefix="api-bench.") as tmp:
         if args.baseline_ref:
@@ -341,6 +346,8 @@ def main() -> None:
                               f"latency p50 {run['p50_latency_s']:.2f} p95 {run['p95_latency_s']:.2f} s "
                               f"TTFT p50 {run['p50_ttft_s']:.2f} p95 {run['p95_ttft_s']:.2f} s "
                               f"failures {run['failures']}", flush=True)
+            # What the shared prompt prefix and the slots' prompt caches saved over the whole run.
+            batching = httpx.get(servers[0].url + "/api/v1/model/info", timeout=10).json().get("batching", {})
         finally:
             for hog in hogs:
                 hog.kill()
@@ -366,7 +373,7 @@ def main() -> None:
               "prompts": len(prompts), "server_commands": {s.name: " ".join(s.argv) for s in servers},
               "tokens_counted_from": counted, "levels": rows, "identity_max_tokens": identity_tokens,
               "identical_texts_at_1_client": {peer: identical(texts_1[OURS], texts_1[peer]) for peer in peers},
-              "ours_identical_8_vs_1": identical(texts_8, texts_1[OURS])}
+              "ours_identical_8_vs_1": identical(texts_8, texts_1[OURS]), "ours_batching_counters": batching}
     write_json(args.output, result)
     args.output.with_suffix(".md").write_text(markdown(result))
     print("ours / peer (tokens/s > 1 and latency < 1 are better):")

@@ -128,3 +128,31 @@ def test_the_deadline_stops_every_sequence_in_flight(gguf_overrides, gguf_engine
         wait_for(lambda: scheduler_idle(gguf_engine_shared), timeout_s=5)
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_requests_at_the_configured_limits_finish_within_the_timeout(gguf_overrides, gguf_engine_shared):
+    """The default limits are consistent: the largest batch they allow (serve.max_batch_size prompts x
+    serve.max_batch_tokens) and one request at serve.max_tokens_limit finish before serve.request_timeout_s
+    on the default-size model, even at 1 thread. Raw story prompts keep going instead of ending early."""
+    from serving.settings import Limits, ServeSettings
+
+    limits, timeout_s = Limits(), ServeSettings().request_timeout_s
+    server = start_thread_server(*gguf_overrides, "serve.rerank=false", engine=gguf_engine_shared)
+    try:
+        n = limits.max_batch_size
+        batch = {"prompts": [f"Chapter {i + 1}. The dragon of the northern mountains" for i in range(n)],
+                 "max_tokens": limits.max_batch_tokens // n, "temperature": 0, "use_chat_template": False}
+        single = {"prompt": "Chapter 1. The dragon of the northern mountains", "max_tokens": limits.max_tokens_limit,
+                  "temperature": 0, "use_chat_template": False}
+        for path, body, most in (("/api/v1/generate/batch", batch, limits.max_batch_tokens),
+                                 ("/api/v1/generate", single, limits.max_tokens_limit)):
+            started = time.monotonic()
+            response = httpx.post(f"{server.url}{path}", json=body, timeout=timeout_s + 30)
+            elapsed = time.monotonic() - started
+            assert response.status_code == 200, response.text
+            tokens = response.json().get("total_tokens_generated") or response.json()["tokens_generated"]
+            print(f"\n{path} at the limits: {tokens} tokens in {elapsed:.1f} s (timeout {timeout_s:g} s)")
+            assert elapsed < timeout_s and tokens >= most // 2, "the prompts ended early: not a test of the limits"
+    finally:
+        server.stop()
