@@ -60,8 +60,13 @@ class GGUFEngine(ChatMixin):
             log.warning("%s has no tokenizer.chat_template: chat requests will fail, raw prompts work", self.path)
         params = type(self.llm.context_params).from_buffer_copy(self.llm.context_params)
         model = self.llm._model
-        self.scheduler = SlotScheduler(model, params, parallel, n_ctx, self.is_end_of_turn,
-                                       lambda token: model.detokenize([token]), kv_unified=kv_unified)
+        try:
+            self.scheduler = SlotScheduler(model, params, parallel, n_ctx, self.is_end_of_turn,
+                                           lambda token: model.detokenize([token]), kv_unified=kv_unified)
+        except ValueError:  # llama.cpp could not allocate the KV cache
+            self.llm.close()
+            raise StageError(f"{self.path}: llama.cpp could not create a context of {parallel + 1} sequences x "
+                             f"{n_ctx} tokens; lower serve.n_ctx or serve.parallel") from None
         self._owner = threading.Thread(target=self.scheduler.run, name="gguf-decode", daemon=True)
         self._owner.start()
         # Free the contexts before interpreter teardown; llama-cpp-python's __del__ at exit prints tracebacks.
