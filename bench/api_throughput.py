@@ -280,7 +280,14 @@ def markdown(result: dict) -> str:
                 "-" if r[k] is None else f"{r[k]:.2f}x" for k in ("tokens_per_s", "p95_latency", "p95_ttft")) + " |")
     lines += ["", f"Identical greedy texts ({result['identity_max_tokens']} tokens), ours vs peer at 1 client: "
               + ", ".join(f"{k} {v}" for k, v in result["identical_texts_at_1_client"].items())
-              + f"; ours at 8 vs 1 clients: {result['ours_identical_8_vs_1']}.", ""]
+              + "; each server at 8 vs 1 clients: "
+              + ", ".join(f"{k} {v}" for k, v in result["identical_8_vs_1_clients"].items()) + ".", ""]
+    counters = result.get("ours_batching_counters") or {}
+    if counters.get("prompt_tokens"):
+        lines += [f"Ours over the whole run: {counters['sequences']} sequences, {counters['prompt_tokens']} prompt "
+                  f"tokens, of which {counters['prefix_tokens_reused']} "
+                  f"({counters['prefix_tokens_reused'] / counters['prompt_tokens']:.0%}) came from the shared prefix "
+                  f"or a slot's prompt cache instead of being computed; {counters['steps']} decode steps.", ""]
     return "\n".join(lines)
 
 
@@ -330,7 +337,8 @@ def main() -> None:
                 start(server, Path(tmp))
                 # Warm-up and greedy identity: every prompt at 1 client; ours also at 8 (batched) clients.
                 texts_1[server.name] = all_prompts(server.url, prompts, 1, identity_tokens, stop_strings)
-            texts_8 = all_prompts(servers[0].url, prompts, 8, identity_tokens, stop_strings)
+            # Every server at 8 clients too: a batching server may round differently than alone.
+            texts_8 = {s.name: all_prompts(s.url, prompts, 8, identity_tokens, stop_strings) for s in servers}
             hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.cpu_hog)]
             # Side by side at the finest grain: per level and repetition, one server right after the other,
             # the order rotating, so a load spike on the shared box hits every side alike.
@@ -373,7 +381,9 @@ def main() -> None:
               "prompts": len(prompts), "server_commands": {s.name: " ".join(s.argv) for s in servers},
               "tokens_counted_from": counted, "levels": rows, "identity_max_tokens": identity_tokens,
               "identical_texts_at_1_client": {peer: identical(texts_1[OURS], texts_1[peer]) for peer in peers},
-              "ours_identical_8_vs_1": identical(texts_8, texts_1[OURS]), "ours_batching_counters": batching}
+              "ours_identical_8_vs_1": identical(texts_8[OURS], texts_1[OURS]),
+              "identical_8_vs_1_clients": {s.name: identical(texts_8[s.name], texts_1[s.name]) for s in servers},
+              "ours_batching_counters": batching}
     write_json(args.output, result)
     args.output.with_suffix(".md").write_text(markdown(result))
     print("ours / peer (tokens/s > 1 and latency < 1 are better):")
@@ -381,8 +391,8 @@ def main() -> None:
         for peer, r in row["ratios"].items():
             print(f"  {row['max_tokens']:4d} tokens {row['clients']:2d} clients vs {peer:16s}: throughput "
                   f"{r['tokens_per_s']}x, p95 latency {r['p95_latency']}x, p95 TTFT {r['p95_ttft']}x")
-    print(f"identical greedy texts at 1 client: {result['identical_texts_at_1_client']}; ours 8 vs 1 clients: "
-          f"{result['ours_identical_8_vs_1']} -> {args.output} and {args.output.with_suffix('.md')}")
+    print(f"identical greedy texts at 1 client: {result['identical_texts_at_1_client']}; 8 vs 1 clients: "
+          f"{result['identical_8_vs_1_clients']} -> {args.output} and {args.output.with_suffix('.md')}")
 
 
 if __name__ == "__main__":
