@@ -82,11 +82,12 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
 
-def our_server(gguf: Path, threads: int, n_ctx: int, parallel: int) -> Server:
+def our_server(gguf: Path, threads: int, n_ctx: int, parallel: int, flash_attn: str) -> Server:
     port = free_port()
     # rerank=false: the reranker (torch) is not part of this comparison; queue 64 so no client is refused.
     argv = [str(Path(sys.executable).parent / "domain-llm"), "serve", f"serve.model={gguf}", f"serve.port={port}",
             "serve.host=127.0.0.1", f"threads={threads}", f"serve.n_ctx={n_ctx}", f"serve.parallel={parallel}",
+            f"serve.flash_attn={flash_attn}",
             "serve.rerank=false", "serve.queue_size=64"]
     return Server(OURS, argv, "/api/v1/health", port)
 
@@ -106,19 +107,21 @@ def baseline_server(ref: str, gguf: Path, threads: int, n_ctx: int, tmp: Path) -
     return Server(f"domain-llm serve @{ref}", argv, "/api/v1/health", port)
 
 
-def python_peer(gguf: Path, threads: int, n_ctx: int) -> Server:
+def python_peer(gguf: Path, threads: int, n_ctx: int, flash_attn: str) -> Server:
     # interrupt_requests False: by default a new streamed request cuts off the one being generated; this way
     # it waits its turn, as without streaming.
     port = free_port()
     argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
             "--port", str(port), "--n_threads", str(threads), "--n_threads_batch", str(threads),
-            "--n_ctx", str(n_ctx), "--verbose", "False", "--interrupt_requests", "False"]
+            "--n_ctx", str(n_ctx), "--verbose", "False", "--interrupt_requests", "False",
+            "--flash_attn", str(flash_attn == "on")]
     return Server("llama_cpp.server", argv, "/v1/models", port)
 
 
-def cpp_peer(binary: Path, gguf: Path, threads: int, n_ctx: int, parallel: int) -> Server:
+def cpp_peer(binary: Path, gguf: Path, threads: int, n_ctx: int, parallel: int, flash_attn: str) -> Server:
     port = free_port()
-    return Server("llama-server", llama_server_argv(binary, gguf, port, threads, n_ctx, parallel), "/health", port)
+    return Server("llama-server", llama_server_argv(binary, gguf, port, threads, n_ctx, parallel, flash_attn),
+                  "/health", port)
 
 
 def start(server: Server, log_dir: Path, timeout_s: float = 180) -> None:
@@ -299,6 +302,9 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=8,
                         help="sequences decoded together: ours serve.parallel, llama-server -np")
     parser.add_argument("--max-tokens", default="48,256", help="comma list")
+    parser.add_argument("--flash-attn", choices=("on", "off"), default="on",
+                        help="llama.cpp flash attention, the same for every server (a --baseline-ref server keeps "
+                        "whatever that version did)")
     parser.add_argument("--concurrency", default="1,4,8,16", help="comma list of concurrent clients")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="1 repetition, 1 request per client (a smoke run)")
@@ -318,11 +324,11 @@ def main() -> None:
     levels = [(m, int(c)) for m in max_tokens for c in args.concurrency.split(",")]
     identity_tokens = min(max_tokens)
     record = run_record()
-    servers = [our_server(args.gguf, args.threads, args.n_ctx, args.parallel),
-               python_peer(args.gguf, args.threads, args.n_ctx)]
+    servers = [our_server(args.gguf, args.threads, args.n_ctx, args.parallel, args.flash_attn),
+               python_peer(args.gguf, args.threads, args.n_ctx, args.flash_attn)]
     if not args.no_llama_server:
         binary = args.llama_server or find_or_build(args.peer_cache.expanduser())
-        servers.append(cpp_peer(binary, args.gguf, args.threads, args.n_ctx, args.parallel))
+        servers.append(cpp_peer(binary, args.gguf, args.threads, args.n_ctx, args.parallel, args.flash_attn))
     prompts, stop_strings = chat_prompts(args.gguf)
     runs: dict[str, dict[tuple[int, int], list[dict]]] = {s.name: {level: [] for level in levels} for s in servers}
     texts_1: dict[str, dict[int, str]] = {}
@@ -377,6 +383,7 @@ def main() -> None:
                for s in servers}
     result = {"name": "api_throughput", **finish_record(record), "argv": sys.argv, "gguf": str(args.gguf),
               "threads": args.threads, "n_ctx": args.n_ctx, "parallel": args.parallel,
+              "flash_attn": args.flash_attn,
               "cpu_hog_processes": args.cpu_hog, "max_tokens": max_tokens, "repetitions": repeats,
               "prompts": len(prompts), "server_commands": {s.name: " ".join(s.argv) for s in servers},
               "tokens_counted_from": counted, "levels": rows, "identity_max_tokens": identity_tokens,

@@ -67,9 +67,10 @@ def run(argv: list[str], cwd: Path | None = None) -> None:
         sys.exit(f"error: {' '.join(argv)} failed")
 
 
-def llama_server_argv(binary: Path, gguf: Path, port: int, threads: int, n_ctx: int, parallel: int) -> list[str]:
+def llama_server_argv(binary: Path, gguf: Path, port: int, threads: int, n_ctx: int, parallel: int,
+                      flash_attn: str) -> list[str]:
     """`parallel` slots of `n_ctx` tokens each (-c is the total). Continuous batching and the prompt cache stay
-    on (its defaults); flash attention is off as in our server and llama_cpp.server (llama-cpp-python's
-    default), so all three run the same attention kernels; no web UI."""
+    on (its defaults); flash attention as the bench says for every server (on/off), so all run the same
+    attention kernels; no web UI."""
     return [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port), "-t", str(threads),
-            "-tb", str(threads), "-np", str(parallel), "-c", str(n_ctx * parallel), "-fa", "off", "--no-webui"]
+            "-tb", str(threads), "-np", str(parallel), "-c", str(n_ctx * parallel), "-fa", flash_attn, "--no-webui"]

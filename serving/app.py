@@ -71,7 +71,7 @@ def load_serving_engine(settings: ServeSettings) -> Any:
 
     return load_engine(settings.engine, settings.model, threads=settings.threads, n_ctx=settings.n_ctx,
                        batch_size=settings.batch_size, adapter=settings.adapter, parallel=settings.parallel,
-                       kv_unified=settings.kv_unified)
+                       kv_unified=settings.kv_unified, flash_attn=settings.flash_attn)
 
 
 def public_model_id(settings: ServeSettings) -> str:

@@ -41,6 +41,7 @@ class ServeSettings:
     n_ctx: int = 2048
     parallel: int = 8
     kv_unified: bool = False
+    flash_attn: str = "auto"
     batch_size: int = 8
     threads: int = 0
     queue_size: int = 16
@@ -71,6 +72,10 @@ class ServeSettings:
         return settings
 
     def validate(self) -> None:
+        if isinstance(self.flash_attn, bool):  # YAML 1.1 reads on/off as booleans
+            self.flash_attn = "on" if self.flash_attn else "off"
+        if self.flash_attn not in ("auto", "on", "off"):
+            raise StageError(f"serve.flash_attn={self.flash_attn!r}: use auto, on or off")
         if self.engine not in ENGINES:
             raise StageError(f"serve.engine={self.engine!r}: use one of {', '.join(ENGINES)}")
         if self.engine == "openai_upstream" and not self.upstream_url:

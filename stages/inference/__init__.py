@@ -33,7 +33,8 @@ __all__ = ["ChatMixin", "Engine", "Generation", "SamplingParams", "ShouldStop", 
 
 
 def load_engine(kind: str, path: str | Path, *, threads: int = 0, n_ctx: int = 2048, batch_size: int = 8,
-                adapter: str | Path | None = None, parallel: int | None = None, kv_unified: bool = False) -> Engine:
+                adapter: str | Path | None = None, parallel: int | None = None, kv_unified: bool = False,
+                flash_attn: str = "auto") -> Engine:
     """Load an engine. kind "hf": a transformers folder (+ optional LoRA adapter folder), `batch_size` prompts
     per forward pass; kind "gguf": a llama.cpp file, `parallel` sequences decoded together (default 1),
     each with `n_ctx` tokens of context. threads 0 = library default.
@@ -43,7 +44,7 @@ def load_engine(kind: str, path: str | Path, *, threads: int = 0, n_ctx: int = 2
         from stages.inference.gguf_engine import GGUFEngine
 
         return GGUFEngine(path, threads=threads, n_ctx=n_ctx, parallel=parallel or 1,
-                          kv_unified=kv_unified)
+                          kv_unified=kv_unified, flash_attn=flash_attn)
     if kind != "hf":
         raise StageError(f"unknown engine kind {kind!r}: use 'hf' (model folder) or 'gguf' (file)")
     # Before transformers prints pages of errors about a bad path: one line.

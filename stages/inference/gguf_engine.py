@@ -24,7 +24,7 @@ from pathlib import Path
 from stages.errors import StageError
 from stages.inference.chat import ChatContract
 from stages.inference.gguf import continuation_nll, load_llama, quantization_name
-from stages.inference.slots import SequenceRequest, SlotScheduler
+from stages.inference.slots import FLASH_ATTN, SequenceRequest, SlotScheduler
 from stages.inference.types import ChatMixin, Generation, SamplingParams, ShouldStop, TextStream
 from stages.manifest import served_model_facts
 
@@ -39,15 +39,18 @@ class GGUFEngine(ChatMixin):
     name = "gguf"
 
     def __init__(self, path: Path, threads: int = 0, n_ctx: int = 2048, parallel: int = 1,
-                 kv_unified: bool = False):
+                 kv_unified: bool = False, flash_attn: str = "auto"):
         import llama_cpp
 
         if parallel < 1:
             raise StageError(f"parallel={parallel}: must be >= 1 (sequences decoded together)")
+        if flash_attn not in FLASH_ATTN:
+            raise StageError(f"flash_attn={flash_attn!r}: use one of {', '.join(FLASH_ATTN)}")
         self.path = Path(path)
         self.threads = threads
         self.n_ctx = n_ctx  # per sequence
         self.max_batch_size = parallel
+        self.flash_attn = flash_attn
         self.concurrent_requests = parallel  # callers at once: each only submits and waits
         self.llm = load_llama(self.path, threads=threads, n_ctx=METADATA_CONTEXT)
         self._scorer = None
@@ -62,7 +65,8 @@ class GGUFEngine(ChatMixin):
         model = self.llm._model
         try:
             self.scheduler = SlotScheduler(model, params, parallel, n_ctx, self.is_end_of_turn,
-                                           lambda token: model.detokenize([token]), kv_unified=kv_unified)
+                                           lambda token: model.detokenize([token]), kv_unified=kv_unified,
+                                           flash_attn=flash_attn)
         except ValueError:  # llama.cpp could not allocate the KV cache
             self.llm.close()
             raise StageError(f"{self.path}: llama.cpp could not create a context of {parallel + 1} sequences x "
@@ -153,6 +157,7 @@ class GGUFEngine(ChatMixin):
             "n_ctx_per_sequence": self.n_ctx,
             "parallel": self.max_batch_size,
             "kv_unified": self.scheduler.kv_unified,
+            "flash_attn": self.flash_attn,
             "batching": dict(self.scheduler.stats),
             "parameters": int(self.llm._model.n_params()),
             "size_bytes": self.path.stat().st_size,

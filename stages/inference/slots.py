@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 
 PENALTY_LAST_N = 64  # tokens the repeat/frequency/presence penalties look back over (llama.cpp's default)
 MIN_SHARED_PREFIX = 4  # shorter common prefixes are not worth a copy
+# llama.cpp's flash-attention switch; "auto" lets llama.cpp use it where the backend supports it (as
+# llama-server does by default). On this CPU it made 8 batched sequences ~1.4x faster.
+FLASH_ATTN = {"auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO, "on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+              "off": llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED}
 
 
 @dataclass
@@ -110,7 +114,8 @@ def build_sampler(vocab, params: SamplingParams, history: list[int]):
 
 class SlotScheduler:
     def __init__(self, model, context_params, parallel: int, n_ctx_slot: int, is_end: Callable[[int], bool],
-                 detokenize: Callable[[int], bytes], n_batch: int = 512, kv_unified: bool = False):
+                 detokenize: Callable[[int], bytes], n_batch: int = 512, kv_unified: bool = False,
+                 flash_attn: str = "auto"):
         from llama_cpp import _internals
 
         self.parallel, self.n_ctx_slot, self.n_batch = parallel, n_ctx_slot, n_batch
@@ -121,6 +126,7 @@ class SlotScheduler:
         params.n_ctx = n_ctx_slot * (parallel + 1)
         params.n_batch = params.n_ubatch = n_batch
         params.kv_unified = kv_unified
+        params.flash_attn_type = FLASH_ATTN[flash_attn]
         self.context = _internals.LlamaContext(model=model, params=params, verbose=False)
         self.ctx = self.context.ctx
         self.memory = llama_cpp.llama_get_memory(self.ctx)
