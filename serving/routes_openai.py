@@ -4,6 +4,7 @@ Works with the official `openai` client: `OpenAI(base_url="http://127.0.0.1:8000
 """
 
 # No `from __future__ import annotations` here: FastAPI must see the per-app request classes (S.*) as objects.
+import asyncio
 import json
 import time
 import uuid
@@ -111,7 +112,8 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
         max_tokens = body.max_completion_tokens or body.max_tokens or min(DEFAULT_CHAT_MAX_TOKENS,
                                                                            limits.max_tokens_limit)
         response_format = body.response_format.model_dump(by_alias=True) if body.response_format else None
-        params = params_of(body, max_tokens, grammar_for(response_format))
+        # Off the event loop: translating a large schema takes a while.
+        params = params_of(body, max_tokens, await asyncio.to_thread(grammar_for, response_format))
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         base = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": ctx.model_id}
         if body.stream:

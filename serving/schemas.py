@@ -102,7 +102,7 @@ def build_schemas(limits: Limits) -> SimpleNamespace:
         stop: stop_list = []
         seed: int | None = Field(None, ge=0, le=2**32 - 1)
         min_p: float = Field(0.0, ge=0.0, le=1.0, description="drop tokens below min_p x the top probability")
-        repeat_penalty: float = Field(1.0, ge=0.0, le=2.0, description="1 = off; > 1 discourages repeats")
+        repeat_penalty: float = Field(1.0, gt=0.0, le=2.0, description="1 = off; > 1 discourages repeats")
         use_chat_template: StrictBool = Field(True, description="wrap the prompt as a user turn of the model's chat "
                                         "template, with the domain system prompt; false = raw completion")
         system_prompt: Annotated[str, Field(max_length=limits.max_prompt_chars)] | None = Field(
@@ -150,7 +150,7 @@ def build_schemas(limits: Limits) -> SimpleNamespace:
         frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
         presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
         min_p: float = Field(0.0, ge=0.0, le=1.0, description="extension; 0 = off")
-        repeat_penalty: float = Field(1.0, ge=0.0, le=2.0, description="extension (llama.cpp); 1 = off")
+        repeat_penalty: float = Field(1.0, gt=0.0, le=2.0, description="extension (llama.cpp); 1 = off")
 
     class CompletionRequest(OpenAISampling):
         model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [

@@ -24,6 +24,7 @@ from serving.settings import ServeSettings
 from serving.worker import EngineWorker, Job, JobStopped, NotReady, QueueFull
 from stages.errors import StageError
 from stages.inference import Generation, ShouldStop, TextStream
+from stages.inference.types import EngineClosed
 from stages.inference.upstream import UpstreamError
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def http_error(e: BaseException, timeout_s: float) -> HTTPException:
     """One place that decides the status code of every failure a job can end with."""
     if isinstance(e, QueueFull):
         return HTTPException(429, str(e), headers={"Retry-After": str(e.retry_after_s)})
-    if isinstance(e, NotReady):
+    if isinstance(e, NotReady | EngineClosed):
         return HTTPException(503, str(e), headers={"Retry-After": "5"})
     if isinstance(e, JobStopped):
         return timeout_error(timeout_s) if e.job.expired else HTTPException(499, str(e))

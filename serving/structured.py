@@ -16,6 +16,23 @@ import json
 from fastapi import HTTPException
 
 ANY_OBJECT = {"type": "object"}
+# The translator writes a bound like maxLength N as N nested optional groups, and llama.cpp's grammar parser
+# recurses into each: bounds and grammar size are kept small enough to parse in milliseconds.
+MAX_REPEAT_BOUND = 256
+MAX_GRAMMAR_CHARS = 65536
+BOUNDS = ("maxLength", "minLength", "maxItems", "minItems", "maxProperties", "minProperties")
+
+
+def _check_bounds(node, path: str = "schema") -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in BOUNDS and isinstance(value, int | float) and value > MAX_REPEAT_BOUND:
+                raise HTTPException(422, f"response_format.json_schema.{path}.{key}={value}: at most "
+                                         f"{MAX_REPEAT_BOUND} for constrained output; lower it")
+            _check_bounds(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _check_bounds(value, f"{path}[{i}]")
 
 
 def grammar_for(response_format: dict | None) -> str | None:
@@ -33,8 +50,15 @@ def grammar_for(response_format: dict | None) -> str | None:
             raise HTTPException(422, "response_format.json_schema.schema: a JSON Schema object is required")
     else:
         raise HTTPException(422, f"response_format.type={kind!r}: use text, json_object or json_schema")
+    _check_bounds(schema)
     try:
-        return json_schema_to_gbnf(json.dumps(schema))
+        grammar = json_schema_to_gbnf(json.dumps(schema))
+    except RecursionError:
+        raise HTTPException(422, "response_format.json_schema.schema: nested too deeply; simplify it") from None
     except Exception as e:  # the translator asserts/raises on what it does not support (unresolved $ref, ...)
         raise HTTPException(422, f"response_format.json_schema.schema: cannot be turned into a grammar "
                                  f"({type(e).__name__}: {str(e)[:200]}); simplify the schema") from None
+    if len(grammar) > MAX_GRAMMAR_CHARS:
+        raise HTTPException(422, f"response_format.json_schema.schema: its grammar has {len(grammar)} characters, "
+                                 f"more than {MAX_GRAMMAR_CHARS}; simplify the schema")
+    return grammar

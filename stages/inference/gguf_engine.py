@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import queue
 import threading
 from collections.abc import Generator
 from pathlib import Path
@@ -25,7 +26,7 @@ from stages.errors import StageError
 from stages.inference.chat import ChatContract
 from stages.inference.gguf import continuation_nll, load_llama, quantization_name
 from stages.inference.slots import FLASH_ATTN, SequenceRequest, SlotScheduler
-from stages.inference.types import ChatMixin, Generation, SamplingParams, ShouldStop, TextStream
+from stages.inference.types import ChatMixin, EngineClosed, Generation, SamplingParams, ShouldStop, TextStream
 from stages.manifest import served_model_facts
 
 log = logging.getLogger(__name__)
@@ -78,11 +79,13 @@ class GGUFEngine(ChatMixin):
 
     def close(self) -> None:
         if self._owner is not None:
-            self.scheduler.stop()
-            self._owner.join(timeout=30)
-            if not self._owner.is_alive():
-                self.scheduler.close()
-            self._owner = None
+            owner, self._owner = self._owner, None
+            self.scheduler.stop()  # requests in flight or waiting end with EngineClosed
+            owner.join(timeout=60)
+            if owner.is_alive():  # stuck in one long decode: freeing the context under it would crash
+                log.warning("%s: the decode thread did not stop within 60 s; its context is left allocated", self.path)
+                return
+            self.scheduler.close()
         for llm in (self._scorer, self.llm):
             if llm is not None:
                 llm.close()
@@ -104,7 +107,7 @@ class GGUFEngine(ChatMixin):
     # -- generation -----------------------------------------------------------------------------------------
     def _request(self, prompt: str, params: SamplingParams, should_stop: ShouldStop) -> SequenceRequest:
         if self._owner is None:
-            raise RuntimeError("the engine is closed")
+            raise EngineClosed("the engine is closed")
         ids = self.prompt_ids(prompt)
         if len(ids) + 1 > self.n_ctx:
             raise StageError(f"prompt has {len(ids)} tokens, more than the context window ({self.n_ctx}); "
@@ -117,10 +120,10 @@ class GGUFEngine(ChatMixin):
         abandon = threading.Event()  # an error in one result stops the others instead of orphaning them
         stop = (lambda: abandon.is_set() or should_stop()) if should_stop else abandon.is_set
         requests = [self._request(p, params, stop) for p in prompts]
-        for request in requests:
-            self.scheduler.submit(request)
         try:
-            return [_wait(request) for request in requests]
+            for request in requests:
+                self.scheduler.submit(request)  # builds its sampler: a bad grammar raises here
+            return [self._wait(request) for request in requests]
         finally:
             abandon.set()
 
@@ -131,7 +134,37 @@ class GGUFEngine(ChatMixin):
         stop = cancel.is_set if should_stop is None else (lambda: cancel.is_set() or should_stop())
         request = self._request(prompt, params, stop)
         self.scheduler.submit(request)
-        return TextStream(_pieces(request), cancel)
+        return TextStream(self._pieces(request), cancel)
+
+    def _next_event(self, request: SequenceRequest) -> tuple[str, object]:
+        """The request's next event; EngineClosed if the decode thread is gone without answering it."""
+        while True:
+            try:
+                return request.events.get(timeout=1.0)
+            except queue.Empty:
+                if self._owner is None or not self._owner.is_alive():
+                    try:
+                        return request.events.get_nowait()
+                    except queue.Empty:
+                        raise EngineClosed("the engine stopped") from None
+
+    def _pieces(self, request: SequenceRequest) -> Generator[str, None, Generation]:
+        while True:
+            kind, value = self._next_event(request)
+            if kind == "piece":
+                yield value
+            elif kind == "done":
+                return value
+            else:
+                raise value
+
+    def _wait(self, request: SequenceRequest) -> Generation:
+        while True:
+            kind, value = self._next_event(request)
+            if kind == "done":
+                return value
+            if kind == "error":
+                raise value
 
     # -- likelihoods ----------------------------------------------------------------------------------------
     def score(self, prompt: str, continuation: str, close_turn: bool = False) -> tuple[float, int]:
@@ -168,22 +201,3 @@ class GGUFEngine(ChatMixin):
             "end_of_turn": list(self.contract.stop_strings),
         }
 
-
-def _pieces(request: SequenceRequest) -> Generator[str, None, Generation]:
-    while True:
-        kind, value = request.events.get()
-        if kind == "piece":
-            yield value
-        elif kind == "done":
-            return value
-        else:
-            raise value
-
-
-def _wait(request: SequenceRequest) -> Generation:
-    while True:
-        kind, value = request.events.get()
-        if kind == "done":
-            return value
-        if kind == "error":
-            raise value

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import llama_cpp
 
 from stages.errors import StageError
-from stages.inference.types import Generation, SamplingParams, ShouldStop, StopStringFilter
+from stages.inference.types import EngineClosed, Generation, SamplingParams, ShouldStop, StopStringFilter
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class SequenceRequest:
     params: SamplingParams
     should_stop: ShouldStop = lambda: False
     events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    sampler: object = None  # built by the caller (a grammar is parsed off the decode thread); owned from submit
 
 
 @dataclass
@@ -121,6 +122,7 @@ class SlotScheduler:
         self.parallel, self.n_ctx_slot, self.n_batch = parallel, n_ctx_slot, n_batch
         self.kv_unified = kv_unified
         self.is_end, self.detokenize = is_end, detokenize
+        assert n_batch >= parallel, "every generating sequence needs its row in the batch"
         params = context_params
         params.n_seq_max = parallel + 1  # + the prefix holder
         params.n_ctx = n_ctx_slot * (parallel + 1)
@@ -134,16 +136,27 @@ class SlotScheduler:
         self.batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self.slots = [Slot(i) for i in range(parallel)]
         self.holder_id, self.holder_tokens = parallel, []
+        # One stream per sequence: a copy moves the whole stream (n_ctx_slot cells x layers), so only a prefix
+        # of some length is worth holding; in a unified cache a copy only tags cells.
+        self.min_holder_prefix = MIN_SHARED_PREFIX if kv_unified else 16
         self._last_prompt: list[int] = []
         self.waiting: deque[SequenceRequest] = deque()
         self.inbox: queue.SimpleQueue[SequenceRequest | None] = queue.SimpleQueue()
         self.stats = {"sequences": 0, "steps": 0, "prompt_tokens": 0, "prefix_tokens_reused": 0,
                       "max_active": 0}
         self.closed = threading.Event()
+        self._submit_lock = threading.Lock()
 
     # -- any thread -----------------------------------------------------------------------------------------
     def submit(self, request: SequenceRequest) -> None:
-        self.inbox.put(request)
+        """Queue a request; its sampler is built here if the caller did not (this parses a grammar)."""
+        if request.sampler is None:
+            request.sampler = build_sampler(self.vocab, request.params, request.ids)
+        with self._submit_lock:  # never behind the end-of-work sentinel
+            if self.closed.is_set():
+                llama_cpp.llama_sampler_free(request.sampler)
+                raise EngineClosed("the engine is shutting down")
+            self.inbox.put(request)
 
     # -- owner thread ---------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -159,11 +172,12 @@ class SlotScheduler:
             except Exception as e:  # a failed decode fails the sequences in flight, never the thread
                 log.exception("decode step failed")
                 self._fail_all(e)
-        self._fail_all(RuntimeError("the engine is shutting down"))
+        self._fail_all(EngineClosed("the engine is shutting down"))
 
     def stop(self) -> None:
-        self.closed.set()
-        self.inbox.put(None)
+        with self._submit_lock:
+            self.closed.set()
+            self.inbox.put(None)
 
     def busy(self) -> bool:
         return bool(self.waiting) or any(s.request is not None for s in self.slots) or not self.inbox.empty()
@@ -190,35 +204,31 @@ class SlotScheduler:
                 request = self.inbox.get_nowait()
             except queue.Empty:
                 return
-            if request is None:
-                self.closed.set()
-                return
-            self.waiting.append(request)
+            if request is not None:  # None: stop() was called; run() ends after this step
+                self.waiting.append(request)
 
     def _admit(self) -> None:
         for request in [r for r in self.waiting if r.should_stop()]:  # cancelled or timed out while waiting
             self.waiting.remove(request)
-            request.events.put(("done", Generation("", len(request.ids), 0, "stop")))
+            self._drop(request, ("done", Generation("", len(request.ids), 0, "stop")))
         while self.waiting:
             free = [s for s in self.slots if s.request is None]
             if not free:
                 return
             request = self.waiting.popleft()
-            # The free slot whose kept KV shares the longest prefix with this prompt (a repeated prompt
-            # reuses all of it), else the emptiest.
-            slot = max(free, key=lambda s: (common_prefix(s.cached, request.ids), -len(s.cached)))
-            try:
-                self._start(slot, request)
-            except Exception as e:  # e.g. a grammar that does not parse: this request fails, not the step
-                request.events.put(("error", e))
+            # The free slot that reuses the most of this prompt (its own kept KV, or the shared prefix any
+            # slot can copy); among equals the one with the least kept KV to lose.
+            shared = common_prefix(self.holder_tokens, request.ids)
+            slot = max(free, key=lambda s: (max(common_prefix(s.cached, request.ids), shared), -len(s.cached)))
+            self._start(slot, request)
 
     def _start(self, slot: Slot, request: SequenceRequest) -> None:
         ids = request.ids
         budget = min(request.params.max_new_tokens, self.n_ctx_slot - len(ids))
         if budget <= 0 or not ids:
-            request.events.put(("done", Generation("", len(ids), 0, "length")))
+            self._drop(request, ("done", Generation("", len(ids), 0, "length")))
             return
-        slot.sampler = build_sampler(self.vocab, request.params, ids)
+        slot.sampler, request.sampler = request.sampler, None
         # Start from what is already computed; at least one prompt token is decoded for the logits.
         own = min(common_prefix(slot.cached, ids), len(ids) - 1)
         shared = min(common_prefix(self.holder_tokens, ids), len(ids) - 1)
@@ -226,9 +236,11 @@ class SlotScheduler:
             llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
             self._copy(self.holder_id, slot.seq_id, shared)
             reuse = shared
-        else:
-            llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, own, -1)
+        elif llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, own, -1):
             reuse = own
+        else:  # a memory that cannot cut a sequence (recurrent models): start from nothing
+            llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
+            reuse = 0
         self.stats["prefix_tokens_reused"] += reuse
         slot.request, slot.cached, slot.pending = request, list(ids[:reuse]), None
         slot.budget, slot.n_completion, slot.text = budget, 0, ""
@@ -237,6 +249,13 @@ class SlotScheduler:
         self.stats["sequences"] += 1
         self.stats["prompt_tokens"] += len(ids)
         self.stats["max_active"] = max(self.stats["max_active"], sum(s.request is not None for s in self.slots))
+
+    def _drop(self, request: SequenceRequest, event: tuple) -> None:
+        """End a request that never got a slot."""
+        if request.sampler is not None:
+            llama_cpp.llama_sampler_free(request.sampler)
+            request.sampler = None
+        request.events.put(event)
 
     def _copy(self, src: int, dst: int, n_tokens: int) -> None:
         """KV of positions [0, n_tokens) of `src` into `dst` (empty). Unified cache: shared cells, no copy;
@@ -306,7 +325,7 @@ class SlotScheduler:
         ids = slot.request.ids
         shared = common_prefix(self._last_prompt, ids)
         self._last_prompt = ids
-        if shared >= MIN_SHARED_PREFIX and shared > common_prefix(self.holder_tokens, ids):
+        if shared >= self.min_holder_prefix and shared > common_prefix(self.holder_tokens, ids):
             llama_cpp.llama_memory_seq_rm(self.memory, self.holder_id, -1, -1)
             self._copy(slot.seq_id, self.holder_id, shared)
             self.holder_tokens = ids[:shared]
@@ -339,7 +358,7 @@ class SlotScheduler:
                 self._free(slot)
         self._drain_inbox()
         while self.waiting:
-            self.waiting.popleft().events.put(("error", error))
+            self._drop(self.waiting.popleft(), ("error", error))
 
     def close(self) -> None:
         """Free the batch and the context (owner thread gone)."""

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 ShouldStop = Callable[[], bool]
 
 
+class EngineClosed(RuntimeError):
+    """The engine stopped (shutdown) before or while this request ran."""
+
+
 @dataclass
 class SamplingParams:
     """How to sample. temperature 0 means greedy; top_k 0, min_p 0 and penalties 1/0/0 are off.

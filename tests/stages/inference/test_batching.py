@@ -102,8 +102,9 @@ def run_alone(scheduler: SlotScheduler, prompt: list[int], forget_slots: bool) -
     return drain(request)[1].text
 
 
-def test_the_shared_system_prompt_is_computed_once_and_copied_into_new_sequences(engine):
-    scheduler = scheduler_for(engine)
+@pytest.mark.parametrize("kv_unified", [False, True], ids=["stream-per-sequence", "unified"])
+def test_the_shared_system_prompt_is_computed_once_and_copied_into_new_sequences(engine, kv_unified):
+    scheduler = scheduler_for(engine, kv_unified=kv_unified)
     try:
         ids = [chat_ids(engine, q) for q in QUESTIONS[:4]]
         shared = next(i for i in range(len(ids[0])) if ids[0][i] != ids[1][i])
@@ -115,7 +116,7 @@ def test_the_shared_system_prompt_is_computed_once_and_copied_into_new_sequences
         # The 3rd and 4th prompts started from the holder's copy instead of computing the prefix again.
         assert scheduler.stats["prefix_tokens_reused"] == 3 * shared
         # What the copy holds is the prefix's own KV: the answers are those of a scheduler that never shares.
-        fresh = scheduler_for(engine)
+        fresh = scheduler_for(engine, kv_unified=kv_unified)
         fresh._remember_prefix = lambda slot: None
         try:
             assert [run_alone(fresh, prompt, forget_slots=True) for prompt in ids[2:]] == copied
@@ -168,19 +169,22 @@ def test_concurrent_greedy_outputs_match_the_same_requests_alone(engine):
 
 def test_streams_from_several_threads_decode_together_and_one_cancel_stops_only_its_own(engine):
     prompts = [engine.apply_chat_template(chat_messages(q)) for q in QUESTIONS[:4]]
-    params = SamplingParams(max_new_tokens=40)
+    params, endless = SamplingParams(max_new_tokens=40), SamplingParams(max_new_tokens=2000)
     deadline = time.monotonic() + 0.3
-    streams = [engine.stream(prompts[0], params), engine.stream(prompts[1], params),
-               engine.stream(prompts[2], params, should_stop=lambda: time.monotonic() > deadline),
+    engine.scheduler.stats["max_active"] = 0
+    started = time.monotonic()
+    # Two sequences asked for 2000 tokens (~30 s of decoding here): one client leaves after 3 pieces, the
+    # other's deadline passes after 0.3 s. Both must stop at once; the two others run to their own end.
+    streams = [engine.stream(prompts[0], endless), engine.stream(prompts[1], params),
+               engine.stream(prompts[2], endless, should_stop=lambda: time.monotonic() > deadline),
                engine.stream(prompts[3], params)]
-    results: dict[int, Generation] = {}
+    results: dict[int, Generation | None] = {}
 
     def consume(i: int) -> None:
         for k, _ in enumerate(streams[i]):
             if i == 0 and k == 2:
                 streams[i].close()  # the client went away after 3 pieces
-                results[i] = Generation(streams[i].text, 0, k + 1, "cancelled")
-                return
+                break
         results[i] = streams[i].result
 
     threads = [threading.Thread(target=consume, args=(i,)) for i in range(4)]
@@ -188,27 +192,53 @@ def test_streams_from_several_threads_decode_together_and_one_cancel_stops_only_
         t.start()
     for t in threads:
         t.join(60)
-    assert results[0].completion_tokens == 3
-    assert results[2].finish_reason == "stop" and results[2].completion_tokens < 40, "deadline stops it early"
+    assert results[0] is None and len(streams[0].text) > 0  # closed: no result, only what it read
+    assert results[2].finish_reason == "stop" and results[2].completion_tokens < 2000, "the deadline stops it"
     for i in (1, 3):
         assert results[i].completion_tokens > 0 and results[i].finish_reason in ("stop", "length")
-    assert engine.scheduler.stats["max_active"] >= 3
+    assert engine.scheduler.stats["max_active"] >= 3, "the streams were not decoded together"
     wait = time.monotonic() + 5
     while engine.scheduler.busy() and time.monotonic() < wait:
         time.sleep(0.01)
     assert not engine.scheduler.busy(), "the cancelled sequence left its slot"
+    assert time.monotonic() - started < 15, "2000-token sequences ran on after their stop"
 
 
-def test_seeded_sampling_repeats_and_penalties_and_min_p_are_applied(engine):
+def test_close_answers_requests_in_flight_and_waiting(smollm2_gguf):
+    from stages.inference.types import EngineClosed
+
+    engine = load_engine("gguf", smollm2_gguf, threads=1, n_ctx=256, parallel=1)
     prompt = engine.apply_chat_template(chat_messages(QUESTIONS[0]))
+    running = engine.stream(prompt, SamplingParams(max_new_tokens=200))
+    next(running)  # decoding
+    waiting = engine.stream(prompt, SamplingParams(max_new_tokens=200))  # no free slot: waits
+    engine.close()
+    for stream in (running, waiting):
+        with pytest.raises(EngineClosed):
+            list(stream)
+    with pytest.raises(EngineClosed):
+        engine.generate([prompt], SamplingParams(max_new_tokens=4))
+
+
+def test_seeded_sampling_repeats_and_penalties_and_min_p_are_applied(smollm2_gguf):
+    # One slot, warmed up: every run below decodes under the same conditions (the slot's prompt cache holds the
+    # prompt; only its last token is computed again), so equal settings must give equal texts.
+    engine = load_engine("gguf", smollm2_gguf, threads=1, n_ctx=256, parallel=1)
+    prompt = engine.apply_chat_template(chat_messages(QUESTIONS[0]))
+    engine.generate([prompt], SamplingParams(max_new_tokens=1))
     sampled = SamplingParams(max_new_tokens=24, temperature=1.0, top_p=0.95, top_k=40, min_p=0.05, seed=7)
-    first, again = engine.generate([prompt, prompt], sampled)
-    assert first.text == again.text, "one seed, one answer, also when decoded side by side"
+    first, again = (engine.generate([prompt], sampled)[0] for _ in range(2))
+    assert first.text == again.text, "one seed, one answer"
     others = {engine.generate([prompt], SamplingParams(**{**sampled.__dict__, "seed": s}))[0].text for s in range(4)}
     assert len(others) > 1
     greedy = engine.generate([prompt], SamplingParams(max_new_tokens=48))[0]
-    penalised = engine.generate([prompt], SamplingParams(max_new_tokens=48, repeat_penalty=1.5))[0]
-    assert greedy.text != penalised.text
+    for change in ({"repeat_penalty": 1.5}, {"frequency_penalty": 1.5}, {"presence_penalty": 1.5}):
+        penalised = engine.generate([prompt], SamplingParams(max_new_tokens=48, **change))[0]
+        assert penalised.text != greedy.text, change
+    # min_p 1.0 keeps only the most likely token: sampling at any temperature becomes greedy.
+    hot = SamplingParams(max_new_tokens=48, temperature=2.0, min_p=1.0, seed=3)
+    assert engine.generate([prompt], hot)[0].text == greedy.text
+    engine.close()
 
 
 def test_json_schema_grammar_gives_json_that_validates(engine):
@@ -229,7 +259,9 @@ def test_json_schema_grammar_gives_json_that_validates(engine):
 
 def test_a_bad_grammar_fails_its_own_request_only(engine):
     prompt = engine.apply_chat_template(chat_messages(QUESTIONS[0]))
+    other = engine.stream(prompt, SamplingParams(max_new_tokens=24))  # in flight meanwhile
     with pytest.raises(StageError, match="grammar"):
         engine.generate([prompt], SamplingParams(max_new_tokens=8, grammar="root ::= ("))
+    assert "".join(other) and other.result.completion_tokens == 24
     [g] = engine.generate([prompt], SamplingParams(max_new_tokens=8))
     assert g.completion_tokens == 8
