@@ -107,14 +107,24 @@ class TextStream(Iterator[str]):
 
 
 class StopStringFilter:
-    """Cuts streamed text at the first stop string, holding back just enough characters that a stop string
-    split across two pieces is never emitted."""
+    """Cuts streamed text at the first stop string. Only a tail that could still grow into a stop string is
+    held back (a split "<|im_" waits for the next piece; ordinary text goes out at once), so a stop string
+    split across pieces is never emitted and the first words are not delayed."""
 
     def __init__(self, stop: tuple[str, ...]):
         self.stop = tuple(s for s in stop if s)
-        self.hold = max((len(s) for s in self.stop), default=1) - 1
         self.buffer = ""
         self.stopped = False
+
+    def _partial_tail(self) -> int:
+        """Length of the longest tail of the buffer that is a proper prefix of some stop string."""
+        longest = 0
+        for stop in self.stop:
+            for k in range(min(len(stop) - 1, len(self.buffer)), longest, -1):
+                if self.buffer.endswith(stop[:k]):
+                    longest = k
+                    break
+        return longest
 
     def feed(self, piece: str) -> str:
         self.buffer += piece
@@ -122,7 +132,7 @@ class StopStringFilter:
         if cut >= 0:
             out, self.buffer, self.stopped = self.buffer[:cut], "", True
             return out
-        keep = min(self.hold, len(self.buffer))
+        keep = self._partial_tail()
         out, self.buffer = self.buffer[:len(self.buffer) - keep], self.buffer[len(self.buffer) - keep:]
         return out
 

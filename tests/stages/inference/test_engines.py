@@ -212,3 +212,9 @@ def test_stop_string_filter_holds_back_split_stops():
     assert out == "abc" and f.stopped
     f = StopStringFilter(("STOP",))
     assert f.feed("abcST") + f.feed("ay") + f.flush() == "abcSTay" and not f.stopped
+    # Text that cannot begin a stop string goes out at once (no fixed hold-back delaying the first words).
+    f = StopStringFilter(("<|im_end|>", "STOP"))
+    assert f.feed("Hello") == "Hello" and f.feed(" wor") == " wor" and f.feed("ld <|im") == "ld "
+    assert f.feed("_en") == "" and f.feed("d|>tail") == "" and f.stopped
+    f = StopStringFilter(("<|im_end|>",))
+    assert f.feed("a <|i") == "a " and f.feed("x") == "<|ix" and f.flush() == ""
