@@ -232,7 +232,7 @@ class SlotScheduler:
         # Start from what is already computed; at least one prompt token is decoded for the logits.
         own = min(common_prefix(slot.cached, ids), len(ids) - 1)
         shared = min(common_prefix(self.holder_tokens, ids), len(ids) - 1)
-        if shared > own and shared >= MIN_SHARED_PREFIX:
+        if shared > own and shared >= self.min_holder_prefix:
             llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
             self._copy(self.holder_id, slot.seq_id, shared)
             reuse = shared
