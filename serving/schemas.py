@@ -169,7 +169,7 @@ def build_schemas(limits: Limits) -> SimpleNamespace:
         name: str = Field("response", max_length=64)
         description: str | None = Field(None, max_length=1000)
         json_schema: dict = Field(default_factory=dict, alias="schema", description="the JSON Schema to follow")
-        strict: bool | None = None
+        strict: StrictBool | None = None
 
     class ResponseFormat(Request):
         model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
