@@ -18,9 +18,11 @@ All servers run as subprocesses on 127.0.0.1 (free ports) and are stopped by PID
 `/v1/completions` request with the same chat-templated prompt, max_tokens, temperature 0 and neutral sampling
 (top_k 0, min_p 0, repeat_penalty 1; our server ignores the llama.cpp-only keys and already uses those values),
 with the model's end-of-turn tokens (its chat contract) as stop strings, streamed (`"stream": true`,
-`stream_options.include_usage`): time to first token is the time until the first SSE chunk with non-empty text;
-completion tokens come from the usage chunk (ours, llama-server), or where a server sends none in stream mode
-(llama_cpp.server) from the number of text chunks, which the JSON says per server (`tokens_counted_from`). The
+`stream_options.include_usage`): time to first token is the time until the first SSE chunk with non-empty text.
+Completion tokens are counted the same way for every server: the streamed text tokenized with the GGUF's own
+tokenizer. The servers' own counts differ (llama-server's usage counts the end-of-turn token it sampled, ours does
+not; llama_cpp.server sends no usage in stream mode, only text chunks), so each server's own count is kept
+beside it as `reported_tokens_per_s`. The
 clients are closed-loop: each sends its next request when the previous one has finished. For each level, each
 repetition runs one server right after the other (rotating which goes first); medians over repetitions are
 reported. Before measuring, each server answers all prompts at 1 client (the warm-up) and ours also at 8
@@ -46,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,6 +171,14 @@ def chat_prompts(gguf: Path) -> tuple[list[str], list[str]]:
     return prompts, stop_strings
 
 
+def token_counter(gguf: Path) -> Callable[[str], int]:
+    """Tokens in a completion's text by the GGUF's own tokenizer: one count for every server."""
+    import llama_cpp
+
+    vocab = llama_cpp.Llama(model_path=str(gguf), vocab_only=True, verbose=False)
+    return lambda text: len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else 0
+
+
 async def one_request(http: httpx.AsyncClient, url: str, body: dict) -> dict:
     """One streamed completion: latency, time to the first non-empty text chunk, text, completion tokens (from
     the usage chunk, else the number of text chunks, and `usage` says which)."""
@@ -197,7 +208,7 @@ async def one_request(http: httpx.AsyncClient, url: str, body: dict) -> dict:
 
 
 async def one_level(url: str, prompts: list[str], clients: int, per_client: int, max_tokens: int,
-                    stop: list[str]) -> dict:
+                    stop: list[str], count: Callable[[str], int]) -> dict:
     """`clients` concurrent closed-loop clients, each sending `per_client` requests back to back."""
     results: list[dict] = []
     texts: dict[int, str] = {}
@@ -219,11 +230,12 @@ async def one_level(url: str, prompts: list[str], clients: int, per_client: int,
         await asyncio.gather(*(client(i, http) for i in range(clients)))
         wall = time.perf_counter() - started
     ok = [r for r in results if r["ok"]]
-    tokens = sum(r["tokens"] for r in ok)
+    tokens = sum(count(r["text"]) for r in ok)
     latencies, ttfts = [r["latency"] for r in results], [r["ttft"] for r in results]
     return {"requests": len(results), "failures": len(results) - len(ok),
             "failure_reasons": sorted({r["reason"] for r in results if not r["ok"]}), "seconds": wall, "completion_tokens": tokens,
-            "tokens_per_s": tokens / wall, "requests_per_s": len(results) / wall,
+            "tokens_per_s": tokens / wall, "reported_tokens_per_s": sum(r["tokens"] for r in ok) / wall,
+            "requests_per_s": len(results) / wall,
             "p50_latency_s": percentile(latencies, 50), "p95_latency_s": percentile(latencies, 95),
             "p50_ttft_s": percentile(ttfts, 50), "p95_ttft_s": percentile(ttfts, 95),
             "without_usage": sum(not r["usage"] for r in ok), "texts": texts}
@@ -232,16 +244,16 @@ async def one_level(url: str, prompts: list[str], clients: int, per_client: int,
 def all_prompts(url: str, prompts: list[str], clients: int, max_tokens: int, stop: list[str]) -> dict[int, str]:
     """Greedy texts for every prompt, sent by `clients` concurrent clients."""
     per_client = math.ceil(len(prompts) / clients)
-    return asyncio.run(one_level(url, prompts, clients, per_client, max_tokens, stop))["texts"]
+    return asyncio.run(one_level(url, prompts, clients, per_client, max_tokens, stop, len))["texts"]
 
 
 def requests_per_client(clients: int, quick: bool) -> int:
-    # At least 4 requests per level (8 at 4 clients, 16 at 8): enough for a p95 without hour-long runs.
-    return 1 if quick else max(2, 4 // clients)
+    # At least 16 requests per level, 4 per client from 4 clients up: enough for a p95 without hour-long runs.
+    return 1 if quick else max(4, 16 // clients)
 
 
 def summarize(runs: list[dict]) -> dict:
-    keys = ("tokens_per_s", "requests_per_s", "p50_latency_s", "p95_latency_s", "p50_ttft_s", "p95_ttft_s")
+    keys = ("tokens_per_s", "reported_tokens_per_s", "requests_per_s", "p50_latency_s", "p95_latency_s", "p50_ttft_s", "p95_ttft_s")
     out = {k: round(statistics.median(r[k] for r in runs), 3) for k in keys}
     out.update(requests=sum(r["requests"] for r in runs), failures=sum(r["failures"] for r in runs),
                repetitions=len(runs), per_repetition_tokens_per_s=[round(r["tokens_per_s"], 2) for r in runs],
@@ -265,14 +277,15 @@ def markdown(result: dict) -> str:
     peers = [name for name in result["server_commands"] if name != OURS]
     lines = ["# API throughput", "", "```", result["command"], "```", "",
              f"{result['threads']} threads, parallel {result['parallel']}, {result['repetitions']} repetition(s), "
-             f"medians; latency and TTFT in seconds. Completion tokens counted from: "
-             + ", ".join(f"{k}: {v}" for k, v in result["tokens_counted_from"].items()) + ".", "",
-             "| max_tokens | clients | server | tokens/s | requests/s | p50 latency | p95 latency | p50 TTFT | "
-             "p95 TTFT | failures |", "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "medians; latency and TTFT in seconds. tokens/s: completion text tokenized with the GGUF's "
+             "tokenizer, the same count for every server; own count: each server's own (from "
+             + ", ".join(f"{k}: {v}" for k, v in result["tokens_counted_from"].items()) + ").", "",
+             "| max_tokens | clients | server | tokens/s | own count tok/s | requests/s | p50 latency | p95 latency "
+             "| p50 TTFT | p95 TTFT | failures |", "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for level in result["levels"]:
         for name, s in level["servers"].items():
             lines.append(f"| {level['max_tokens']} | {level['clients']} | {name} | {s['tokens_per_s']:.1f} | "
-                         f"{s['requests_per_s']:.2f} | {s['p50_latency_s']:.2f} | {s['p95_latency_s']:.2f} | "
+                         f"{s.get('reported_tokens_per_s', 0):.1f} | {s['requests_per_s']:.2f} | {s['p50_latency_s']:.2f} | {s['p95_latency_s']:.2f} | "
                          f"{s['p50_ttft_s']:.2f} | {s['p95_ttft_s']:.2f} | {s['failures']} |")
     lines += ["", "Ours / peer (tokens/s: > 1 is better; p95 latency and TTFT: < 1 is better):", "",
               "| max_tokens | clients | peer | tokens/s | p95 latency | p95 TTFT |", "|---:|---:|---|---:|---:|---:|"]
@@ -330,6 +343,7 @@ def main() -> None:
         binary = args.llama_server or find_or_build(args.peer_cache.expanduser())
         servers.append(cpp_peer(binary, args.gguf, args.threads, args.n_ctx, args.parallel, args.flash_attn))
     prompts, stop_strings = chat_prompts(args.gguf)
+    count = token_counter(args.gguf)
     runs: dict[str, dict[tuple[int, int], list[dict]]] = {s.name: {level: [] for level in levels} for s in servers}
     texts_1: dict[str, dict[int, str]] = {}
     batching: dict = {}
@@ -353,7 +367,7 @@ def main() -> None:
                     turn = (index + rep) % len(servers)
                     for server in servers[turn:] + servers[:turn]:
                         run = asyncio.run(one_level(server.url, prompts, clients, requests_per_client(
-                            clients, args.quick), tokens, stop_strings))
+                            clients, args.quick), tokens, stop_strings, count))
                         runs[server.name][(tokens, clients)].append(run)
                         print(f"rep {rep + 1} {server.name:16s} {tokens:4d} tokens {clients:2d} clients: "
                               f"{run['tokens_per_s']:6.1f} tok/s {run['requests_per_s']:5.2f} req/s "
@@ -378,6 +392,8 @@ def main() -> None:
         summaries = {s.name: summarize(runs[s.name][(tokens, clients)]) for s in servers}
         rows.append({"max_tokens": tokens, "clients": clients, "servers": summaries,
                      "ratios": {peer: ratios(summaries[OURS], summaries[peer]) for peer in peers}})
+    # What each server's own count (reported_tokens_per_s) was taken from; tokens_per_s is always the text
+    # tokenized by the GGUF's tokenizer.
     counted = {s.name: "content chunks (no usage chunk in stream mode)"
                if any(r["without_usage"] for level in runs[s.name].values() for r in level) else "usage"
                for s in servers}

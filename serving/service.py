@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
@@ -82,10 +83,46 @@ def http_error(e: BaseException, timeout_s: float) -> HTTPException:
     return HTTPException(500, f"internal error: {type(e).__name__}: {e}")
 
 
+class LoopMailbox:
+    """Events from engine threads into one event loop, with at most one wake-up pending at a time.
+
+    A batching engine hands over every active sequence's token in one burst per decode step; posting each with
+    its own call_soon_threadsafe wakes the loop (a self-pipe write and a thread switch) up to once per token,
+    and on a small CPU each wake-up preempts a llama.cpp thread in the middle of the next decode. Here the
+    first post of a burst schedules one flush and the rest ride along."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self._items: list[tuple[asyncio.Queue, tuple]] = []
+        self._lock = threading.Lock()
+        self._flush_pending = False
+
+    def post(self, events: asyncio.Queue, event: tuple) -> None:
+        with self._lock:
+            self._items.append((events, event))
+            if self._flush_pending:
+                return
+            self._flush_pending = True
+        self.loop.call_soon_threadsafe(self._flush)
+
+    def _flush(self) -> None:
+        with self._lock:
+            items, self._items, self._flush_pending = self._items, [], False
+        for events, event in items:
+            events.put_nowait(event)
+
+
 class JobRunner:
     def __init__(self, worker: EngineWorker, timeout_s: float):
         self.worker = worker
         self.timeout_s = timeout_s
+        self._mailbox: LoopMailbox | None = None
+
+    def _mailbox_for(self, loop: asyncio.AbstractEventLoop) -> LoopMailbox:
+        mailbox = self._mailbox
+        if mailbox is None or mailbox.loop is not loop:  # a server has one loop; tests may start several
+            mailbox = self._mailbox = LoopMailbox(loop)
+        return mailbox
 
     def _submit(self, fn: Callable[[Any, Job], Any]) -> Job:
         try:
@@ -137,22 +174,19 @@ class JobRunner:
 
         Until the first piece, the client is watched like in `run`: a disconnect drops the job before it runs
         (ClientGone), and the deadline answers 504 even while the worker is busy with another job."""
-        loop = asyncio.get_running_loop()
+        mailbox = self._mailbox_for(asyncio.get_running_loop())
         events: asyncio.Queue = asyncio.Queue()
 
         def emit(kind: str, value: Any) -> None:
-            loop.call_soon_threadsafe(events.put_nowait, (kind, value))
+            mailbox.post(events, (kind, value))
 
         def produce(engine: Any, job: Job) -> Generation:
             stream = stream_of(engine, job.should_stop)  # checked between tokens, text or not
             try:
-                for piece in stream:
-                    emit("piece", piece)
-                    if job.should_stop():
-                        break
+                # A batching engine calls emit from its decode thread: no hop through this worker thread.
+                return stream.pipe(lambda piece: emit("piece", piece), job.should_stop)
             finally:
                 stream.close()  # a no-op when exhausted; otherwise stops the engine after this token
-            return stream.result or Generation(stream.text, 0, 0, "stop")
 
         job = self._submit(produce)
 

@@ -134,7 +134,16 @@ class GGUFEngine(ChatMixin):
         stop = cancel.is_set if should_stop is None else (lambda: cancel.is_set() or should_stop())
         request = self._request(prompt, params, stop)
         self.scheduler.submit(request)
-        return TextStream(self._pieces(request), cancel)
+
+        def pipe(emit) -> Generation:  # pieces straight from the decode thread; this thread waits for the end
+            final = request.hand_pieces_to(emit)
+            if final is None:
+                return self._wait(request)
+            if final[0] == "error":
+                raise final[1]
+            return final[1]
+
+        return TextStream(self._pieces(request), cancel, pipe)
 
     def _next_event(self, request: SequenceRequest) -> tuple[str, object]:
         """The request's next event; EngineClosed if the decode thread is gone without answering it."""

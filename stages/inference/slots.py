@@ -46,13 +46,39 @@ FLASH_ATTN = {"auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO, "on": llama_cpp.LLAM
 @dataclass
 class SequenceRequest:
     """One prompt to complete. Events arrive on `events`: ("piece", str)..., then ("done", Generation) or
-    ("error", Exception)."""
+    ("error", Exception); after `hand_pieces_to(emit)`, pieces go to `emit` on the decode thread instead."""
 
     ids: list[int]
     params: SamplingParams
     should_stop: ShouldStop = lambda: False
     events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     sampler: object = None  # built by the caller (a grammar is parsed off the decode thread); owned from submit
+    on_piece: Callable[[str], None] | None = None
+    _handoff: threading.Lock = field(default_factory=threading.Lock)
+
+    def put_piece(self, piece: str) -> None:
+        """Decode thread: to the consumer's `emit` if it gave one, else onto `events`."""
+        with self._handoff:
+            emit = self.on_piece
+            if emit is None:
+                self.events.put(("piece", piece))
+                return
+        emit(piece)
+
+    def hand_pieces_to(self, emit: Callable[[str], None]) -> tuple | None:
+        """From now on pieces go straight to `emit`; the ones already queued go there first, in order.
+        Returns the final event if the request already ended (nothing more will come)."""
+        with self._handoff:
+            while True:
+                try:
+                    kind, value = self.events.get_nowait()
+                except queue.Empty:
+                    break
+                if kind != "piece":
+                    return kind, value
+                emit(value)
+            self.on_piece = emit
+        return None
 
 
 @dataclass
@@ -310,10 +336,9 @@ class SlotScheduler:
                 continue
             slot.n_completion += 1
             piece = slot.stop_filter.feed(slot.decoder.decode(self.detokenize(token)))
-            if piece:
-                slot.text += piece
-                slot.request.events.put(("piece", piece))
-            if slot.stop_filter.stopped:
+            if piece and not self._deliver(slot, piece):
+                self._finish(slot, "stop")
+            elif slot.stop_filter.stopped:
                 self._finish(slot, "stop")
             elif slot.n_completion >= slot.budget:
                 self._finish(slot, "length")
@@ -330,13 +355,22 @@ class SlotScheduler:
             self._copy(slot.seq_id, self.holder_id, shared)
             self.holder_tokens = ids[:shared]
 
+    def _deliver(self, slot: Slot, piece: str) -> bool:
+        """Hand a piece to its consumer; False if the consumer failed (its stream is then ended)."""
+        slot.text += piece
+        try:
+            slot.request.put_piece(piece)
+        except Exception:  # e.g. a server's event loop already closed: never let it fail the other sequences
+            log.warning("a stream's consumer failed; ending that stream", exc_info=True)
+            return False
+        return True
+
     def _finish(self, slot: Slot, reason: str) -> None:
         request = slot.request
         if not slot.stop_filter.stopped:
             tail = slot.stop_filter.flush()  # bytes of a character cut by the limit stay undecoded
             if tail:
-                slot.text += tail
-                request.events.put(("piece", tail))
+                self._deliver(slot, tail)
         request.events.put(("done", Generation(slot.text, len(request.ids), slot.n_completion, reason)))
         self._free(slot, keep_kv=True)
 

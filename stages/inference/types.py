@@ -83,11 +83,13 @@ class TextStream(Iterator[str]):
     when its client disconnects or the request times out.
     """
 
-    def __init__(self, pieces: Generator[str, None, Generation], cancel: threading.Event | None = None):
+    def __init__(self, pieces: Generator[str, None, Generation], cancel: threading.Event | None = None,
+                 pipe: Callable[[Callable[[str], None]], Generation] | None = None):
         self._pieces = pieces
         self.cancel = cancel or threading.Event()
         self.result: Generation | None = None
         self.text = ""
+        self._pipe = pipe  # the engine's own delivery: pieces handed over by the thread that makes them
 
     def __iter__(self) -> TextStream:
         return self
@@ -100,6 +102,21 @@ class TextStream(Iterator[str]):
             raise
         self.text += piece
         return piece
+
+    def pipe(self, emit: Callable[[str], None], should_stop: ShouldStop | None = None) -> Generation:
+        """Hand every piece to `emit` and return the Generation; use either this or iteration, not both.
+        An engine that generates on its own thread (GGUF) calls `emit` from that thread, so a server's event
+        loop gets each token without waking the thread that waits for the result; `emit` must be quick and
+        thread-safe. Stops early when `should_stop()` says so (checked after each piece)."""
+        if self._pipe is not None:
+            self.result = self._pipe(emit)
+            self.text = self.result.text
+            return self.result
+        for piece in self:
+            emit(piece)
+            if should_stop is not None and should_stop():
+                break
+        return self.result or Generation(self.text, 0, 0, "stop")
 
     def close(self) -> None:
         self.cancel.set()

@@ -265,3 +265,45 @@ def test_a_bad_grammar_fails_its_own_request_only(engine):
     assert "".join(other) and other.result.completion_tokens == 24
     [g] = engine.generate([prompt], SamplingParams(max_new_tokens=8))
     assert g.completion_tokens == 8
+
+
+def test_pieces_handed_to_a_consumer_arrive_in_order_and_a_failing_consumer_ends_only_its_own_stream(engine):
+    scheduler = scheduler_for(engine)
+    try:
+        params = SamplingParams(max_new_tokens=12)
+        reference = SequenceRequest(chat_ids(engine, QUESTIONS[0]), params)
+        scheduler.submit(reference)
+        while scheduler.step():
+            pass
+        expected = drain(reference)[1].text
+        piped, failing = (SequenceRequest(chat_ids(engine, QUESTIONS[0]), params) for _ in range(2))
+
+        def broken(piece: str) -> None:
+            raise RuntimeError("event loop is closed")
+
+        failing.hand_pieces_to(broken)
+        scheduler.submit(piped)
+        scheduler.submit(failing)
+        for _ in range(4):  # some pieces are queued before the consumer takes over
+            scheduler.step()
+        assert not piped.events.empty()
+        got: list[str] = []
+        assert piped.hand_pieces_to(got.append) is None
+        assert piped.events.empty(), "the queued pieces went to the consumer first"
+        while scheduler.step():
+            pass
+        kind, result = piped.events.get_nowait()
+        assert kind == "done" and "".join(got) == result.text == expected
+        kind, ended = failing.events.get_nowait()
+        assert kind == "done" and ended.finish_reason == "stop" and ended.completion_tokens < 12
+    finally:
+        scheduler.close()
+
+
+def test_a_piped_stream_gets_its_pieces_from_the_decode_thread(engine):
+    prompt = engine.apply_chat_template(chat_messages(QUESTIONS[1]))
+    [expected] = engine.generate([prompt], GREEDY)
+    pieces: list[tuple[str, str]] = []
+    result = engine.stream(prompt, GREEDY).pipe(lambda p: pieces.append((p, threading.current_thread().name)))
+    assert "".join(p for p, _ in pieces) == result.text == expected.text
+    assert {name for _, name in pieces} == {"gguf-decode"}, "each piece is handed over by the decode thread"
