@@ -44,10 +44,16 @@ def find_or_build(cache: Path) -> Path:
     return binary
 
 
-def build(cache: Path, version: str) -> None:
+def fetch_sources(cache: Path, version: str | None = None) -> Path:
+    """The llama.cpp tree of the installed llama-cpp-python's sdist (downloaded and extracted once)."""
+    if version is None:
+        import llama_cpp
+
+        version = llama_cpp.__version__
     src = source_dir(cache, version)
     if not (src / "CMakeLists.txt").is_file():
-        print(f"llama-server: downloading the llama-cpp-python {version} sdist into {cache}", flush=True)
+        print(f"llama.cpp sources: downloading the llama-cpp-python {version} sdist into {cache}", flush=True)
+        cache.mkdir(parents=True, exist_ok=True)
         run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
              f"llama-cpp-python=={version}", "-d", str(cache)])
         sdists = sorted(cache.glob(f"llama[-_]cpp[-_]python-{version}.tar.gz"))
@@ -55,6 +61,11 @@ def build(cache: Path, version: str) -> None:
             sys.exit(f"error: pip download left no llama-cpp-python {version} sdist in {cache}")
         with tarfile.open(sdists[0]) as tar:
             tar.extractall(cache, filter="data")
+    return src
+
+
+def build(cache: Path, version: str) -> None:
+    src = fetch_sources(cache, version)
     jobs = str(os.cpu_count() or 1)
     print(f"llama-server: building it in {src} with {jobs} jobs (minutes, once)", flush=True)
     run(["cmake", "-B", "build", "-DGGML_NATIVE=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF",

@@ -1,10 +1,12 @@
-"""HF Llama/Mistral folder (safetensors) -> GGUF (f32/f16/bf16) with gguf-py, streamed tensor by tensor.
+"""HF folder (safetensors) -> GGUF (f32/f16/bf16) with gguf-py, streamed tensor by tensor, in process.
 
     from stages.quantize.convert import convert_hf_to_gguf
     convert_hf_to_gguf(Path("models/merged"), Path("models/gguf/model-f16.gguf"), outtype="f16")
 
-Other architectures are refused with a message naming `quantize.llama_cpp_path`: a user-supplied llama.cpp
-checkout whose own convert_hf_to_gguf.py is then run in a subprocess (`convert_with_llama_cpp`).
+One pipeline for every family (llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3); what differs per family is
+a registered piece in families.py. Other architectures are refused in one line that lists the supported ones
+and names `quantize.llama_cpp_path`: a user-supplied llama.cpp checkout whose own convert_hf_to_gguf.py is then
+run in a subprocess (`convert_with_llama_cpp`).
 The output is written to a temp file and renamed only when complete.
 """
 
@@ -24,12 +26,11 @@ import numpy as np
 
 from stages.errors import StageError
 from stages.fileio import atomic_path
+from stages.quantize.families import Family, family_for
 from stages.quantize.vocab import write_vocab
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM")
-ROPE_FREQS = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight"
 OUTTYPES = {
     "f32": (gguf.GGMLQuantizationType.F32, gguf.LlamaFileType.ALL_F32),
     "f16": (gguf.GGMLQuantizationType.F16, gguf.LlamaFileType.MOSTLY_F16),
@@ -38,8 +39,9 @@ OUTTYPES = {
 
 
 @dataclass
-class LlamaShape:
-    """The hyper-parameters llama.cpp needs, read from config.json."""
+class ModelShape:
+    """The hyper-parameters llama.cpp needs, read from config.json (the raw config is kept for the family's own
+    keys)."""
     n_layers: int
     n_embd: int
     n_ff: int
@@ -50,71 +52,58 @@ class LlamaShape:
     n_ctx: int
     rms_eps: float
     rope_theta: float
-    rope: dict
+    rope: dict  # the full-attention rope parameters (rope_type, factor, ...)
     tied: bool
+    config: dict
+    explicit_head_dim: bool = False
+    rope_theta_swa: float | None = None  # sliding-window layers' own rope base (Gemma 3)
+
+    @property
+    def rope_type(self) -> str:
+        return str(self.rope.get("rope_type", self.rope.get("type", "default")))
 
     @classmethod
-    def from_config(cls, config: dict, config_path: Path) -> LlamaShape:
+    def from_config(cls, config: dict, config_path: Path) -> ModelShape:
         try:
             n_head = int(config["num_attention_heads"])
             n_embd = int(config["hidden_size"])
-            # transformers 5 keeps rope settings under rope_parameters; 4.x used rope_theta / rope_scaling.
+            # transformers 5 keeps rope settings under rope_parameters (per attention kind for Gemma 3:
+            # full_attention / sliding_attention); 4.x used rope_theta / rope_scaling / rope_local_base_freq.
             rope = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
+            swa = None
+            if isinstance(rope.get("full_attention"), dict):
+                swa = (rope.get("sliding_attention") or {}).get("rope_theta")
+                rope = dict(rope["full_attention"])
             theta = rope.get("rope_theta", config.get("rope_theta", 10000.0))
+            swa = swa or config.get("rope_local_base_freq")
             return cls(
                 n_layers=int(config["num_hidden_layers"]), n_embd=n_embd, n_ff=int(config["intermediate_size"]),
                 n_head=n_head, n_head_kv=int(config.get("num_key_value_heads") or n_head),
                 head_dim=int(config.get("head_dim") or n_embd // n_head), n_vocab=int(config["vocab_size"]),
                 n_ctx=int(config.get("max_position_embeddings", 2048)),
                 rms_eps=float(config.get("rms_norm_eps", 1e-5)), rope_theta=float(theta), rope=rope,
-                tied=bool(config.get("tie_word_embeddings", False)))
+                tied=bool(config.get("tie_word_embeddings", False)), config=config,
+                explicit_head_dim=config.get("head_dim") is not None,
+                rope_theta_swa=float(swa) if swa is not None else None)
         except KeyError as e:
-            raise StageError(f"{config_path}: missing field {e.args[0]!r}; is this a Llama-family config?") from None
+            raise StageError(f"{config_path}: missing field {e.args[0]!r}; is this a decoder-only LM config?") from None
 
 
-def read_config(model_dir: Path) -> dict:
-    """config.json of a Llama/Mistral folder, or StageError naming the optional llama.cpp route."""
+def read_config(model_dir: Path) -> tuple[dict, Family]:
+    """config.json of an HF folder and its family, or StageError listing the supported ones."""
     path = model_dir / "config.json"
     if not path.is_file():
         raise StageError(f"{path}: not found; quantize expects an HF model folder (paths.merged)")
-    config = json.loads(path.read_text(encoding="utf-8"))
-    archs = config.get("architectures") or []
-    if not any(a in SUPPORTED_ARCHITECTURES for a in archs):
-        raise StageError(f"{path}: architecture {archs or config.get('model_type')} is not supported by the "
-                         f"built-in converter ({', '.join(SUPPORTED_ARCHITECTURES)}); set "
-                         "quantize.llama_cpp_path=/path/to/llama.cpp to use its convert_hf_to_gguf.py instead")
-    return config
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise StageError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+    return config, family_for(config, path)
 
 
-def permute_rotary(weight: np.ndarray, n_head: int) -> np.ndarray:
-    """HF stores q/k rows as [first halves | second halves] per head for rotate_half; llama.cpp rotates
-    adjacent pairs. Interleave the halves back: (n_head, 2, d/2, ...) -> (n_head, d/2, 2, ...)."""
-    rows = weight.shape[0]
-    return (weight.reshape(n_head, 2, rows // n_head // 2, *weight.shape[1:])
-            .swapaxes(1, 2).reshape(weight.shape))
-
-
-def llama3_rope_factors(shape: LlamaShape) -> np.ndarray:
-    """Per-frequency scale factors of Llama 3.1's rope scaling, stored as the rope_freqs tensor."""
-    rope = shape.rope
-    factor, low, high = float(rope["factor"]), float(rope.get("low_freq_factor", 1.0)), \
-        float(rope.get("high_freq_factor", 4.0))
-    old_ctx = float(rope.get("original_max_position_embeddings", 8192))
-    freqs = 1.0 / (shape.rope_theta ** (np.arange(0, shape.head_dim, 2, dtype=np.float64) / shape.head_dim))
-    factors = []
-    for freq in freqs:
-        wavelen = 2 * math.pi / freq
-        if wavelen < old_ctx / high:
-            factors.append(1.0)
-        elif wavelen > old_ctx / low:
-            factors.append(factor)
-        else:
-            smooth = (old_ctx / wavelen - low) / (high - low)
-            factors.append(1.0 / ((1 - smooth) / factor + smooth))
-    return np.asarray(factors, dtype=np.float32)
-
-
-def write_hparams(writer: gguf.GGUFWriter, shape: LlamaShape, name: str, file_type: int) -> None:
+def write_hparams(writer: gguf.GGUFWriter, shape: ModelShape, family: Family, name: str, file_type: int) -> None:
+    """The keys every family shares, then the family's own."""
+    writer.add_type(gguf.GGUFType.MODEL)
     writer.add_name(name)
     writer.add_context_length(shape.n_ctx)
     writer.add_embedding_length(shape.n_embd)
@@ -124,24 +113,25 @@ def write_hparams(writer: gguf.GGUFWriter, shape: LlamaShape, name: str, file_ty
     writer.add_head_count_kv(shape.n_head_kv)
     writer.add_layer_norm_rms_eps(shape.rms_eps)
     writer.add_rope_freq_base(shape.rope_theta)
-    writer.add_rope_dimension_count(shape.head_dim)
-    if shape.head_dim != shape.n_embd // shape.n_head:
+    if shape.explicit_head_dim or shape.head_dim != shape.n_embd // shape.n_head:
         writer.add_key_length(shape.head_dim)
         writer.add_value_length(shape.head_dim)
-    writer.add_vocab_size(shape.n_vocab)
     writer.add_file_type(int(file_type))
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    rope_type = shape.rope.get("rope_type", shape.rope.get("type", "default"))
+    rope_type = shape.rope_type
+    if rope_type not in family.rope_types:
+        raise StageError(f"config.json rope_type={rope_type!r} is not supported for {family.name} by the built-in "
+                         f"converter ({', '.join(family.rope_types)}); set quantize.llama_cpp_path to a llama.cpp "
+                         "checkout")
     if rope_type == "linear":
         writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         writer.add_rope_scaling_factor(float(shape.rope["factor"]))
     elif rope_type == "yarn":
         writer.add_rope_scaling_type(gguf.RopeScalingType.YARN)
         writer.add_rope_scaling_factor(float(shape.rope["factor"]))
-        writer.add_rope_scaling_orig_ctx_len(int(shape.rope["original_max_position_embeddings"]))
-    elif rope_type not in ("default", "llama3"):
-        raise StageError(f"config.json rope_type={rope_type!r} is not supported by the built-in converter; "
-                         "set quantize.llama_cpp_path to a llama.cpp checkout")
+        writer.add_rope_scaling_orig_ctx_len(int(shape.rope.get("original_max_position_embeddings")
+                                                 or shape.config.get("original_max_position_embeddings")))
+    family.hparams(writer, shape)
 
 
 def safetensors_files(model_dir: Path) -> list[Path]:
@@ -170,35 +160,47 @@ def load_tensor(path: Path, name: str) -> np.ndarray:
         return f.get_tensor(name).to(torch.float32).numpy()
 
 
-def plan_tensors(model_dir: Path, shape: LlamaShape) -> list[tuple[str, str, Path, tuple[int, ...]]]:
+def plan_tensors(model_dir: Path, shape: ModelShape, family: Family) -> list[tuple[str, str, Path, tuple[int, ...]]]:
     """(gguf name, hf name, file, shape) for every tensor we write, in file order."""
-    name_map = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, shape.n_layers)
+    name_map = gguf.get_tensor_name_map(family.arch, shape.n_layers)
     plan = []
     for hf_name, path, dims in iter_hf_tensors(model_dir):
         if hf_name.endswith("rotary_emb.inv_freq"):
             continue  # recomputed by llama.cpp from rope_freq_base
-        if hf_name == "lm_head.weight" and shape.tied:
+        if hf_name == "lm_head.weight" and (shape.tied or family.drop_lm_head):
             continue  # tied: llama.cpp falls back to token_embd when output.weight is absent
         gguf_name = name_map.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if gguf_name is None:
-            raise StageError(f"{path}: tensor {hf_name!r} has no llama.cpp name; set quantize.llama_cpp_path "
-                             "to a llama.cpp checkout to convert this model")
+            raise StageError(f"{path}: tensor {hf_name!r} has no llama.cpp name for {family.name}; set "
+                             "quantize.llama_cpp_path to a llama.cpp checkout to convert this model")
         plan.append((gguf_name, hf_name, path, dims))
     return plan
 
 
-def to_outtype(gguf_name: str, data: np.ndarray, shape: LlamaShape, qtype: gguf.GGMLQuantizationType
-               ) -> np.ndarray:
-    """Permute q/k and cast; 1-D tensors (norms) stay f32 as llama.cpp expects."""
-    if gguf_name.endswith("attn_q.weight"):
-        data = permute_rotary(data, shape.n_head)
-    elif gguf_name.endswith("attn_k.weight"):
-        data = permute_rotary(data, shape.n_head_kv)
+def to_outtype(data: np.ndarray, qtype: gguf.GGMLQuantizationType) -> np.ndarray:
+    """Cast; 1-D tensors (norms, biases, rope factors) stay f32 as llama.cpp expects."""
     if data.ndim == 1 or qtype == gguf.GGMLQuantizationType.F32:
         return np.ascontiguousarray(data, dtype=np.float32)
     if qtype == gguf.GGMLQuantizationType.F16:
         return np.ascontiguousarray(data, dtype=np.float16)
     return gguf.quants.quantize(np.ascontiguousarray(data, dtype=np.float32), qtype)
+
+
+def card_license(model_dir: Path) -> str | None:
+    """The `license:` of the model card's front matter (README.md), which the base and train stages write."""
+    card = model_dir / "README.md"
+    if not card.is_file():
+        return None
+    lines = card.read_text(encoding="utf-8", errors="replace").splitlines()
+    if not lines or lines[0].strip() != "---":
+        return None
+    for line in lines[1:]:
+        if line.strip() == "---":
+            break
+        key, _, value = line.partition(":")
+        if key.strip() == "license" and value.strip():
+            return value.strip().strip("'\"")
+    return None
 
 
 def read_chat_template(model_dir: Path) -> str | None:
@@ -214,32 +216,35 @@ def read_chat_template(model_dir: Path) -> str | None:
 
 def convert_hf_to_gguf(model_dir: Path, out_path: Path, outtype: str = "f16", tokenizer_pre: str = "auto",
                        llama_cpp_path: str | None = None, name: str | None = None) -> Path:
-    """Convert an HF Llama/Mistral folder to one GGUF file; returns `out_path`."""
+    """Convert an HF folder of a supported family to one GGUF file; returns `out_path`."""
     model_dir, out_path = Path(model_dir), Path(out_path)
     if outtype not in OUTTYPES:
         raise StageError(f"quantize.outtype={outtype!r}: use one of {', '.join(OUTTYPES)}")
     try:
-        config = read_config(model_dir)
+        config, family = read_config(model_dir)
     except StageError:
         if llama_cpp_path:
             return convert_with_llama_cpp(model_dir, out_path, outtype, llama_cpp_path)
         raise
-    shape = LlamaShape.from_config(config, model_dir / "config.json")
+    shape = ModelShape.from_config(config, model_dir / "config.json")
     qtype, file_type = OUTTYPES[outtype]
-    plan = plan_tensors(model_dir, shape)
-    rope_freqs = llama3_rope_factors(shape) if shape.rope.get("rope_type") == "llama3" else None
+    plan = plan_tensors(model_dir, shape, family)
     template = read_chat_template(model_dir)
     if template is None:
         log.warning("%s: no chat template; llama.cpp will fall back to its llama-2 chat format", model_dir)
 
     with atomic_path(out_path, suffix=".gguf") as tmp:
-        writer = gguf.GGUFWriter(tmp, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
-        write_hparams(writer, shape, name or model_dir.name, file_type)
-        pre = write_vocab(writer, model_dir, shape.n_vocab, tokenizer_pre, template)
+        writer = gguf.GGUFWriter(tmp, family.arch_name)
+        write_hparams(writer, shape, family, name or model_dir.name, file_type)
+        license_id = card_license(model_dir)
+        if license_id:
+            writer.add_license(license_id)
+        extra = family.extra_tensors(shape)
+        pre = write_vocab(writer, model_dir, shape.n_vocab, tokenizer_pre, template, family.spm_space_prefix)
         # Header first (tensor infos: shapes and byte sizes from the safetensors headers), then the data one
         # tensor at a time, so a 7B model never sits in memory whole.
-        if rope_freqs is not None:
-            writer.add_tensor_info(ROPE_FREQS, rope_freqs.shape, rope_freqs.dtype, rope_freqs.nbytes)
+        for extra_name, data in extra.items():
+            writer.add_tensor_info(extra_name, data.shape, data.dtype, data.nbytes)
         for gguf_name, _, _, dims in plan:
             tensor_qtype = gguf.GGMLQuantizationType.F32 if len(dims) == 1 else qtype
             nbytes = math.prod(dims) * (4 if tensor_qtype == gguf.GGMLQuantizationType.F32 else 2)
@@ -247,13 +252,14 @@ def convert_hf_to_gguf(model_dir: Path, out_path: Path, outtype: str = "f16", to
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
-        if rope_freqs is not None:
-            writer.write_tensor_data(rope_freqs)
+        for data in extra.values():
+            writer.write_tensor_data(data)
         for gguf_name, hf_name, path, _ in plan:
-            writer.write_tensor_data(to_outtype(gguf_name, load_tensor(path, hf_name), shape, qtype))
+            data = family.transform(gguf_name, hf_name, load_tensor(path, hf_name), shape)
+            writer.write_tensor_data(to_outtype(data, qtype))
         writer.close()
-    log.info("wrote %s (%s, %d tensors, tokenizer pre=%s, %.1f MB)", out_path, outtype, len(plan), pre,
-             out_path.stat().st_size / 1e6)
+    log.info("wrote %s (%s %s, %d tensors, tokenizer pre=%s, %.1f MB)", out_path, family.name, outtype, len(plan),
+             pre, out_path.stat().st_size / 1e6)
     return out_path
 
 

@@ -1,9 +1,9 @@
 """Write an HF tokenizer into a GGUF the way llama.cpp reads it.
 
-Two tokenizer families cover the Llama/Mistral models we convert:
-- byte-level BPE (GPT-2 style, SmolLM2, Llama 3): `tokenizer.ggml.model = "gpt2"`, tokens in their byte-level
+Two tokenizer families cover the model families we convert:
+- byte-level BPE (GPT-2 style, SmolLM2, Llama 3, Qwen): `tokenizer.ggml.model = "gpt2"`, tokens in their byte-level
   unicode spelling, merges, and a `tokenizer.ggml.pre` naming the pre-tokenizer regex llama.cpp applies;
-- SentencePiece (Llama 2, Mistral): `tokenizer.ggml.model = "llama"` with real piece scores, either from
+- SentencePiece (Llama 2, Mistral, Gemma, Phi-3): `tokenizer.ggml.model = "llama"` with real piece scores, either from
   tokenizer.model (needs the optional `sentencepiece` package) or from tokenizer.json's BPE-with-byte-fallback
   form, where a token's score is minus the rank of the merge that creates it (llama.cpp merges the
   highest-scoring pair first, so this reproduces HF's merge order).
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 # The Llama 3 split regex in tokenizer.json; llama.cpp calls this pre-tokenizer "llama-bpe".
 LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+# Qwen 2/2.5/3: the same with single digits; llama.cpp calls it "qwen2".
+QWEN2_SPLIT = LLAMA3_SPLIT.replace(r"\p{N}{1,3}", r"\p{N}")
 BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")
 
 
@@ -63,6 +65,8 @@ def detect_bpe_pre(tokenizer_json: dict) -> str | None:
         pattern = steps[0].get("pattern", {}).get("Regex")
         if pattern == LLAMA3_SPLIT:
             return "llama-bpe"
+        if pattern == QWEN2_SPLIT:
+            return "qwen2"
     return None
 
 
@@ -96,6 +100,8 @@ def tokens_by_id(tokenizer_json: dict, n_vocab: int) -> list[tuple[str, gguf.Tok
         kind = gguf.TokenType.CONTROL if added.get("special") else gguf.TokenType.USER_DEFINED
         if added["content"] == unk:
             kind = gguf.TokenType.UNKNOWN
+        elif model.get("byte_fallback") and BYTE_TOKEN.fullmatch(added["content"]):
+            kind = gguf.TokenType.BYTE  # byte-fallback pieces listed as added tokens are still bytes to llama.cpp
         entries[added["id"]] = (added["content"], kind)
     if entries and max(entries) >= n_vocab:
         raise StageError(f"tokenizer has token id {max(entries)} but config.json vocab_size is {n_vocab}; "
@@ -156,9 +162,10 @@ def space_prefix(tokenizer_json: dict) -> bool:
 
 
 def write_llama_vocab(writer: gguf.GGUFWriter, model_dir: Path, tokenizer_json: dict, tokenizer_config: dict,
-                      n_vocab: int, chat_template: str | None) -> str:
+                      n_vocab: int, chat_template: str | None, spm_space_prefix: bool | None = None) -> str:
     """SentencePiece vocab: real scores from tokenizer.model when sentencepiece is installed, else derived
-    from tokenizer.json merge ranks."""
+    from tokenizer.json merge ranks. `spm_space_prefix`: the family's "▁" prefix rule for tokenizer.model
+    (Gemma: none); tokenizer.json says it itself."""
     sp_model = model_dir / "tokenizer.model"
     sp_tokens: list[tuple[bytes, float, Any]] | None = None
     if sp_model.is_file():
@@ -173,7 +180,12 @@ def write_llama_vocab(writer: gguf.GGUFWriter, model_dir: Path, tokenizer_json: 
         texts += [f"[PAD{i}]" for i in range(len(texts), n_vocab)]
         scores += [-1000.0] * (n_vocab - len(scores))
         kinds += [int(gguf.TokenType.UNUSED)] * (n_vocab - len(kinds))
-        add_prefix = True
+        # tokenizer.model does not mark the chat tokens (<start_of_turn>, ...) special; tokenizer_config does.
+        for idx, added in (tokenizer_config.get("added_tokens_decoder") or {}).items():
+            if int(idx) < n_vocab and isinstance(added, dict) and "content" in added:
+                texts[int(idx)] = added["content"]
+                kinds[int(idx)] = int(gguf.TokenType.CONTROL if added.get("special") else gguf.TokenType.USER_DEFINED)
+        add_prefix = True if spm_space_prefix is None else spm_space_prefix
     else:
         if not tokenizer_json:
             raise StageError(f"{model_dir}: no tokenizer.json (and tokenizer.model needs `pip install "
@@ -208,7 +220,7 @@ def tokenizer_family(tokenizer_json: dict, model_dir: Path) -> str:
 
 
 def write_vocab(writer: gguf.GGUFWriter, model_dir: Path, n_vocab: int, tokenizer_pre: str = "auto",
-                chat_template: str | None = None) -> str:
+                chat_template: str | None = None, spm_space_prefix: bool | None = None) -> str:
     """Write the tokenizer of `model_dir` into `writer`; returns the pre-tokenizer (or "llama")."""
     tokenizer_json, tokenizer_config = read_tokenizer_files(model_dir)
     if not tokenizer_json and not (model_dir / "tokenizer.model").is_file():
@@ -217,4 +229,5 @@ def write_vocab(writer: gguf.GGUFWriter, model_dir: Path, n_vocab: int, tokenize
     if tokenizer_family(tokenizer_json, model_dir) == "bpe":
         return write_bpe_vocab(writer, model_dir, tokenizer_json, tokenizer_config, n_vocab, tokenizer_pre,
                                chat_template)
-    return write_llama_vocab(writer, model_dir, tokenizer_json, tokenizer_config, n_vocab, chat_template)
+    return write_llama_vocab(writer, model_dir, tokenizer_json, tokenizer_config, n_vocab, chat_template,
+                             spm_space_prefix)

@@ -67,7 +67,7 @@ def test_hf_source_copies_a_local_folder(tiny_model_dir, tmp_path):
 
 def test_hf_source_offline_and_missing_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    cfg = compose(["model=mistral-7b", "model.path=nobody-xyz/does-not-exist-7b"]).model
+    cfg = compose(["model=mistral-7b-instruct-v0.3", "model.path=nobody-xyz/does-not-exist-7b"]).model
     with pytest.raises(StageError, match="offline") as err:
         fetch_hf(cfg, tmp_path / "out")
     assert "\n" not in str(err.value)
