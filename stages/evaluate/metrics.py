@@ -228,3 +228,16 @@ class SemanticSimilarity:
             else:
                 out.append(float(cos))
         return out
+
+
+def repeats(prediction: str, n: int = 4, times: int = 3) -> float:
+    """1.0 when some word n-gram occurs `times` or more in the prediction (a generation stuck in a loop, e.g.
+    "hair loss, hair loss, hair loss, ..."), else 0.0. One-sentence domain answers practically never do."""
+    words = normalized_tokens(prediction, case_sensitive=False)
+    counts: dict[tuple[str, ...], int] = {}
+    for i in range(len(words) - n + 1):
+        gram = tuple(words[i:i + n])
+        counts[gram] = counts.get(gram, 0) + 1
+        if counts[gram] >= times:
+            return 1.0
+    return 0.0

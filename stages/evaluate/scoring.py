@@ -19,7 +19,7 @@ from stages.evaluate.stats import Estimate, bootstrap_mean, bootstrap_statistic
 
 # Metrics reported as the mean of per-sample scores.
 MEAN_METRICS = ("exact_match", "token_accuracy", "precision", "recall", "f1", "rouge1", "rouge2", "rougeL",
-                "semantic_similarity")
+                "semantic_similarity", "stop_rate", "repetition_rate")
 
 
 @dataclass
@@ -38,10 +38,13 @@ def score_samples(predictions: Sequence[str], references: Sequence[str],
                   nll_sums: Sequence[float | None], ref_token_counts: Sequence[int | None],
                   expected_numbers: Sequence[float | None], domains: Sequence[str],
                   similarity: Callable[[Sequence[str], Sequence[str]], list[float]] | None,
-                  case_sensitive: bool = False, abs_tol: float = 0.01, rel_tol: float = 1e-4) -> list[SampleScores]:
+                  case_sensitive: bool = False, abs_tol: float = 0.01, rel_tol: float = 1e-4,
+                  finish_reasons: Sequence[str] | None = None) -> list[SampleScores]:
     """Score aligned predictions/references with every metric in metrics.py.
     `nll_sums`/`ref_token_counts` come from Engine.score (None: not scored); `expected_numbers` is the
-    record's numeric_answer for answer_type == "numeric", else None; `similarity` may be None (skipped)."""
+    record's numeric_answer for answer_type == "numeric", else None; `similarity` may be None (skipped).
+    `finish_reasons` (the generations'): stop_rate is the share that ended on the end of turn ("stop") before
+    max_new_tokens; repetition_rate the share stuck repeating a phrase (metrics.repeats)."""
     sims = similarity(predictions, references) if similarity is not None else [None] * len(predictions)
     out = []
     for i, (pred, ref) in enumerate(zip(predictions, references, strict=True)):
@@ -55,6 +58,9 @@ def score_samples(predictions: Sequence[str], references: Sequence[str],
         }
         if sims[i] is not None:
             scores["semantic_similarity"] = sims[i]
+        if finish_reasons is not None:
+            scores["stop_rate"] = 1.0 if finish_reasons[i] == "stop" else 0.0
+        scores["repetition_rate"] = m.repeats(pred)
         nll, n_tok = nll_sums[i], ref_token_counts[i]
         if nll is not None and n_tok is not None:
             scores["perplexity"] = m.sample_perplexity(nll, n_tok)

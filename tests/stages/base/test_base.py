@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -11,6 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from stages.base.materialize import fetch_hf, load_smollm2_tokenizer, materialize_base
 from stages.config import compose
 from stages.errors import StageError
+from stages.inference.chat import ChatContract
 
 
 def test_tiny_random_is_a_loadable_llama_with_chat_template(tiny_model_dir):
@@ -90,3 +92,41 @@ def test_smollm2_materialises_and_answers(tmp_path):
                                         add_generation_prompt=True, return_tensors="pt", return_dict=True)
     out = model.generate(**ids, max_new_tokens=12, do_sample=False)
     assert "Paris" in tokenizer.decode(out[0, ids["input_ids"].shape[1]:])
+
+
+def base_checkpoint_without_template(family: str, out):
+    """A tiny model of `family` whose tokenizer has no chat template (as pretrained-only checkpoints ship)."""
+    from tests.stages.quantize.family_models import build
+
+    build(family, out)
+    config = json.loads((out / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (out / "tokenizer_config.json").write_text(json.dumps(config))
+    (out / "chat_template.jinja").unlink(missing_ok=True)
+    return out
+
+
+@pytest.mark.parametrize("family, template, end_of_turn", [("gemma3", "gemma", "<end_of_turn>"),
+                                                            ("mistral", "plain", "</s>")])
+def test_a_base_checkpoint_without_template_gets_one_from_its_own_tokens(family, template, end_of_turn, tmp_path):
+    from stages.inference.gguf import load_llama
+    from stages.quantize.convert import convert_hf_to_gguf
+
+    source = base_checkpoint_without_template(family, tmp_path / "pretrained")
+    cfg = compose(["model=hf", f"model.path={source}"]).model
+    materialize_base(cfg, tmp_path / "base")
+    card = (tmp_path / "base" / "README.md").read_text()
+    assert f"Chat template: {template} (" in card and f"End of turn (training target and stop tokens): {end_of_turn}" in card
+    assert "SmolLM" not in card and "im_start" not in (tmp_path / "base" / "chat_template.jinja").read_text()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "base")
+    contract = ChatContract.from_hf(tokenizer)
+    assert tokenizer.convert_ids_to_tokens(contract.end_of_turn_id) == end_of_turn
+    # The GGUF carries the same template, and llama.cpp stops on the same token.
+    gguf = convert_hf_to_gguf(tmp_path / "base", tmp_path / "base.gguf", outtype="f32")
+    llm = load_llama(gguf, vocab_only=True)
+    try:
+        served = ChatContract.from_gguf(llm)
+        assert served.template == tokenizer.chat_template
+        assert served.end_of_turn_ids[0] == contract.end_of_turn_id
+    finally:
+        llm.close()

@@ -83,6 +83,9 @@ def test_hf_engine_end_to_end(cfg_factory, tmp_path, tiny_model_dir):
     assert all(p["prompt"].endswith("<|im_start|>assistant\n") and p["reference"] not in p["prompt"] for p in ft)
     assert "numeric_correct" in ft[1]["scores"] and "numeric_correct" not in ft[0]["scores"]
     assert eval_json["rougeL"] == pytest.approx(sum(p["scores"]["rougeL"] for p in ft) / 4)
+    # stop rate: the share of answers that ended on the end of turn before max_new_tokens
+    assert eval_json["stop_rate"] == pytest.approx(sum(p["finish_reason"] == "stop" for p in ft) / 4)
+    assert eval_json["repetition_rate"] == pytest.approx(sum(p["scores"]["repetition_rate"] for p in ft) / 4)
 
     # corpus perplexity = exp(total NLL / total tokens), recomputed here with plain transformers
     nll, ntok = zip(*(_reference_nll(tiny_model_dir, r["messages"][:-1], r["messages"][-1]["content"])

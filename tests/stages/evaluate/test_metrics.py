@@ -150,3 +150,11 @@ def test_semantic_similarity(similarity):
     assert sims[2] > sims[3] + 0.2                      # paraphrase well above an unrelated sentence
     assert all(-1.0 <= s <= 1.0 for s in sims)
     assert similarity([], []) == []
+
+
+def test_repeats_flags_a_generation_stuck_in_a_loop_only():
+    looped = "Psoriasis causes red patches on the elbows, knees, hips, elbows, knees, hips, elbows, knees, hips, elbows"
+    assert m.repeats(looped) == 1.0
+    assert m.repeats("hair loss, hair loss, hair loss, hair loss, hair loss, hair loss") == 1.0
+    assert m.repeats("Psoriasis causes red, raised, scaly patches of skin, often on the elbows, knees and scalp.") == 0.0
+    assert m.repeats("") == 0.0

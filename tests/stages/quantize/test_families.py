@@ -163,3 +163,41 @@ def test_adapter_settings_llamas_format_cannot_hold_are_refused(tmp_path, settin
     with pytest.raises(StageError, match=next(iter(setting))):
         convert_lora_to_gguf(tmp_path, tmp_path, tmp_path / "adapter.gguf")
     assert not (tmp_path / "adapter.gguf").exists()
+
+
+def test_a_short_fine_tune_teaches_the_end_of_turn_and_the_served_gguf_stops(family_model, tmp_path):
+    """Training's labels (answer + the model's own end of turn, stages/train/data.py) on one conversation, then
+    the GGUF engine answers it and stops on that token: finish_reason "stop", not the length limit."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from stages.inference import SamplingParams, load_engine
+    from stages.train.data import hf_contract, tokenize_chat
+
+    family, model_dir, _ = family_model
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    contract, tokenize = hf_contract(tokenizer)
+    question, answer = MESSAGES[0], MESSAGES[1]
+    ids, labels = tokenize_chat(contract, tokenize, [question, answer])
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(200):  # until it has learnt the one answer (60-120 steps here)
+        loss = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss
+        if float(loss) < 0.05:
+            break
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert float(loss) < 0.05, f"{family}: the fine-tune did not converge ({float(loss):.3f})"
+    model.save_pretrained(tmp_path / "tuned", safe_serialization=True)
+    for name in model_dir.iterdir():
+        if name.name.startswith(("tokenizer", "special_tokens", "chat_template")):
+            shutil.copy2(name, tmp_path / "tuned" / name.name)
+    gguf = convert_hf_to_gguf(tmp_path / "tuned", tmp_path / "tuned.gguf", outtype="f32")
+    engine = load_engine("gguf", gguf, threads=1, n_ctx=256)
+    try:
+        [reply] = engine.chat([[question]], SamplingParams(max_new_tokens=48))
+    finally:
+        engine.close()
+    assert reply.finish_reason == "stop" and reply.text.strip() == answer["content"], (family, reply)
+    assert reply.completion_tokens < 48
