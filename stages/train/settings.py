@@ -71,7 +71,8 @@ class TrainSettings:
         train: dict[str, Any] = OmegaConf.to_container(cfg.train, resolve=True)  # type: ignore[assignment]
         lora = dict(train.pop("lora", {}) or {})
         if lora.get("target_modules") is None:
-            lora["target_modules"] = list(cfg.model.get("target_modules") or ["q_proj", "k_proj", "v_proj", "o_proj"])
+            targets = cfg.model.get("target_modules") or ["q_proj", "k_proj", "v_proj", "o_proj"]
+            lora["target_modules"] = targets if isinstance(targets, str) else list(targets)  # "all-linear" stays
         quant = dict(train.pop("quantization", {}) or {})
         train_threads = train.pop("threads", None)
         known = set(cls.__dataclass_fields__)

@@ -70,3 +70,17 @@ def test_stale_checkpoints_of_another_experiment_are_wiped(tmp_path):
     (ckpt / "checkpoint-12" / "trainer_state.json").write_text('{"global_st')  # killed mid-write
     assert prepare_checkpoint_dir(ckpt, fingerprint) == ckpt / "checkpoint-8"
     assert not (ckpt / "checkpoint-12").exists()
+
+
+def test_model_hf_adapts_every_linear_layer_of_any_family(tmp_path):
+    """model=hf targets all-linear, so a family with fused projections (Phi-3) trains without naming them."""
+    from stages.config import compose
+    from stages.train.settings import TrainSettings
+    from tests.stages.quantize.family_models import build
+
+    settings = TrainSettings.from_config(compose(["model=hf", "model.path=unused"]))
+    assert settings.lora.target_modules == "all-linear"
+    model = load_base_model(build("phi3", tmp_path / "phi3"), mode="lora", quant=QuantSettings(), on_cuda=False)
+    model = apply_lora(model, settings.lora, gradient_checkpointing=False)
+    adapted = {name.split(".lora_A")[0].split(".")[-1] for name, _ in model.named_parameters() if "lora_A" in name}
+    assert adapted == {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"}
