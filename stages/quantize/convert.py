@@ -25,7 +25,7 @@ import gguf
 import numpy as np
 
 from stages.errors import StageError
-from stages.fileio import atomic_path
+from stages.fileio import atomic_path, read_json
 from stages.quantize.families import Family, family_for
 from stages.quantize.vocab import write_vocab
 
@@ -94,10 +94,7 @@ def read_config(model_dir: Path) -> tuple[dict, Family]:
     path = model_dir / "config.json"
     if not path.is_file():
         raise StageError(f"{path}: not found; quantize expects an HF model folder (paths.merged)")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise StageError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+    config = read_json(path)
     return config, family_for(config, path)
 
 

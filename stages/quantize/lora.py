@@ -14,7 +14,6 @@ gate_up_proj) are one Linear in the checkpoint, so their A and B map onto the fu
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -23,7 +22,7 @@ import gguf
 import numpy as np
 
 from stages.errors import StageError
-from stages.fileio import atomic_path
+from stages.fileio import atomic_path, read_json
 from stages.quantize.convert import ModelShape, load_tensor, read_config, safetensors_files
 
 log = logging.getLogger(__name__)
@@ -36,10 +35,7 @@ def read_adapter_config(adapter_dir: Path) -> dict:
     path = adapter_dir / "adapter_config.json"
     if not path.is_file():
         raise StageError(f"{path}: not found; expected a peft LoRA adapter folder (save_pretrained of a PeftModel)")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise StageError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+    config = read_json(path)
     if config.get("peft_type", "LORA") != "LORA":
         raise StageError(f"{path}: peft_type {config.get('peft_type')!r}; only LoRA adapters convert to GGUF")
     for key, why in (("use_dora", "DoRA's magnitude vectors"), ("rank_pattern", "a rank per module"),
