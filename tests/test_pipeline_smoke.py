@@ -101,7 +101,9 @@ def test_a_qwen2_model_goes_through_the_whole_pipeline(repo):
     """Another family's architecture (tiny random Qwen2: q/k/v biases, NEOX rope) from base to a served GGUF."""
     from stages.inference import SamplingParams, load_engine
 
-    out = run(["dvc", "exp", "run", "-S", "model.family=qwen2"], repo, timeout=1200).stdout
+    # 60 steps at a high rate: enough for random weights to learn the end of turn (not yet the answers).
+    out = run(["dvc", "exp", "run", "-S", "model.family=qwen2", "-S", "train.max_steps=60", "-S", "train.lr=5e-3"],
+              repo, timeout=1200).stdout
     for stage in ("base", "train", "evaluate", "quantize"):
         assert f"Running stage '{stage}'" in out, stage
     assert json.loads((repo / "models/base/config.json").read_text())["architectures"] == ["Qwen2ForCausalLM"]
@@ -109,9 +111,9 @@ def test_a_qwen2_model_goes_through_the_whole_pipeline(repo):
     try:
         assert engine.info()["architecture"] == "qwen2"
         [reply] = engine.chat([[{"role": "user", "content": "What is hypertension?"}]],
-                              SamplingParams(max_new_tokens=8))
-        assert reply.completion_tokens > 0  # 4 training steps on random weights: it answers, not yet well
-        assert engine.is_end_of_turn(engine.contract.end_of_turn_id)
-        assert engine.contract.stop_strings == ("<|im_end|>",)
+                              SamplingParams(max_new_tokens=32))
+        assert reply.finish_reason == "stop" and reply.completion_tokens < 32, reply
+        assert engine.contract.stop_strings[0] == "<|im_end|>"
     finally:
         engine.close()
+    assert json.loads((repo / "metrics/eval.json").read_text())["stop_rate"] > 0

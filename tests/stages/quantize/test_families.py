@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import unicodedata
 
 import numpy as np
 import pytest
@@ -31,6 +32,15 @@ MESSAGES = [{"role": "user", "content": "What is a normal resting heart rate?"},
             {"role": "user", "content": "And HbA1c 6.5%?"}]
 
 
+def more_probe_strings() -> list[str]:
+    """Digit runs of every length after 0-3 spaces, unicode and mixed scripts, markers inside text."""
+    out = [" " * (i % 4) + "1234567890"[: 1 + i % 10] + " mg" for i in range(60)]
+    out += [f"{w}{sep}{w.upper()}" for w in ("straße", "café", "ÅÄÖ", "naïve", "東京", "ĳ", "ﬁ")
+            for sep in ("", " ", "\t", "\n")]
+    out += [f"{a}\u200b{b}" for a, b in (("zero", "width"), ("no", "break"))] + ["e\u0301", "\u00e9", "🙂" * 3]
+    return out
+
+
 @pytest.fixture(scope="module", params=FAMILIES)
 def family_model(request, tmp_path_factory):
     family = request.param
@@ -45,17 +55,16 @@ def test_logits_and_greedy_tokens_match_transformers(family_model):
     family, model_dir, gguf = family_model
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager").eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    # Longer than the Gemma sliding window (8). Phi-3's LongRoPE: llama.cpp picks the long factors by context
-    # size (n_ctx above the original 128, always here: it pads contexts to 256), transformers by sequence
-    # length, so its prompt is longer than 128 tokens and both use them.
-    messages = MESSAGES * 4 if family == "phi3" else MESSAGES
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)["input_ids"]
-    assert len(ids) > (128 if family == "phi3" else 8), len(ids)
+    # Far longer than the Gemma sliding window (8). Phi-3's LongRoPE: llama.cpp picks the long factors by context
+    # size (n_ctx above the original 128), transformers by sequence length (above 128 too here): both use them.
+    # A few hundred positions: 6 rounds of the conversation.
+    ids = tokenizer.apply_chat_template(MESSAGES * 6, add_generation_prompt=True, tokenize=True)["input_ids"]
+    assert len(ids) >= 200, len(ids)
     with torch.no_grad():
         hf_logits = model(torch.tensor([ids])).logits[0].numpy()
         hf_greedy = model.generate(torch.tensor([ids]), max_new_tokens=32, do_sample=False, eos_token_id=None,
                                    pad_token_id=0)[0, len(ids):].tolist()
-    llm = load_llama(gguf, threads=1, n_ctx=256, logits_all=True, f32_kv=True)
+    llm = load_llama(gguf, threads=1, n_ctx=512, logits_all=True, f32_kv=True)
     try:
         assert llm.metadata["general.architecture"] == ARCH[family]
         llm.eval(ids)
@@ -82,8 +91,15 @@ def test_tokenizer_and_chat_prompt_ids_match(family_model):
     from transformers import AutoTokenizer
 
     family, model_dir, gguf = family_model
-    assert check_tokenizer_parity(model_dir, gguf, probe_strings(), limit=1000) == []
+    texts = probe_strings() + more_probe_strings()
+    assert len(texts) >= 300
+    mismatches = check_tokenizer_parity(model_dir, gguf, texts, limit=1000)
     hf = AutoTokenizer.from_pretrained(model_dir)
+    # transformers' Qwen2 tokenizer normalizes to NFC; llama.cpp normalizes nothing. Decomposed accents
+    # ("e" + U+0301) then split differently - llama.cpp's limitation for every Qwen GGUF, not the conversion's.
+    decomposed = [m for m in mismatches if unicodedata.normalize("NFC", m[0]) != m[0]]
+    assert [m for m in mismatches if m not in decomposed] == [], family
+    assert not decomposed or "NFC" in str(hf.backend_tokenizer.normalizer), decomposed
     hf_ids = hf.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=True)["input_ids"]
     training = ChatContract.from_hf(hf)  # what the train stage tokenizes with
     trained_ids = training.chat_ids(MESSAGES, lambda t: hf(t, add_special_tokens=False)["input_ids"])
@@ -183,12 +199,12 @@ def test_a_short_fine_tune_teaches_the_end_of_turn_and_the_served_gguf_stops(fam
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for _ in range(200):  # until it has learnt the one answer (60-120 steps here)
         loss = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss
-        if float(loss) < 0.05:
+        if loss.item() < 0.05:
             break
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-    assert float(loss) < 0.05, f"{family}: the fine-tune did not converge ({float(loss):.3f})"
+    assert loss.item() < 0.05, f"{family}: the fine-tune did not converge ({loss.item():.3f})"
     model.save_pretrained(tmp_path / "tuned", safe_serialization=True)
     for name in model_dir.iterdir():
         if name.name.startswith(("tokenizer", "special_tokens", "chat_template")):
