@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import llama_cpp
 import numpy as np
 
 from stages.errors import StageError
@@ -33,18 +34,20 @@ def greedy_tokens(llm, prompt: str, n_tokens: int) -> list[int]:
 
 
 def verify_gguf(path: Path, threads: int = 0, n_tokens: int = 8) -> dict:
-    """Load `path` and generate `n_tokens`; returns {"tokens": [...], "text": ...} or raises StageError."""
+    """Load `path` and generate `n_tokens`; returns {"tokens", "text", "logit_spread"} or raises StageError."""
     llm = load_llama(path, threads=threads, n_ctx=128)
     try:
         tokens = greedy_tokens(llm, CHECK_PROMPT, n_tokens)
-        logits = np.asarray(llm.scores[llm.n_tokens - 1])
-        if len(tokens) < n_tokens or not np.isfinite(logits).all():
+        # The last decoded position's logits from the context itself: without logits_all, llama-cpp-python no
+        # longer copies logits into `llm.scores` (that array then holds uninitialised memory).
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),)).copy()
+        if len(tokens) < n_tokens or not np.isfinite(logits).all() or not logits.any():
             raise StageError(f"{path}: loads but does not generate finite logits; the file is corrupt")
         text = llm.detokenize(tokens).decode("utf-8", errors="replace")
     finally:
         llm.close()
     log.info("%s: loads and generates %r", Path(path).name, text[:60])
-    return {"tokens": tokens, "text": text}
+    return {"tokens": tokens, "text": text, "logit_spread": float(logits.max() - logits.min())}
 
 
 # Strings where tokenizers usually disagree: digits after spaces, runs of spaces, newlines, accents, CJK,

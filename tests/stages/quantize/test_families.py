@@ -217,3 +217,17 @@ def test_a_short_fine_tune_teaches_the_end_of_turn_and_the_served_gguf_stops(fam
         engine.close()
     assert reply.finish_reason == "stop" and reply.text.strip() == answer["content"], (family, reply)
     assert reply.completion_tokens < 48
+
+
+@pytest.mark.parametrize("type_name", ["q8_0", "q4_k_m"])
+def test_every_family_quantizes_and_the_quantized_file_generates(family_model, type_name, tmp_path):
+    """llama.cpp's quantizer on our f16 GGUF of the family, then the publish check (loads, finite logits)."""
+    from stages.quantize.quantize import quantize_file
+    from stages.quantize.verify import verify_gguf
+
+    family, model_dir, _ = family_model
+    f16 = convert_hf_to_gguf(model_dir, tmp_path / "model-f16.gguf", outtype="f16")
+    quantized = quantize_file(f16, tmp_path / f"model-{type_name}.gguf", type_name, threads=1)
+    assert (tmp_path / f"model-{type_name}.gguf").stat().st_size < f16.stat().st_size
+    check = verify_gguf(tmp_path / f"model-{type_name}.gguf", threads=1)
+    assert len(check["tokens"]) == 8 and check["logit_spread"] > 0.1, (family, quantized, check)
