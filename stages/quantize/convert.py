@@ -126,8 +126,12 @@ def write_hparams(writer: gguf.GGUFWriter, shape: ModelShape, family: Family, na
     elif rope_type == "yarn":
         writer.add_rope_scaling_type(gguf.RopeScalingType.YARN)
         writer.add_rope_scaling_factor(float(shape.rope["factor"]))
-        writer.add_rope_scaling_orig_ctx_len(int(shape.rope.get("original_max_position_embeddings")
-                                                 or shape.config.get("original_max_position_embeddings")))
+        original = shape.rope.get("original_max_position_embeddings") or shape.config.get(
+            "original_max_position_embeddings")
+        if not original:
+            raise StageError("config.json rope_type='yarn' without original_max_position_embeddings (in "
+                             "rope_parameters / rope_scaling or at the top level); add the pre-training context length")
+        writer.add_rope_scaling_orig_ctx_len(int(original))
     family.hparams(writer, shape)
 
 

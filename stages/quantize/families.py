@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,8 +58,7 @@ class Family:
     hparams: Callable[[gguf.GGUFWriter, ModelShape], None] = no_hparams
     extra_tensors: Callable[[ModelShape], dict[str, np.ndarray]] = no_tensors
     spm_space_prefix: bool | None = None  # SentencePiece "▁" prefix, when the tokenizer does not say
-    lora_targets: tuple[str, ...] = field(default=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                    "up_proj", "down_proj"))
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
     @property
     def arch_name(self) -> str:
@@ -166,7 +165,9 @@ def gemma3_hparams(writer: gguf.GGUFWriter, shape: ModelShape) -> None:
     if config.get("final_logit_softcapping") is not None:
         writer.add_final_logit_softcapping(float(config["final_logit_softcapping"]))
     if config.get("attn_logit_softcapping") is not None:
-        raise StageError("config.json attn_logit_softcapping is set: llama.cpp's gemma3 does not apply it")
+        raise StageError("config.json attn_logit_softcapping is set, but llama.cpp's gemma3 never applies it: the "
+                         "GGUF would not compute what the checkpoint does; set it to null only if the model was "
+                         "trained without it")
     writer.add_sliding_window(int(config.get("sliding_window") or 512))
     writer.add_rope_freq_base_swa(shape.rope_theta_swa or 10000.0)
     pattern = sliding_layers(shape)

@@ -231,3 +231,14 @@ def test_every_family_quantizes_and_the_quantized_file_generates(family_model, t
     assert (tmp_path / f"model-{type_name}.gguf").stat().st_size < f16.stat().st_size
     check = verify_gguf(tmp_path / f"model-{type_name}.gguf", threads=1)
     assert len(check["tokens"]) == 8 and check["logit_spread"] > 0.1, (family, quantized, check)
+
+
+def test_yarn_rope_without_its_original_context_is_one_clear_line(tmp_path):
+    model_dir = build("qwen2", tmp_path / "model")
+    config = json.loads((model_dir / "config.json").read_text())
+    config["rope_parameters"] = {"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0}
+    config.pop("original_max_position_embeddings", None)
+    (model_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(StageError, match="original_max_position_embeddings") as refused:
+        convert_hf_to_gguf(model_dir, tmp_path / "out.gguf")
+    assert "\n" not in str(refused.value) and not (tmp_path / "out.gguf").exists()
