@@ -1,6 +1,6 @@
 """The GPU training path in one command: LoRA bf16 and QLoRA (nf4 + bf16 compute) on a ~1B-parameter random
-Qwen2 or Llama shape, paged AdamW, gradient checkpointing; tokens/s and peak memory of each; then a bf16 merge
-and merged-vs-adapter logits parity. Needs only torch, transformers and peft (+ bitsandbytes for QLoRA and the
+Qwen2 or Llama shape, paged AdamW, gradient checkpointing; tokens/s and peak memory of each; then merged-vs-adapter
+logits parity of a bf16 merge and of the pipeline's fp32 merge (the trained adapter over the base reloaded in fp32). Needs only torch, transformers and peft (+ bitsandbytes for QLoRA and the
 paged optimizer), none of domain-llm's other dependencies, so it can be copied to a bare CUDA machine:
 
     python bench/gpu_check.py                              # CUDA: ~1B shape, < 8 minutes on one GPU
@@ -82,7 +82,8 @@ def train_variant(name: str, model_dir: Path, quantized: bool, args, dtype: torc
         torch.cuda.reset_peak_memory_stats()
     model = load(model_dir, quantized, dtype, device)
     if quantized:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
@@ -101,7 +102,7 @@ def train_variant(name: str, model_dir: Path, quantized: bool, args, dtype: torc
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return float(loss)
+        return float(loss.detach())
 
     step(batches[0])  # warm-up (allocation, kernel choice): not timed
     if device == "cuda":
@@ -115,8 +116,11 @@ def train_variant(name: str, model_dir: Path, quantized: bool, args, dtype: torc
               "tokens_per_second": round(args.steps * args.batch_size * args.seq_len / seconds, 1),
               "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4),
               "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None}
-    if not quantized:
-        result.update(merge_parity(model, batches[0][:1].to(device)))
+    with tempfile.TemporaryDirectory(prefix="gpu-check-adapter.") as adapter_dir:
+        model.save_pretrained(adapter_dir)
+        if not quantized:
+            result.update(merge_parity(model, batches[0][:1].to(device)))
+        result.update(fp32_merge_parity(model_dir, Path(adapter_dir), batches[0][:1], device))
     return result
 
 
@@ -134,6 +138,25 @@ def merge_parity(model, ids: torch.Tensor) -> dict:
     return {"adapter_effect_max_abs": float((with_adapter - without).abs().max()),  # > 0: the check means something
             "merge_max_abs_diff": round(worst, 5), "merge_relative_diff": round(worst / max(scale, 1e-9), 5),
             "merge_argmax_agreement": float((with_adapter.argmax(-1) == merged_logits.argmax(-1)).float().mean())}
+
+
+@torch.no_grad()
+def fp32_merge_parity(model_dir: Path, adapter_dir: Path, ids: torch.Tensor, device: str) -> dict:
+    """The pipeline's merge (stages/train/merge.py): the trained adapter over the base reloaded in fp32."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device)
+    model = PeftModel.from_pretrained(base, adapter_dir).eval()
+    ids = ids.to(device)
+    with_adapter = model(input_ids=ids).logits
+    merged_logits = model.merge_and_unload()(input_ids=ids).logits
+    worst = float((with_adapter - merged_logits).abs().max())
+    return {"fp32_merge_max_abs_diff": round(worst, 7),
+            "fp32_merge_relative_diff": round(worst / max(float(with_adapter.abs().max()), 1e-9), 8),
+            "fp32_merge_argmax_agreement": float((with_adapter.argmax(-1) == merged_logits.argmax(-1)).float().mean())}
 
 
 def main() -> None:

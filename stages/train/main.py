@@ -137,7 +137,7 @@ def train_stage(cfg: DictConfig, settings: TrainSettings) -> dict | None:
     served = {"domain": str(cfg.domain.name),
               "system_prompt": trained_system_prompt([{"messages": m} for m in train_conversations])}
     with atomic_dir(merged_dir) as tmp:
-        merge_adapter_into_base(base, adapter_dir, tmp, on_cuda, settings.trust_remote_code)
+        merge_adapter_into_base(base, adapter_dir, tmp, settings.trust_remote_code)
         metrics["wall_seconds"] = round(time.perf_counter() - started, 2)
         metrics["peak_rss_mb"] = peak_rss_mb()
         write_manifest(tmp, {}, {"base_model": str(base), "adapter": str(adapter_dir)},

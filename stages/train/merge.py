@@ -1,10 +1,11 @@
 """Merge a LoRA adapter into its base and save a plain HF folder (safetensors + tokenizer + chat template).
 
-    merge_adapter_into_base(Path("models/base"), Path("models/adapter"), out_dir, on_cuda=False)
+    merge_adapter_into_base(Path("models/base"), Path("models/adapter"), out_dir)
 
-The base is reloaded in full precision (fp32 on CPU, bf16 on CUDA) even when training used a 4-bit base:
-merging into 4-bit weights re-quantises them (logits moved by up to 0.67 in a probe), full precision matches
-the adapter model to ~1e-6.
+The base is reloaded in fp32 on the CPU, whatever the training device and dtype: merging into 4-bit weights
+re-quantises them (logits moved by up to 0.67 in a probe), and a bf16 merge of a ~1B model trained on an H200
+moved logits by ~2% of their range and changed 0.2% of greedy tokens (bench/results/gpu_check.md); fp32 matches
+the adapter model to ~1e-5. The merged folder is saved in fp32; the GGUF recipe chooses the served precision.
 """
 
 from __future__ import annotations
@@ -35,12 +36,11 @@ def load_adapter_model(base: Path, adapter: Path, dtype: torch.dtype = torch.flo
     return PeftModel.from_pretrained(model, adapter).eval()
 
 
-def merge_adapter_into_base(base: Path, adapter: Path, out: Path, on_cuda: bool = False,
-                            trust_remote_code: bool = False) -> int:
+def merge_adapter_into_base(base: Path, adapter: Path, out: Path, trust_remote_code: bool = False) -> int:
     """Write the merged model to `out` (an empty dir: the caller publishes it atomically); returns #params."""
     from transformers import AutoTokenizer
 
-    dtype = torch.bfloat16 if on_cuda else torch.float32
+    dtype = torch.float32
     merged = load_adapter_model(base, adapter, dtype, trust_remote_code).merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(adapter if (adapter / "tokenizer_config.json").exists() else base)
     # Every token that ends a turn (the template's end of turn, EOS, the base's own list), never one id.

@@ -24,5 +24,7 @@ def test_gpu_check_runs_both_variants_and_the_merge_matches_the_adapter(tmp_path
     assert lora["tokens_per_second"] > 0 and lora["loss_last"] < lora["loss_first"]
     assert lora["adapter_effect_max_abs"] > 0, "the adapter trained, so merging it has something to preserve"
     assert lora["merge_max_abs_diff"] <= 1e-4 and lora["merge_argmax_agreement"] == 1.0
+    for variant in ran.values():  # the pipeline's merge: the trained adapter over the base reloaded in fp32
+        assert variant["fp32_merge_max_abs_diff"] <= 1e-4 and variant["fp32_merge_argmax_agreement"] == 1.0
     for reason in result["skipped"].values():
         assert reason, "a skipped variant says why"
