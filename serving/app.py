@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from omegaconf import DictConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serving.docs import add_offline_docs
 from serving.routes_api import build_api_routers
 from serving.routes_openai import build_openai_router
 from serving.schemas import build_schemas
@@ -147,13 +148,19 @@ def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
         if engine is None and generation.engine is not None and hasattr(generation.engine, "close"):
             generation.engine.close()  # only what this app loaded; a caller's engine stays the caller's
 
-    app = FastAPI(title="domain-llm API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="domain-llm API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+    add_offline_docs(app)
     app.state.ctx = ctx
     # /shutdown's action; serving/main.py replaces it with uvicorn's own graceful exit.
     app.state.request_shutdown = lambda: os.kill(os.getpid(), signal.SIGTERM)
     add_error_handlers(app)
     for router in (*build_api_routers(ctx), build_openai_router(ctx)):
         app.include_router(router)
+    if settings.ui:
+        from serving.ui.routes import build_ui_router
+
+        app.include_router(build_ui_router(settings, Path.cwd(), served=True))
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])

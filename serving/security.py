@@ -7,6 +7,8 @@ Every response carries `X-Request-ID` (the client's, when it sent a sane one) an
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import re
@@ -15,7 +17,7 @@ import time
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, HTTPException
+from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -108,17 +110,36 @@ def token_matches(credentials: HTTPAuthorizationCredentials | None, expected: st
     return credentials is not None and secrets.compare_digest(credentials.credentials.encode(), expected.encode())
 
 
+# The web UI's session: a browser cannot add a Bearer header to a page load, so /ui/login turns the API key into
+# this cookie (HttpOnly, SameSite=Strict: never sent by another site's page, so no cross-site request forgery).
+UI_COOKIE = "domain_llm_ui"
+
+
+def ui_session_token(api_key: str) -> str:
+    """Derived from the key (the key itself never sits in the browser); changes when the key does."""
+    return hmac.new(api_key.encode(), b"domain-llm web UI session", hashlib.sha256).hexdigest()
+
+
+def authorised(request: Request, credentials: HTTPAuthorizationCredentials | None, api_key: str) -> bool:
+    """The Bearer key, or the web UI's session cookie derived from it."""
+    if token_matches(credentials, api_key):
+        return True
+    cookie = request.cookies.get(UI_COOKIE, "")
+    return bool(cookie) and secrets.compare_digest(cookie.encode(), ui_session_token(api_key).encode())
+
+
 def api_key_check(api_key: str | None):
-    """A dependency: no-op without a configured key, else 401 unless `Authorization: Bearer <key>`.
-    Without a key the OpenAPI spec declares no security scheme (clients and fuzzers see the truth)."""
+    """A dependency: no-op without a configured key, else 401 unless `Authorization: Bearer <key>` (or the web
+    UI's session cookie). Without a key the OpenAPI spec declares no security scheme (clients and fuzzers see
+    the truth)."""
     async def open_access() -> None:
         return None
 
     if api_key is None:
         return open_access
 
-    async def check(credentials: BearerCredentials) -> None:
-        if not token_matches(credentials, api_key):
+    async def check(request: Request, credentials: BearerCredentials) -> None:
+        if not authorised(request, credentials, api_key):
             raise HTTPException(401, "missing or invalid API key: send `Authorization: Bearer <serve.api_key>`",
                                 headers={"WWW-Authenticate": "Bearer"})
     return check

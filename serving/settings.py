@@ -52,6 +52,7 @@ class ServeSettings:
     rerank: bool = True
     reranker: str | None = "models/reranker"
     log_requests: bool = True
+    ui: bool = True
     limits: Limits = field(default_factory=Limits)
 
     @classmethod

@@ -85,9 +85,16 @@ def changes_table(diff: dict, rev: str, kind: str) -> str:
     return f"| Path | {kind} | {rev} | workspace | Change |\n|---|---|---|---|---|\n" + "\n".join(rows)
 
 
+def metrics_files(cwd: str | Path) -> list[str]:
+    """Every stage's metrics file, not only the declared headline: `dvc metrics diff --targets` reads them."""
+    return sorted(str(p.relative_to(cwd)) for p in Path(cwd).glob("metrics/*.json"))
+
+
 def build_report(rev: str, cwd: str | Path = ".") -> str:
     """The markdown report of REF vs workspace, from dvc's JSON diffs (one call each)."""
-    metrics_diff = json.loads(run_dvc(["metrics", "diff", rev, "--json", "--all"], cwd) or "{}")
+    targets = metrics_files(cwd)
+    metrics_diff = json.loads(run_dvc(["metrics", "diff", rev, "--json", "--all",
+                                       *(["--targets", *targets] if targets else [])], cwd) or "{}")
     params_diff = json.loads(run_dvc(["params", "diff", rev, "--json"], cwd) or "{}")
     parts = [f"## Experiment report: `{rev}` → workspace", ""]
     headline = headline_table(metrics_diff, rev)

@@ -1,0 +1,1 @@
+"""The web UI (/ui): playground and experiments dashboard. See routes.py."""

@@ -1,0 +1,185 @@
+"""What the dashboard shows, read from the repository: DVC experiments, metrics files, curves, model cards.
+
+    rows = list_experiments(Path("."))                    # `dvc exp show --json`: workspace, commits, experiments
+    compare_rows(rows[0], rows[1])                        # metric deltas and differing params
+    loss_curves(Path("."), ["workspace", rows[1].rev])    # dvclive's TSVs, from the workspace or git
+
+No HTML here (pages.py renders); every value comes from DVC's own JSON or the stages' files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stages.errors import StageError
+
+HEADLINE_FILE = "metrics/headline.json"
+PARAMS_FILE = "params.yaml"
+GIT_SHA = re.compile(r"^[0-9a-f]{7,40}$")
+CURVES = {"train loss": "metrics/train_live/plots/metrics/train/loss.tsv",
+          "eval loss": "metrics/train_live/plots/metrics/eval/loss.tsv"}
+# Lower is better for these headline metrics (the deltas are coloured by it).
+LOWER_IS_BETTER = ("perplexity", "repetition_rate", "eval_loss", "dppl_pct", "size_mb")
+
+
+@dataclass
+class ExperimentRow:
+    rev: str                     # "workspace" or a commit sha
+    name: str                    # experiment name, branch, or short sha
+    kind: str                    # workspace | commit | experiment
+    timestamp: str | None
+    params: dict[str, Any] = field(default_factory=dict)   # flat: "train.lora.r" -> 8
+    metrics: dict[str, Any] = field(default_factory=dict)  # flat headline: "quality.rougeL" -> 0.49
+    error: str | None = None
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree} if prefix else {}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def run_dvc_json(args: list[str], repo: Path, timeout_s: float = 120) -> Any:
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, capture_output=True, text=True,
+                          timeout=timeout_s, check=False)
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+        raise StageError(f"`dvc {' '.join(args)}` failed in {repo}: {lines[-1] if lines else 'no output'}")
+    return json.loads(proc.stdout or "[]")
+
+
+def _row(entry: dict, kind: str, name: str | None) -> ExperimentRow:
+    data = entry.get("data") or {}
+    params = flatten(((data.get("params") or {}).get(PARAMS_FILE) or {}).get("data") or {})
+    metrics = flatten(((data.get("metrics") or {}).get(HEADLINE_FILE) or {}).get("data") or {})
+    rev = entry.get("rev") or "?"
+    error = entry.get("error") or None
+    return ExperimentRow(rev=rev, name=name or (rev if rev == "workspace" else rev[:7]), kind=kind,
+                         timestamp=data.get("timestamp"), params=params, metrics=metrics,
+                         error=json.dumps(error)[:200] if error else None)
+
+
+def list_experiments(repo: Path, commits: int = 5) -> list[ExperimentRow]:
+    """The workspace, the last `commits` commits and every experiment based on them, as `dvc exp show`."""
+    rows: list[ExperimentRow] = []
+    for entry in run_dvc_json(["exp", "show", "--json", "-n", str(commits)], repo):
+        rows.append(_row(entry, "workspace" if entry.get("rev") == "workspace" else "commit", entry.get("name")))
+        for experiment in entry.get("experiments") or []:
+            for rev in experiment.get("revs") or []:
+                rows.append(_row(rev, "experiment", rev.get("name") or experiment.get("name")))
+    return rows
+
+
+def changed_params(rows: list[ExperimentRow]) -> list[str]:
+    """Params whose value differs between rows (`dvc exp show --only-changed`), in file order."""
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row.params))
+    return [n for n in names if len({json.dumps(r.params.get(n), sort_keys=True) for r in rows}) > 1]
+
+
+def metric_names(rows: list[ExperimentRow]) -> list[str]:
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(k for k, v in row.metrics.items() if isinstance(v, int | float)))
+    return list(names)
+
+
+def better(name: str, delta: float) -> bool | None:
+    if delta == 0:
+        return None
+    return delta < 0 if name.endswith(LOWER_IS_BETTER) else delta > 0
+
+
+def compare_rows(a: ExperimentRow, b: ExperimentRow) -> dict:
+    """b against a: each headline metric with its delta (and whether it improved), and the differing params."""
+    metrics = []
+    for name in metric_names([a, b]):
+        old, new = a.metrics.get(name), b.metrics.get(name)
+        delta = new - old if isinstance(old, int | float) and isinstance(new, int | float) else None
+        metrics.append({"name": name, "a": old, "b": new, "delta": delta,
+                        "better": better(name, delta) if delta is not None else None})
+    params = [{"name": n, "a": a.params.get(n), "b": b.params.get(n)} for n in changed_params([a, b])]
+    return {"a": a, "b": b, "metrics": metrics, "params": params}
+
+
+def read_at(repo: Path, rev: str, path: str) -> str | None:
+    """A file's text in the workspace or at a git revision (experiments are git commits); None if absent."""
+    if rev == "workspace":
+        file = repo / path
+        return file.read_text() if file.is_file() else None
+    if not GIT_SHA.match(rev):  # never let a request put an option or a ref expression on git's command line
+        raise ValueError(f"not a commit sha: {rev!r}")
+    proc = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=repo, capture_output=True, text=True, check=False)
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def parse_curve(text: str) -> list[tuple[float, float]]:
+    """dvclive's TSV (`step<TAB>loss`) as (step, value) points; malformed lines are skipped."""
+    points = []
+    for row in csv.DictReader(io.StringIO(text), delimiter="\t"):
+        try:
+            points.append((float(row["step"]), float(row[next(k for k in row if k != "step")])))
+        except (KeyError, StopIteration, TypeError, ValueError):
+            continue
+    return points
+
+
+def loss_curves(repo: Path, revs: list[tuple[str, str]]) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """{label: {"train loss": points, "eval loss": points}} for each (rev, label)."""
+    curves: dict[str, dict[str, list]] = {}
+    for rev, label in revs:
+        for series, path in CURVES.items():
+            text = read_at(repo, rev, path)
+            if text:
+                curves.setdefault(label, {})[series] = parse_curve(text)
+    return curves
+
+
+def read_json(repo: Path, path: str) -> dict:
+    file = repo / path
+    try:
+        return json.loads(file.read_text()) if file.is_file() else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def quantization_table(repo: Path) -> list[dict]:
+    """One row per GGUF type from metrics/quantize.json (size, ΔPPL, KL, tokens/s)."""
+    return [{"type": qtype, **values} for qtype, values in read_json(repo, "metrics/quantize.json").items()
+            if isinstance(values, dict)]
+
+
+def reranker_table(repo: Path) -> list[dict]:
+    """metrics/reranker.json's `<ranker>_<metric>` keys as one row per ranker."""
+    rows: dict[str, dict] = {}
+    for key, value in read_json(repo, "metrics/reranker.json").items():
+        for ranker in ("bm25", "biencoder", "untrained", "trained"):
+            if key.startswith(ranker + "_"):
+                rows.setdefault(ranker, {"ranker": ranker})[key[len(ranker) + 1:]] = value
+    return list(rows.values())
+
+
+MODEL_CARDS = ("models/base/README.md", "models/merged/README.md", "models/gguf/README.md",
+               "models/reranker/README.md")
+
+
+def documents(repo: Path) -> dict[str, str]:
+    """The data report and the model cards that exist, path -> markdown."""
+    found = {}
+    for path in ("metrics/data_report.md", *MODEL_CARDS):
+        file = repo / path
+        if file.is_file():
+            found[path] = file.read_text(errors="replace")
+    return found

@@ -1,0 +1,131 @@
+"""The web UI at /ui: the playground (chat, rerank) over the served API, and the experiments dashboard.
+
+    app.include_router(build_ui_router(settings, repo=Path("."), served=True))    # in create_app
+    domain-llm ui                                                                 # the dashboard alone
+
+Pages are rendered on the server (Jinja2, autoescaped) with our own small script and stylesheet; charts are
+SVG drawn by matplotlib. Nothing is loaded from outside the server, and the Content-Security-Policy says so.
+The playground calls the same /v1 and /api/v1 endpoints as any client: same limits, same API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markdown_it import MarkdownIt
+from pydantic import BaseModel
+
+from serving.security import UI_COOKIE, BearerCredentials, authorised, token_matches, ui_session_token
+from serving.settings import ServeSettings
+from serving.ui import experiments as exp
+from serving.ui.charts import loss_curves_svg
+
+HERE = Path(__file__).parent
+STATIC = {"ui.js": "text/javascript", "ui.css": "text/css"}
+# Only this server's own files and API; no inline script or style; not framable.
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+       "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+                    "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+MAX_COMPARED = 8
+
+templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
+                        trim_blocks=True, lstrip_blocks=True)
+# Markdown of model cards and the data report: raw HTML in it is escaped, never rendered.
+markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
+templates.filters["markdown"] = lambda text: markdown.render(text)
+templates.filters["num"] = lambda v: (f"{v:.4g}" if isinstance(v, float) else ("—" if v is None else str(v)))
+templates.filters["signed"] = lambda v: "—" if v is None else f"{v:+.4g}"
+
+
+class Login(BaseModel):
+    api_key: str
+
+
+def page(name: str, status: int = 200, **context) -> HTMLResponse:
+    return HTMLResponse(templates.get_template(name).render(**context), status_code=status,
+                        headers=SECURITY_HEADERS)
+
+
+def build_ui_router(settings: ServeSettings, repo: Path, served: bool) -> APIRouter:
+    """`served`: a model is behind this app (the playground works); False for `domain-llm ui`."""
+    router = APIRouter(prefix="/ui", include_in_schema=False)
+    api_key = settings.api_key
+    nav = {"served": served, "login": api_key is not None}
+
+    async def signed_in(request: Request, credentials: BearerCredentials) -> None:
+        if api_key is not None and not authorised(request, credentials, api_key):
+            raise HTTPException(303, "sign in", headers={"Location": "/ui/login"})
+
+    guarded = [Depends(signed_in)]
+
+    @router.get("", dependencies=guarded)
+    async def home() -> RedirectResponse:
+        return RedirectResponse("/ui/playground" if served else "/ui/experiments", status_code=303)
+
+    @router.get("/login")
+    async def login_page() -> HTMLResponse:
+        return page("login.html", nav=nav, title="Sign in")
+
+    @router.post("/login", status_code=204)
+    async def login(body: Login) -> Response:
+        if api_key is None:
+            return Response(status_code=204)
+        if not token_matches(_bearer(body.api_key), api_key):
+            raise HTTPException(401, "wrong API key (serve.api_key / DOMAIN_LLM_API_KEY)")
+        response = Response(status_code=204)
+        response.set_cookie(UI_COOKIE, ui_session_token(api_key), httponly=True, samesite="strict", path="/")
+        return response
+
+    @router.get("/static/{name}")
+    async def static(name: str) -> Response:
+        if name not in STATIC:
+            raise HTTPException(404, f"no such file: {name}")
+        return Response((HERE / "static" / name).read_bytes(), media_type=STATIC[name],
+                        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
+
+    @router.get("/playground", dependencies=guarded)
+    async def playground() -> HTMLResponse:
+        return page("playground.html", nav=nav, title="Playground", limits=settings.limits,
+                    rerank=settings.rerank)
+
+    @router.get("/experiments", dependencies=guarded)
+    async def experiments(compare: Annotated[list[str], Query()] = []) -> HTMLResponse:  # noqa: B006
+        try:
+            rows = await asyncio.to_thread(exp.list_experiments, repo)
+        except Exception as e:  # no DVC repo, dvc failing: say so on the page rather than a bare 500
+            return page("experiments.html", status=503, nav=nav, title="Experiments", error=str(e), rows=[],
+                        params=[], metrics=[], comparison=None, selected=[], tables={}, docs={})
+        by_rev = {r.rev: r for r in rows}
+        selected = [rev for rev in dict.fromkeys(compare) if rev in by_rev][:MAX_COMPARED]
+        comparison = exp.compare_rows(by_rev[selected[0]], by_rev[selected[1]]) if len(selected) == 2 else None
+        tables = {"quantization": exp.quantization_table(repo), "reranker": exp.reranker_table(repo)}
+        return page("experiments.html", nav=nav, title="Experiments", rows=rows, params=exp.changed_params(rows),
+                    metrics=exp.metric_names(rows), comparison=comparison, selected=selected, error=None,
+                    tables=tables, docs=exp.documents(repo), curve_revs=selected or ["workspace"])
+
+    @router.get("/charts/loss.svg", dependencies=guarded)
+    async def loss_chart(rev: Annotated[list[str], Query()] = ["workspace"]) -> Response:  # noqa: B006
+        rows = {r.rev: r for r in await asyncio.to_thread(exp.list_experiments, repo)}
+        unknown = [r for r in rev if r not in rows]
+        if unknown:
+            raise HTTPException(404, f"no experiment or commit {unknown[0]!r} in `dvc exp show`")
+        wanted = [(r, rows[r].name) for r in dict.fromkeys(rev)][:MAX_COMPARED]
+        curves = await asyncio.to_thread(exp.loss_curves, repo, wanted)
+        svg = await asyncio.to_thread(loss_curves_svg, curves)
+        return Response(svg, media_type="image/svg+xml",
+                        headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+                                 "X-Content-Type-Options": "nosniff"})
+
+    return router
+
+
+def _bearer(key: str):
+    from fastapi.security import HTTPAuthorizationCredentials
+
+    return HTTPAuthorizationCredentials(scheme="Bearer", credentials=key)

@@ -1,0 +1,91 @@
+"""`domain-llm headline` (the `headline` stage): the few numbers worth a column in `dvc exp show`.
+
+    dvc exp show --only-changed        # changed params + these metrics, one row per experiment
+    dvc metrics diff                   # these metrics against the last commit
+    dvc metrics diff --targets metrics/eval.json metrics/quantize.json   # the detail, when you need it
+
+Every stage keeps writing its full metrics file (CIs, per-domain tables, timings: 350+ numbers); those stay
+versioned outputs in git, read by `domain-llm report` and the dashboard (`/ui`). Only this file is declared as
+DVC metrics, so an experiment row carries at most MAX_HEADLINE numbers instead of all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from stages.errors import StageError
+from stages.fileio import write_json
+
+log = logging.getLogger(__name__)
+
+MAX_HEADLINE = 20
+# (section, file, key in the file, headline name). Quality is the fine-tuned model on the test split.
+PICKS = (
+    ("quality", "eval.json", "rougeL", "rougeL"),
+    ("quality", "eval.json", "exact_match", "exact_match"),
+    ("quality", "eval.json", "semantic_similarity", "semantic_similarity"),
+    ("quality", "eval.json", "perplexity", "perplexity"),
+    ("quality", "eval.json", "stop_rate", "stop_rate"),
+    ("quality", "eval.json", "repetition_rate", "repetition_rate"),
+    ("train", "train.json", "final_eval_loss", "eval_loss"),
+    ("train", "train.json", "train_tokens_per_second", "tokens_per_s"),
+    ("reranker", "reranker.json", "trained_mrr_at_10", "mrr_at_10"),
+    ("reranker", "reranker.json", "bm25_mrr_at_10", "bm25_mrr_at_10"),
+    ("reranker", "reranker.json", "biencoder_mrr_at_10", "biencoder_mrr_at_10"),
+)
+# The GGUF `domain-llm serve` loads by default (conf/serve/default.yaml); its size and speed are headline,
+# every type's quality loss (ΔPPL %) too.
+SERVED_TYPE = "q4_k_m"
+
+
+def read_metrics(folder: Path, name: str) -> dict:
+    path = folder / name
+    if not path.is_file():
+        raise StageError(f"{path}: missing; run the stage that writes it first (`dvc repro`)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise StageError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); rerun the stage that writes it") from None
+
+
+def headline_metrics(folder: Path) -> dict:
+    """{section: {name: number}} from the stages' metrics files in `folder`."""
+    files = {name: read_metrics(folder, name) for name in {p[1] for p in PICKS} | {"model_comparison.json",
+                                                                                    "quantize.json"}}
+    out: dict[str, dict] = {}
+    for section, file, key, name in PICKS:
+        value = files[file].get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out.setdefault(section, {})[name] = round(value, 4)
+    delta = files["model_comparison.json"].get("deltas", {}).get("finetuned_vs_base", {}).get("rougeL", {})
+    if isinstance(delta.get("delta"), int | float):
+        out["quality"]["rougeL_vs_base"] = round(delta["delta"], 4)
+    quantized = {t: m for t, m in sorted(files["quantize.json"].items()) if isinstance(m, dict) and t != "f16"}
+    served = SERVED_TYPE if SERVED_TYPE in quantized else next(iter(quantized), None)
+    gguf: dict[str, float] = {}
+    if served:
+        gguf = {f"{served}_size_mb": quantized[served].get("size_mb"),
+                f"{served}_decode_tok_s": quantized[served].get("decode_tokens_per_s")}
+    room = MAX_HEADLINE - sum(len(v) for v in out.values()) - len(gguf)
+    for qtype, m in quantized.items():
+        if "delta_ppl_pct" not in m:
+            continue
+        if room <= 0:  # a long quantize.types list: keep the table readable, say where the rest is
+            log.warning("headline: %s ΔPPL left out (over %d columns); see metrics/quantize.json", qtype,
+                        MAX_HEADLINE)
+            continue
+        gguf[f"{qtype}_dppl_pct"], room = m["delta_ppl_pct"], room - 1
+    if gguf:
+        out["gguf"] = gguf
+    return out
+
+
+def main(cfg: DictConfig) -> None:
+    folder = Path(str(cfg.paths.metrics))
+    metrics = headline_metrics(folder)
+    write_json(folder / "headline.json", metrics)
+    log.info("%s: %d headline metrics", folder / "headline.json", sum(len(v) for v in metrics.values()))
