@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="markdown of `dvc metrics diff` + `dvc params diff` against a git ref")
     p.add_argument("--rev", default="HEAD")
+
+    p = sub.add_parser("plots", help="`dvc plots show` (or `plots diff REV`) that renders offline")
+    p.add_argument("dvc_args", nargs=argparse.REMAINDER, help="passed to `dvc plots show`, or `diff REV...`")
     return parser
 
 
@@ -81,6 +84,10 @@ def run(argv: list[str]) -> int:
         from stages.generate import main as generate_main
 
         return generate_main(args.prompt, args.model, args.max_new_tokens, args.system)
+    if args.command == "plots":
+        from stages.plots import main as plots_main
+
+        return plots_main(args.dvc_args)
     if args.command == "report":
         from stages.report import main as report_main
 

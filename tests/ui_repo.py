@@ -16,6 +16,10 @@ DVC_YAML = """stages:
     metrics:
       - metrics/headline.json:
           cache: false
+    plots:
+      - metrics/train_live/plots/metrics:
+          cache: false
+          x: step
 """
 # A model card with markup that must come out as text, never as HTML or a script.
 HOSTILE_CARD = ('# Model card\n\n<script>window.pwned = 1</script>\n\n<img src=x onerror="window.pwned=2">\n\n'

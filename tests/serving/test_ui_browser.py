@@ -108,3 +108,33 @@ def test_screenshots_are_linked_from_the_readme():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for name in ("ui-experiments.png", "ui-playground.png", "ui-rerank.png"):
         assert f"docs/{name}" in readme and (Path(__file__).resolve().parents[2] / "docs" / name).is_file(), name
+
+
+def test_dvc_plots_render_offline(tmp_path):
+    """`domain-llm plots` = `dvc plots show` with vega inlined: the page draws its chart with no network."""
+    import subprocess
+    import sys
+
+    repo = make_experiments_repo(tmp_path / "repo")
+    subprocess.run([sys.executable, "-m", "stages.cli", "plots"], cwd=repo, check=True, capture_output=True,
+                   timeout=300)
+    html = (repo / "dvc_plots" / "index.html").read_text()
+    assert "cdn.jsdelivr" not in html and "vegaEmbed(" in html
+    server = serve_in_thread(_static_app(repo / "dvc_plots"), healthy=False)  # served like any page
+    try:
+        with offline_page() as (page, log):
+            page.goto(f"{server.url}/index.html")
+            chart = page.wait_for_selector(".vega-embed svg, .vega-embed canvas")
+            assert chart.bounding_box()["width"] > 100
+            log.assert_clean()
+    finally:
+        server.stop()
+
+
+def _static_app(folder: Path):
+    from fastapi import FastAPI
+    from fastapi.staticfiles import StaticFiles
+
+    app = FastAPI()
+    app.mount("/", StaticFiles(directory=str(folder)), name="plots")
+    return app
