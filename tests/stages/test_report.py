@@ -13,13 +13,22 @@ import pytest
 from stages.errors import StageError
 from stages.report import build_report
 
+# As the pipeline declares it: the stage's full metrics file is a plain output, only the headline is DVC metrics;
+# the report still covers every number of the full file.
 DVC_YAML = """stages:
   evaluate:
     cmd: echo evaluate
     params:
       - train
-    metrics:
+    outs:
       - metrics/eval.json:
+          cache: false
+  headline:
+    cmd: echo headline
+    deps:
+      - metrics/eval.json
+    metrics:
+      - metrics/headline.json:
           cache: false
 """
 
@@ -31,6 +40,7 @@ def _git(repo: Path, *args: str) -> None:
 def _write(repo: Path, eval_json: dict, lora_r: int) -> None:
     (repo / "metrics").mkdir(exist_ok=True)
     (repo / "metrics" / "eval.json").write_text(json.dumps(eval_json))
+    (repo / "metrics" / "headline.json").write_text(json.dumps({"quality": {"rougeL": eval_json["rougeL"]}}))
     (repo / "params.yaml").write_text(f"train:\n  lr: 0.001\n  lora:\n    r: {lora_r}\n")
 
 
@@ -65,6 +75,7 @@ def test_report_between_two_commits(repo):
     # dvc's own tables: changed metrics and the changed param
     metrics_table = md.split("### Metrics changed")[1].split("###")[0]
     assert "metrics/eval.json" in metrics_table and "rougeL_ci_low" in metrics_table
+    assert "| metrics/headline.json | quality.rougeL | 0.2 | 0.31 |" in metrics_table
     assert "n_examples" not in metrics_table                    # unchanged metrics are left out
     params_table = md.split("### Params changed")[1]
     assert "| params.yaml | train.lora.r | 16 | 8 | -8 |" in params_table

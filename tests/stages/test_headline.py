@@ -1,0 +1,60 @@
+"""The headline stage: a few numbers from the stages' metrics files, at most MAX_HEADLINE, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stages.errors import StageError
+from stages.headline import MAX_HEADLINE, headline_metrics
+
+EVAL = {"rougeL": 0.49, "rougeL_ci_low": 0.44, "exact_match": 0.05, "semantic_similarity": 0.87,
+        "perplexity": 3.75, "stop_rate": 0.983, "repetition_rate": 0.033, "bleu": 0.24}
+
+
+def write_metrics(folder, quantize_types=("q4_k_m", "q8_0")) -> None:
+    files = {
+        "eval.json": EVAL,
+        "train.json": {"final_eval_loss": 1.36, "train_tokens_per_second": 94.7, "mode": "lora"},
+        "reranker.json": {"trained_mrr_at_10": 0.97, "bm25_mrr_at_10": 0.72, "biencoder_mrr_at_10": 0.95},
+        "model_comparison.json": {"deltas": {"finetuned_vs_base": {"rougeL": {"delta": 0.30}}}},
+        "quantize.json": {"f16": {"size_mb": 270.9, "delta_ppl_pct": 0.0},
+                          **{t: {"size_mb": 100.0 + i, "delta_ppl_pct": 1.0 + i, "decode_tokens_per_s": 110.0}
+                             for i, t in enumerate(quantize_types)}},
+    }
+    for name, content in files.items():
+        (folder / name).write_text(json.dumps(content))
+
+
+def test_headline_picks_the_few_numbers(tmp_path):
+    write_metrics(tmp_path)
+    headline = headline_metrics(tmp_path)
+    assert headline["quality"] == {"rougeL": 0.49, "exact_match": 0.05, "semantic_similarity": 0.87,
+                                   "perplexity": 3.75, "stop_rate": 0.983, "repetition_rate": 0.033,
+                                   "rougeL_vs_base": 0.3}
+    assert headline["train"] == {"eval_loss": 1.36, "tokens_per_s": 94.7}
+    assert headline["gguf"] == {"q4_k_m_size_mb": 100.0, "q4_k_m_decode_tok_s": 110.0, "q4_k_m_dppl_pct": 1.0,
+                                "q8_0_dppl_pct": 2.0}
+    assert headline["reranker"]["mrr_at_10"] == 0.97
+    assert "bleu" not in json.dumps(headline) and "ci_low" not in json.dumps(headline)
+
+
+def test_headline_stays_within_its_column_budget(tmp_path):
+    many = ("q2_k", "q3_k_m", "q4_0", "q4_k_m", "q5_0", "q5_k_m", "q6_k", "q8_0", "iq4_xs")
+    write_metrics(tmp_path, many)
+    headline = headline_metrics(tmp_path)
+    assert sum(len(v) for v in headline.values()) == MAX_HEADLINE
+    assert "q4_k_m_size_mb" in headline["gguf"]  # the served type's size and speed are kept
+
+
+def test_missing_or_broken_metrics_file_is_one_line(tmp_path):
+    write_metrics(tmp_path)
+    (tmp_path / "train.json").unlink()
+    with pytest.raises(StageError, match=r"train.json: missing; run the stage that writes it"):
+        headline_metrics(tmp_path)
+    write_metrics(tmp_path)
+    (tmp_path / "eval.json").write_text('{"rougeL": 0.4,\n oops}')
+    with pytest.raises(StageError, match=r"eval.json:2: not valid JSON") as err:
+        headline_metrics(tmp_path)
+    assert "\n" not in str(err.value)
