@@ -23,7 +23,8 @@ from stages.fileio import write_json
 log = logging.getLogger(__name__)
 
 MAX_HEADLINE = 20
-# (section, file, key in the file, headline name). Quality is the fine-tuned model on the test split.
+# (section, file, key in the file, headline name). Quality is the fine-tuned model on the test split. Section
+# names differ from the param groups (train, reranker, ...): `dvc exp show` prints both without their file.
 PICKS = (
     ("quality", "eval.json", "rougeL", "rougeL"),
     ("quality", "eval.json", "exact_match", "exact_match"),
@@ -31,11 +32,11 @@ PICKS = (
     ("quality", "eval.json", "perplexity", "perplexity"),
     ("quality", "eval.json", "stop_rate", "stop_rate"),
     ("quality", "eval.json", "repetition_rate", "repetition_rate"),
-    ("train", "train.json", "final_eval_loss", "eval_loss"),
-    ("train", "train.json", "train_tokens_per_second", "tokens_per_s"),
-    ("reranker", "reranker.json", "trained_mrr_at_10", "mrr_at_10"),
-    ("reranker", "reranker.json", "bm25_mrr_at_10", "bm25_mrr_at_10"),
-    ("reranker", "reranker.json", "biencoder_mrr_at_10", "biencoder_mrr_at_10"),
+    ("training", "train.json", "final_eval_loss", "eval_loss"),
+    ("training", "train.json", "train_tokens_per_second", "tokens_per_s"),
+    ("rerank", "reranker.json", "trained_mrr_at_10", "mrr_at_10"),
+    ("rerank", "reranker.json", "bm25_mrr_at_10", "bm25_mrr_at_10"),
+    ("rerank", "reranker.json", "biencoder_mrr_at_10", "biencoder_mrr_at_10"),
 )
 # The GGUF `domain-llm serve` loads by default (conf/serve/default.yaml); its size and speed are headline,
 # every type's quality loss (ΔPPL %) too.

@@ -62,7 +62,7 @@ def test_every_stage_publishes_its_outputs(repo):
     headline = declared["metrics/headline.json"]["data"]
     assert sum(len(section) for section in headline.values()) <= 20, headline
     for section, key in (("quality", "rougeL"), ("quality", "perplexity"), ("quality", "stop_rate"),
-                         ("train", "eval_loss"), ("gguf", "q8_0_dppl_pct"), ("reranker", "mrr_at_10")):
+                         ("training", "eval_loss"), ("gguf", "q8_0_dppl_pct"), ("rerank", "mrr_at_10")):
         assert isinstance(headline[section][key], int | float), (section, key)
     for detail in ("eval.json", "quantize.json", "reranker.json", "train.json", "model_comparison.json"):
         assert (repo / "metrics" / detail).is_file(), detail
@@ -88,7 +88,7 @@ def test_experiment_reruns_train_and_downstream_only(repo):
         assert f"Running stage '{stage}'" not in out, stage
     diff = run(["dvc", "metrics", "diff", "--json"], repo).stdout
     changed = json.loads(diff).get("metrics/headline.json", {})
-    assert {"quality.rougeL", "quality.perplexity", "train.eval_loss"} & set(changed), diff[:2000]
+    assert {"quality.rougeL", "quality.perplexity", "training.eval_loss"} & set(changed), diff[:2000]
     detail = run(["dvc", "metrics", "diff", "--json", "--targets", "metrics/eval.json"], repo).stdout
     assert "rougeL_ci_low" in detail or "perplexity_ci_low" in detail, detail[:2000]
     params = run(["dvc", "params", "diff", "--json"], repo).stdout
@@ -124,6 +124,16 @@ def test_a_qwen2_model_goes_through_the_whole_pipeline(repo):
     finally:
         engine.close()
     assert json.loads((repo / "metrics/eval.json").read_text())["stop_rate"] > 0
+
+
+def test_exp_show_is_readable_after_the_experiments(repo):
+    """After the experiments above, a row is the changed params plus at most 20 headline metrics (it was 351
+    metric and 150 param columns when every metrics file was declared)."""
+    header = run(["dvc", "exp", "show", "--only-changed", "--csv"], repo).stdout.splitlines()[0].split(",")
+    metrics = [c for c in header if c.split(".")[0] in ("quality", "training", "gguf", "rerank")]
+    assert 10 <= len(metrics) <= 20, header
+    assert len(header) <= 40, f"{len(header)} columns: {header}"
+    assert "train.lora.r" in header and "model.family" in header  # the params the experiments changed
 
 
 def test_dashboard_shows_the_pipeline_and_its_experiments(repo, tmp_path):

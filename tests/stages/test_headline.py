@@ -33,10 +33,10 @@ def test_headline_picks_the_few_numbers(tmp_path):
     assert headline["quality"] == {"rougeL": 0.49, "exact_match": 0.05, "semantic_similarity": 0.87,
                                    "perplexity": 3.75, "stop_rate": 0.983, "repetition_rate": 0.033,
                                    "rougeL_vs_base": 0.3}
-    assert headline["train"] == {"eval_loss": 1.36, "tokens_per_s": 94.7}
+    assert headline["training"] == {"eval_loss": 1.36, "tokens_per_s": 94.7}
     assert headline["gguf"] == {"q4_k_m_size_mb": 100.0, "q4_k_m_decode_tok_s": 110.0, "q4_k_m_dppl_pct": 1.0,
                                 "q8_0_dppl_pct": 2.0}
-    assert headline["reranker"]["mrr_at_10"] == 0.97
+    assert headline["rerank"]["mrr_at_10"] == 0.97
     assert "bleu" not in json.dumps(headline) and "ci_low" not in json.dumps(headline)
 
 
