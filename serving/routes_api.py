@@ -104,7 +104,7 @@ def build_api_routers(ctx: ServingContext) -> list[APIRouter]:
         if info.get("path"):  # the file name only: clients have no business with the server's directory layout
             info["file"] = Path(info.pop("path")).name
         return {"model_id": ctx.model_id, "engine": settings.engine, **info,
-                "system_prompt": default_system_prompt(ctx), "reranker": reranker_status(ctx)}
+                "default_system_prompt": default_system_prompt(ctx), "reranker": reranker_status(ctx)}
 
     @router.post("/generate", response_model=GenerateResponse, summary="Generate a completion for one prompt")
     async def generate(body: S.GenerateRequest, request: Request) -> GenerateResponse:

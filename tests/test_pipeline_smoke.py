@@ -131,7 +131,7 @@ def test_exp_show_is_readable_after_the_experiments(repo):
     metric and 150 param columns when every metrics file was declared)."""
     header = run(["dvc", "exp", "show", "--only-changed", "--csv"], repo).stdout.splitlines()[0].split(",")
     metrics = [c for c in header if c.split(".")[0] in ("quality", "training", "gguf", "rerank")]
-    assert 10 <= len(metrics) <= 20, header
+    assert 3 <= len(metrics) <= 20, header  # --only-changed: the headline metrics that moved
     assert len(header) <= 40, f"{len(header)} columns: {header}"
     assert "train.lora.r" in header and "model.family" in header  # the params the experiments changed
 
@@ -152,15 +152,17 @@ def test_dashboard_shows_the_pipeline_and_its_experiments(repo, tmp_path):
             rows = page.locator("#experiments tbody tr")
             kinds = rows.locator("td:nth-child(3)").all_inner_texts()
             assert kinds.count("experiment") >= 2 and "commit" in kinds, kinds
-            assert page.locator("#experiments th", has_text="quality.rougeL").count() == 1
+            assert "quality.rougeL" in page.locator("#experiments th").all_inner_texts()
             wait_until(lambda: page.locator("#loss-curve").evaluate("img => img.complete && img.naturalWidth") > 100)
             rows.nth(1).locator("input").check()            # the commit with the pipeline run
             rows.filter(has_text="experiment").first.locator("input").check()
             page.click("#compare-button")
-            assert page.locator("#comparison tr", has_text="quality.rougeL").count() == 1
+            compared = page.locator("#comparison tbody td:first-child").all_inner_texts()
+            assert "quality.rougeL" in compared and "training.eval_loss" in compared, compared
             assert page.locator("#param-diff tbody tr").count() >= 1
-            assert page.locator("#quantization tr", has_text="q8_0").count() == 1
-            assert page.locator("#reranker tr", has_text="trained").count() == 1
+            assert "q8_0" in page.locator("#quantization tbody td:first-child").all_inner_texts()
+            rankers = page.locator("#reranker tbody td:first-child").all_inner_texts()
+            assert {"bm25", "biencoder", "trained"} <= set(rankers), rankers
             assert page.locator("details.doc summary", has_text="models/merged/README.md").count() == 1
             log.assert_clean()
     finally:

@@ -49,5 +49,6 @@ def test_served_model_system_prompt_unless_overridden(legal_gguf, override):
         assert chat.json()["usage"]["prompt_tokens"] == expected
         info = httpx.get(f"{server.url}/api/v1/model/info", timeout=10).json()
         assert info["domain"] == "legal" and info["system_prompt"] == LEGAL
+        assert info["default_system_prompt"] == (override or LEGAL)  # what the playground pre-fills
     finally:
         server.stop()

@@ -46,7 +46,10 @@ async function loadModelInfo() {
   line.dataset.ready = "1";
   line.textContent = `Model ${info.model_id} · ${info.architecture || info.type || ""} ` +
     `${info.quantization || ""} · context ${info.n_ctx_per_sequence || info.n_ctx || "?"} tokens per request`;
-  if ($("system-prompt").value === "" && info.system_prompt) $("system-prompt").value = info.system_prompt;
+  // What a request without a system message gets: serve.system_prompt, else the one the model was trained with.
+  if ($("system-prompt").value === "" && info.default_system_prompt) {
+    $("system-prompt").value = info.default_system_prompt;
+  }
 }
 
 function bubble(role, text) {
