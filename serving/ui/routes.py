@@ -89,10 +89,11 @@ def build_ui_router(settings: ServeSettings, repo: Path, served: bool) -> APIRou
         return Response((HERE / "static" / name).read_bytes(), media_type=STATIC[name],
                         headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
 
-    @router.get("/playground", dependencies=guarded)
-    async def playground() -> HTMLResponse:
-        return page("playground.html", nav=nav, title="Playground", limits=settings.limits,
-                    rerank=settings.rerank)
+    if served:  # `domain-llm ui` has no model behind it: no playground page at all
+        @router.get("/playground", dependencies=guarded)
+        async def playground() -> HTMLResponse:
+            return page("playground.html", nav=nav, title="Playground", limits=settings.limits,
+                        rerank=settings.rerank)
 
     @router.get("/experiments", dependencies=guarded)
     async def experiments(compare: Annotated[list[str], Query()] = []) -> HTMLResponse:  # noqa: B006

@@ -131,3 +131,28 @@ def test_served_app_has_the_ui_and_offline_docs(gguf_overrides):
         assert client.get("/ui/playground").status_code == 200
     finally:
         server.stop()
+
+
+def test_domain_llm_ui_serves_the_dashboard_without_a_model(repo):
+    """The `domain-llm ui` command in a repository: the dashboard answers, no model is loaded."""
+    import subprocess
+    import sys
+
+    from tests.serving.conftest import free_port, wait_for
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "stages.cli", "ui", f"serve.port={port}"], cwd=repo,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def answered():
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/ui/experiments", timeout=30)
+            except httpx.TransportError:
+                return None
+
+        page = wait_for(answered, timeout_s=60)
+        assert page is not None and page.status_code == 200 and "lora-r8" in page.text
+        assert httpx.get(f"http://127.0.0.1:{port}/ui/playground").status_code == 404  # no model, no playground
+    finally:
+        process.terminate()
+        process.wait(30)
