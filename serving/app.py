@@ -130,19 +130,27 @@ def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
                 torch.set_num_threads(settings.threads)
             return load(settings.reranker)
         rerank = EngineWorker("reranker", load_reranker, settings.queue_size)
+    index = None
+    if settings.index:
+        def load_index():
+            from stages.inference.retrieval import Retriever
+
+            return Retriever.load(settings.index)
+        index = EngineWorker("index", load_index, settings.queue_size)
     ctx = ServingContext(settings=settings, schemas=build_schemas(settings.limits),
                          generation=JobRunner(generation, settings.request_timeout_s),
                          rerank=JobRunner(rerank, settings.request_timeout_s) if rerank else None,
-                         model_id=public_model_id(settings))
+                         model_id=public_model_id(settings),
+                         index=JobRunner(index, settings.request_timeout_s) if index else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        for worker in (generation, rerank):
+        for worker in (generation, rerank, index):
             if worker is not None:
                 worker.start()
         yield
         # uvicorn has already let in-flight requests finish; drain whatever is still queued, then stop.
-        for worker in (generation, rerank):
+        for worker in (generation, rerank, index):
             if worker is not None:
                 await asyncio.to_thread(worker.stop, settings.request_timeout_s)
         if engine is None and generation.engine is not None and hasattr(generation.engine, "close"):
@@ -157,6 +165,10 @@ def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
     add_error_handlers(app)
     for router in (*build_api_routers(ctx), build_openai_router(ctx)):
         app.include_router(router)
+    if index is not None:
+        from serving.routes_ask import build_ask_router
+
+        app.include_router(build_ask_router(ctx))
     if settings.ui:
         from serving.ui.routes import build_ui_router
 

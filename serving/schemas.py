@@ -123,6 +123,14 @@ def build_schemas(limits: Limits) -> SimpleNamespace:
             check_batch_tokens(len(self.prompts), self.max_tokens, limits)
             return self
 
+    class AskRequest(SamplingFields):
+        model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+            {"question": "How is asthma treated?", "top_k": 4, "max_tokens": 96, "temperature": 0.0}]})
+        question: prompt_str
+        top_k: int = Field(4, ge=1, le=10, description="context passages retrieved and shown to the model")
+        domain: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+            None, description="the served model's domain (a request for another domain is refused)")
+
     class RerankRequest(Request):
         model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
             {"query": "How is hypertension treated?", "documents": EXAMPLE_DOCS, "top_k": 1}]})

@@ -47,6 +47,7 @@ class ServingContext:
     rerank: JobRunner | None
     model_id: str
     started: float = field(default_factory=time.time)
+    index: JobRunner | None = None  # retrieval for /api/v1/ask (serve.index)
 
 
 def error_responses(settings: ServeSettings) -> dict:

@@ -53,6 +53,9 @@ class ServeSettings:
     reranker: str | None = "models/reranker"
     log_requests: bool = True
     ui: bool = True
+    index: str | None = "models/index"
+    ask_rerank: bool = False
+    ask_candidates: int = 20
     limits: Limits = field(default_factory=Limits)
 
     @classmethod

@@ -27,6 +27,7 @@ STAGES = {
     "evaluate": ("stages.evaluate.main", "metrics of fine-tuned vs base on the test split"),
     "quantize": ("stages.quantize.main", "HF -> GGUF, quantize, benchmark"),
     "reranker": ("stages.reranker.main", "train and evaluate the domain cross-encoder"),
+    "index": ("stages.index.main", "chunk and embed documents into models/index (BM25 + MiniLM)"),
     "headline": ("stages.headline", "metrics/headline.json: the few metrics `dvc exp show` displays"),
     "serve": ("serving.main", "serve the model behind the REST / OpenAI-compatible API"),
     "ui": ("serving.ui.main", "the experiments dashboard alone (no model), at /ui"),

@@ -30,7 +30,7 @@ def run(cmd: list[str] | str, cwd: Path, check: bool = True, timeout: int = 600)
 
 def make_pipeline_repo(dest: Path, extra_conf: str = TINY_OVERRIDES) -> Path:
     """Copy conf/, stages/, dvc.yaml into `dest`, default model tiny-random, then git+dvc init and commit."""
-    for name in ("conf", "stages"):
+    for name in ("conf", "stages", "data/docs"):
         shutil.copytree(REPO_ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".gitignore"):
         shutil.copy2(REPO_ROOT / name, dest / name)

@@ -53,7 +53,8 @@ def test_every_stage_publishes_its_outputs(repo):
     for path in ("models/base/model.safetensors", "data/processed/healthcare/test.jsonl",
                  "models/adapter/adapter_config.json", "models/merged/model.safetensors",
                  "models/merged/README.md", "models/gguf/model-q8_0.gguf", "models/gguf/manifest.json",
-                 "models/reranker/README.md", "metrics/eval/predictions.jsonl"):
+                 "models/reranker/README.md", "metrics/eval/predictions.jsonl", "models/index/chunks.jsonl",
+                 "metrics/index.json"):
         assert (repo / path).exists(), path
     # Only the headline is declared as DVC metrics: a readable `dvc exp show` row (the detail stays in git).
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)

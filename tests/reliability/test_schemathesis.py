@@ -35,12 +35,19 @@ SERVE_SETTINGS = ("serve.n_ctx=512", "serve.max_tokens_limit=8", "serve.max_prom
                   "serve.max_batch_size=2", "serve.max_documents=4", "serve.max_document_chars=200",
                   "serve.queue_size=64", "serve.request_timeout_s=60", "serve.reranker=/nonexistent/reranker",
                   "serve.log_requests=false")
-OPERATIONS = 10  # health, model/info, generate, generate/batch, rerank, shutdown, completions, chat, models, rerank
+# health, model/info, generate, generate/batch, rerank, ask, shutdown, completions, chat, models, rerank
+OPERATIONS = 11
 
 
 @pytest.fixture(scope="module")
-def fuzzed_server(gguf_model):
-    running = start_server_process(gguf_model, *SERVE_SETTINGS,
+def fuzzed_server(gguf_model, tmp_path_factory):
+    from stages.config import compose
+    from stages.index.main import main as build_index
+
+    root = tmp_path_factory.mktemp("fuzz_index")  # /api/v1/ask answers from the healthcare fact sheets
+    build_index(compose([f"index.docs_dir={root / 'no-docs'}", f"paths.index={root / 'index'}",
+                         f"paths.metrics={root}"]))
+    running = start_server_process(gguf_model, *SERVE_SETTINGS, f"serve.index={root / 'index'}",
                                    env={"DOMAIN_LLM_API_KEY": API_KEY, "DOMAIN_LLM_ADMIN_TOKEN": ADMIN_TOKEN})
     # The reranker (bundled MiniLM fallback) loads in the background; rerank cases must not meet a 503.
     wait_for(lambda: health(running.url)["reranker"] == "ready", timeout_s=120, interval_s=0.5)

@@ -30,7 +30,18 @@ def start_command() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def doc_server(smollm2_gguf):
+def fact_sheet_index(tmp_path_factory):
+    """The index stage's default output (the healthcare fact sheets) for the /api/v1/ask example."""
+    from stages.config import compose
+    from stages.index.main import main
+
+    root = tmp_path_factory.mktemp("doc_index")
+    main(compose([f"index.docs_dir={root / 'no-docs'}", f"paths.index={root / 'index'}", f"paths.metrics={root}"]))
+    return root / "index"
+
+
+@pytest.fixture(scope="module")
+def doc_server(smollm2_gguf, fact_sheet_index):
     overrides = []
     for override in start_command():
         key = override.split("=", 1)[0]
@@ -38,7 +49,7 @@ def doc_server(smollm2_gguf):
             continue  # the test's model file and a free port instead
         overrides.append(override)
     assert overrides == [] or all("=" in o for o in overrides)
-    running = start_server_process(f"serve.model={smollm2_gguf}", *overrides)
+    running = start_server_process(f"serve.model={smollm2_gguf}", f"serve.index={fact_sheet_index}", *overrides)
     wait_for(lambda: httpx.get(f"{running.url}/api/v1/model/info").json()["reranker"]["state"] == "ready",
              timeout_s=120, interval_s=0.5)
     yield running

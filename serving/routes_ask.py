@@ -1,0 +1,127 @@
+"""POST /api/v1/ask: retrieve passages from the index (hybrid BM25 + MiniLM, optionally reranked), answer from
+them with the served model, and return the passages as numbered citations.
+
+The prompt numbers the passages and asks the model to answer from them and cite by number. Every `[n]` in the
+answer is checked against the passages given: numbers that do not exist are removed from the answer and listed
+in `invalid_citations`, so a client never follows a citation to nothing.
+"""
+
+# No `from __future__ import annotations`: FastAPI must see the per-app request class (S.AskRequest) as an object.
+import re
+import time
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from serving.prompts import default_system_prompt
+from serving.routes_api import public_finish_reason, sampling_params
+from serving.security import api_key_check
+from serving.service import ServingContext, error_responses
+
+CITATION = re.compile(r"\[(\d{1,3})\]")
+GROUNDING = ("Answer the question using only the numbered context passages. Cite the passages you use by their "
+             "number in square brackets, like [1]. If the passages do not contain the answer, say so.")
+
+
+class Citation(BaseModel):
+    number: int = Field(description="the [n] the answer cites it by")
+    doc_id: str
+    title: str
+    chunk: str = Field(description="the passage's text, as given to the model")
+    score: float = Field(description="reranker probability when reranked, else the retrieval score")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AskResponse(BaseModel):
+    answer: str
+    citations: list[Citation] = Field(description="the passages the model was given, numbered")
+    cited: list[int] = Field(description="the passage numbers the answer cites (all exist in `citations`)")
+    invalid_citations: list[int] = Field(description="numbers the model cited that no passage has (removed)")
+    finish_reason: str
+    usage: Usage
+    retrieval: dict = Field(description="mode, whether reranked, seconds, passages dropped to fit the context")
+
+
+def grounded_messages(question: str, citations: list[Citation], system: str | None) -> list[dict]:
+    context = "\n\n".join(f"[{c.number}] {c.title}: {c.chunk}" for c in citations)
+    system_text = f"{system}\n\n{GROUNDING}" if system else GROUNDING
+    return [{"role": "system", "content": system_text},
+            {"role": "user", "content": f"Context:\n{context}\n\nQuestion: {question}"}]
+
+
+def check_citations(answer: str, available: int) -> tuple[str, list[int], list[int]]:
+    """(answer without citations to nothing, cited numbers that exist, numbers that do not)."""
+    cited, invalid = [], []
+    for match in CITATION.finditer(answer):
+        n = int(match.group(1))
+        (cited if 1 <= n <= available else invalid).append(n)
+    if invalid:
+        answer = CITATION.sub(lambda m: m.group(0) if 1 <= int(m.group(1)) <= available else "", answer)
+        answer = re.sub(r"[ \t]{2,}", " ", answer).strip()
+    return answer, sorted(set(cited)), sorted(set(invalid))
+
+
+def fit_to_context(engine, question: str, citations: list[Citation], system: str | None,
+                   max_tokens: int) -> tuple[list[dict], list[Citation]]:
+    """The grounded messages with as many of the best passages as fit the model's context per sequence (room
+    left for max_tokens); the GGUF engine reports that size, other engines check prompts themselves."""
+    limit = engine.info().get("n_ctx_per_sequence")
+    kept = list(citations)
+    while True:
+        messages = grounded_messages(question, kept, system)
+        if not limit or len(engine.prompt_ids(engine.apply_chat_template(messages))) + max_tokens <= limit:
+            return messages, kept
+        if len(kept) == 1:
+            raise HTTPException(422, f"question: with the best passage and max_tokens {max_tokens} it exceeds the "
+                                     f"model's context ({limit} tokens, serve.n_ctx); lower max_tokens or index "
+                                     "smaller chunks (index.chunk_words)")
+        kept.pop()
+
+
+def build_ask_router(ctx: ServingContext) -> APIRouter:
+    S = ctx.schemas
+    settings = ctx.settings
+    router = APIRouter(prefix="/api/v1", tags=["seed API"], dependencies=[Depends(api_key_check(settings.api_key))],
+                       responses=error_responses(settings))
+
+    @router.post("/ask", response_model=AskResponse,
+                 summary="Answer a question from the indexed documents, with numbered citations")
+    async def ask(body: S.AskRequest, request: Request) -> AskResponse:
+        served_domain = (getattr(ctx.generation.worker.engine, "served", None) or {}).get("domain")
+        if body.domain is not None and served_domain and body.domain != served_domain:
+            raise HTTPException(422, f"domain: {body.domain!r} is not served here (this server: {served_domain!r})")
+        started = time.perf_counter()
+        rerank = settings.ask_rerank and ctx.rerank is not None
+        candidates = max(settings.ask_candidates, body.top_k) if rerank else body.top_k
+        hits = await ctx.index.run(request, lambda r, job: r.search(body.question, candidates, "hybrid"))
+        if rerank:
+            texts = [f"{h.chunk.title}\n{h.chunk.text}" for h in hits]
+            ranked = await ctx.rerank.run(request, lambda r, job: r.rerank(body.question, texts, top_k=body.top_k))
+            hits = [(hits[r["original_index"]], float(r["score"])) for r in ranked]
+        else:
+            hits = [(h, h.score) for h in hits]
+        citations = [Citation(number=n, doc_id=h.chunk.doc_id, title=h.chunk.title, chunk=h.chunk.text,
+                              score=round(score, 4)) for n, (h, score) in enumerate(hits, start=1)]
+        retrieval_s = time.perf_counter() - started
+        system = body.system_prompt if body.system_prompt is not None else default_system_prompt(ctx)
+        retrieved = len(citations)
+        messages, citations = fit_to_context(ctx.generation.worker.engine, body.question, citations, system,
+                                             body.max_tokens)
+        params = sampling_params(body)
+        [generation] = await ctx.generation.run(request, lambda e, job: e.chat([messages], params, job.should_stop))
+        answer, cited, invalid = check_citations(generation.text, len(citations))
+        return AskResponse(answer=answer, citations=citations, cited=cited, invalid_citations=invalid,
+                           finish_reason=public_finish_reason(generation),
+                           usage=Usage(prompt_tokens=generation.prompt_tokens,
+                                       completion_tokens=generation.completion_tokens,
+                                       total_tokens=generation.prompt_tokens + generation.completion_tokens),
+                           retrieval={"mode": "hybrid", "reranked": rerank, "seconds": round(retrieval_s, 4),
+                                      # the lowest-ranked passages that did not fit the model's context
+                                      "passages_dropped": retrieved - len(citations)})
+
+    return router

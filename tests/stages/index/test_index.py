@@ -1,0 +1,111 @@
+"""The index stage and retrieval: documents from a folder (or the synthetic fact sheets), overlapping chunks,
+BM25 + MiniLM + fused search on a real index built by the stage entry point, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stages.errors import StageError
+from stages.index.chunking import chunk_text
+from stages.index.documents import fact_sheets, load_documents
+from stages.inference.retrieval import Retriever
+
+VOLCANO = ("# Volcanoes\n\nMount Zorblax erupted in 1887 and buried the valley of Quenth under ash.\n\n"
+           "Its crater lake is acidic and coloured turquoise by dissolved copper.")
+BAKING = "Sourdough bread rises because wild yeast and lactic acid bacteria ferment the flour."
+
+
+def test_chunks_pack_paragraphs_and_overlap():
+    paragraphs = [" ".join(f"p{i}w{j}" for j in range(30)) for i in range(5)]
+    chunks = chunk_text("\n\n".join(paragraphs), max_words=70, overlap_words=30)
+    assert all(len(c.split()) <= 70 for c in chunks)
+    # every paragraph is in some chunk whole, and consecutive chunks share a paragraph (the overlap)
+    assert all(any(p in c for c in chunks) for p in paragraphs)
+    assert all(set(a.split("\n\n")) & set(b.split("\n\n")) for a, b in zip(chunks, chunks[1:], strict=False))
+    long = " ".join(f"w{j}" for j in range(250))
+    windows = chunk_text(long, max_words=100, overlap_words=20)
+    assert [len(w.split()) for w in windows] == [100, 100, 90] and windows[1].split()[0] == "w80"
+    with pytest.raises(StageError, match="overlap_words < max_words"):
+        chunk_text("x", max_words=10, overlap_words=10)
+
+
+def test_documents_from_a_folder(tmp_path):
+    (tmp_path / "README.md").write_text("# How to use this folder")  # never indexed
+    (tmp_path / "volcano.md").write_text(VOLCANO)
+    (tmp_path / "notes.jsonl").write_text(json.dumps({"id": "bread", "title": "Bread", "text": BAKING}) + "\n")
+    docs = {d.doc_id: d for d in load_documents(tmp_path, "healthcare")}
+    assert set(docs) == {"volcano.md", "bread"}
+    assert docs["volcano.md"].title == "Volcanoes" and docs["bread"].source.endswith("notes.jsonl:1")
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("bad.jsonl", '{"text": "ok"}\n{"text": ', r"bad.jsonl:2: not valid JSON"),
+    ("empty.jsonl", '{"title": "no text"}\n', r"empty.jsonl:1: field `text` missing or empty"),
+    ("scan.pdf", "%PDF-1.4", r"scan.pdf: PDF is not read; convert it"),
+    ("latin1.txt", b"caf\xe9", r"latin1.txt: not UTF-8 text"),
+])
+def test_unreadable_documents_are_one_line_errors(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(StageError, match=message) as err:
+        load_documents(tmp_path, "healthcare")
+    assert "\n" not in str(err.value)
+
+
+def test_empty_folder_indexes_the_fact_sheets(tmp_path):
+    docs = load_documents(tmp_path / "absent", "legal")
+    assert docs == fact_sheets("legal") and len(docs) > 10
+    assert all(d.source == "synthetic:legal" and d.text for d in docs)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StageError, match="not a folder"):
+        load_documents(tmp_path / "file", "legal")
+
+
+@pytest.fixture(scope="module")
+def built_index(tmp_path_factory):
+    """The stage entry point on a folder of two documents: models/index + metrics/index.json."""
+    from stages.config import compose
+    from stages.index.main import main
+
+    root = tmp_path_factory.mktemp("index")
+    docs = root / "docs"
+    docs.mkdir()
+    (docs / "volcano.md").write_text(VOLCANO)
+    (docs / "bread.txt").write_text(BAKING)
+    # More documents: with two, BM25's idf of a word in one of them is log(1.5 / 1.5) = 0 and it ranks nothing.
+    others = ["Tidal pools hold anemones, crabs and small fish between the tides.",
+              "A violin has four strings tuned in fifths and is played with a bow.",
+              "Glaciers carve U-shaped valleys as they move slowly downhill.",
+              "Chess openings such as the Sicilian Defence shape the middlegame."]
+    (docs / "others.jsonl").write_text("".join(json.dumps({"id": f"other{i}", "text": t}) + "\n"
+                                               for i, t in enumerate(others)))
+    main(compose([f"index.docs_dir={docs}", f"paths.index={root / 'index'}", f"paths.metrics={root / 'metrics'}"]))
+    return root
+
+
+def test_stage_writes_the_index_and_its_metrics(built_index):
+    metrics = json.loads((built_index / "metrics" / "index.json").read_text())
+    assert metrics["documents"] == 6 and metrics["chunks"] >= 6 and metrics["build_seconds"] > 0
+    chunks = [json.loads(line) for line in (built_index / "index" / "chunks.jsonl").read_text().splitlines()]
+    assert {"volcano.md", "bread.txt", "other0"} <= {c["doc_id"] for c in chunks}
+
+
+@pytest.mark.parametrize("mode", ["bm25", "embedding", "hybrid"])
+def test_each_mode_finds_the_right_document(built_index, mode):
+    retriever = Retriever.load(built_index / "index")
+    [hit] = retriever.search("When did Mount Zorblax erupt?", top_k=1, mode=mode)
+    assert hit.chunk.doc_id == "volcano.md" and "1887" in hit.chunk.text
+    [hit] = retriever.search("Why does sourdough rise?", top_k=1, mode=mode)
+    assert hit.chunk.doc_id == "bread.txt"
+
+
+def test_retrieval_errors_are_one_line(built_index, tmp_path):
+    retriever = Retriever.load(built_index / "index")
+    with pytest.raises(StageError, match="query is empty"):
+        retriever.search("   ")
+    with pytest.raises(StageError, match="retrieval mode 'fuzzy'"):
+        retriever.search("volcano", mode="fuzzy")
+    with pytest.raises(StageError, match=r"chunks.jsonl: missing; run the index stage"):
+        Retriever.load(tmp_path / "nothing")
