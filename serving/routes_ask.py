@@ -47,11 +47,22 @@ class AskResponse(BaseModel):
     retrieval: dict = Field(description="mode, whether reranked, seconds, passages dropped to fit the context")
 
 
-def grounded_messages(question: str, citations: list[Citation], system: str | None) -> list[dict]:
+def grounded_messages(messages: list[dict], citations: list[Citation]) -> list[dict]:
+    """The conversation with the grounding instruction added to its system message (one is made if absent)
+    and the numbered passages put before the last user turn's question."""
     context = "\n\n".join(f"[{c.number}] {c.title}: {c.chunk}" for c in citations)
-    system_text = f"{system}\n\n{GROUNDING}" if system else GROUNDING
-    return [{"role": "system", "content": system_text},
-            {"role": "user", "content": f"Context:\n{context}\n\nQuestion: {question}"}]
+    out = [dict(m) for m in messages]
+    if out and out[0]["role"] == "system":
+        out[0]["content"] = f"{out[0]['content']}\n\n{GROUNDING}"
+    else:
+        out.insert(0, {"role": "system", "content": GROUNDING})
+    last_user = max(i for i, m in enumerate(out) if m["role"] == "user")
+    out[last_user]["content"] = f"Context:\n{context}\n\nQuestion: {out[last_user]['content']}"
+    return out
+
+
+def conversation(question: str, system: str | None) -> list[dict]:
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
 
 
 def check_citations(answer: str, available: int) -> tuple[str, list[int], list[int]]:
@@ -66,21 +77,40 @@ def check_citations(answer: str, available: int) -> tuple[str, list[int], list[i
     return answer, sorted(set(cited)), sorted(set(invalid))
 
 
-def fit_to_context(engine, question: str, citations: list[Citation], system: str | None,
+def fit_to_context(engine, messages: list[dict], citations: list[Citation],
                    max_tokens: int) -> tuple[list[dict], list[Citation]]:
     """The grounded messages with as many of the best passages as fit the model's context per sequence (room
     left for max_tokens); the GGUF engine reports that size, other engines check prompts themselves."""
     limit = engine.info().get("n_ctx_per_sequence")
     kept = list(citations)
     while True:
-        messages = grounded_messages(question, kept, system)
-        if not limit or len(engine.prompt_ids(engine.apply_chat_template(messages))) + max_tokens <= limit:
-            return messages, kept
+        grounded = grounded_messages(messages, kept)
+        if not limit or len(engine.prompt_ids(engine.apply_chat_template(grounded))) + max_tokens <= limit:
+            return grounded, kept
         if len(kept) == 1:
             raise HTTPException(422, f"question: with the best passage and max_tokens {max_tokens} it exceeds the "
                                      f"model's context ({limit} tokens, serve.n_ctx); lower max_tokens or index "
                                      "smaller chunks (index.chunk_words)")
         kept.pop()
+
+
+async def retrieve(ctx: ServingContext, request: Request, question: str, top_k: int) -> tuple[list[Citation], dict]:
+    """The top_k passages for the question as numbered citations, and how they were found."""
+    if ctx.index is None:
+        raise HTTPException(422, "retrieval: this server has no document index (serve.index is null)")
+    started = time.perf_counter()
+    rerank = ctx.settings.ask_rerank and ctx.rerank is not None
+    candidates = max(ctx.settings.ask_candidates, top_k) if rerank else top_k
+    hits = await ctx.index.run(request, lambda r, job: r.search(question, candidates, "hybrid"))
+    if rerank:
+        texts = [f"{h.chunk.title}\n{h.chunk.text}" for h in hits]
+        ranked = await ctx.rerank.run(request, lambda r, job: r.rerank(question, texts, top_k=top_k))
+        scored = [(hits[r["original_index"]], float(r["score"])) for r in ranked]
+    else:
+        scored = [(h, h.score) for h in hits]
+    citations = [Citation(number=n, doc_id=h.chunk.doc_id, title=h.chunk.title, chunk=h.chunk.text,
+                          score=round(score, 4)) for n, (h, score) in enumerate(scored, start=1)]
+    return citations, {"mode": "hybrid", "reranked": rerank, "seconds": round(time.perf_counter() - started, 4)}
 
 
 def build_ask_router(ctx: ServingContext) -> APIRouter:
@@ -95,23 +125,13 @@ def build_ask_router(ctx: ServingContext) -> APIRouter:
         served_domain = (getattr(ctx.generation.worker.engine, "served", None) or {}).get("domain")
         if body.domain is not None and served_domain and body.domain != served_domain:
             raise HTTPException(422, f"domain: {body.domain!r} is not served here (this server: {served_domain!r})")
-        started = time.perf_counter()
-        rerank = settings.ask_rerank and ctx.rerank is not None
-        candidates = max(settings.ask_candidates, body.top_k) if rerank else body.top_k
-        hits = await ctx.index.run(request, lambda r, job: r.search(body.question, candidates, "hybrid"))
-        if rerank:
-            texts = [f"{h.chunk.title}\n{h.chunk.text}" for h in hits]
-            ranked = await ctx.rerank.run(request, lambda r, job: r.rerank(body.question, texts, top_k=body.top_k))
-            hits = [(hits[r["original_index"]], float(r["score"])) for r in ranked]
-        else:
-            hits = [(h, h.score) for h in hits]
-        citations = [Citation(number=n, doc_id=h.chunk.doc_id, title=h.chunk.title, chunk=h.chunk.text,
-                              score=round(score, 4)) for n, (h, score) in enumerate(hits, start=1)]
-        retrieval_s = time.perf_counter() - started
+        citations, retrieval = await retrieve(ctx, request, body.question, body.top_k)
         system = body.system_prompt if body.system_prompt is not None else default_system_prompt(ctx)
         retrieved = len(citations)
-        messages, citations = fit_to_context(ctx.generation.worker.engine, body.question, citations, system,
-                                             body.max_tokens)
+        messages, citations = fit_to_context(ctx.generation.worker.engine, conversation(body.question, system),
+                                             citations, body.max_tokens)
+        # the lowest-ranked passages that did not fit the model's context
+        retrieval["passages_dropped"] = retrieved - len(citations)
         params = sampling_params(body)
         [generation] = await ctx.generation.run(request, lambda e, job: e.chat([messages], params, job.should_stop))
         answer, cited, invalid = check_citations(generation.text, len(citations))
@@ -120,8 +140,6 @@ def build_ask_router(ctx: ServingContext) -> APIRouter:
                            usage=Usage(prompt_tokens=generation.prompt_tokens,
                                        completion_tokens=generation.completion_tokens,
                                        total_tokens=generation.prompt_tokens + generation.completion_tokens),
-                           retrieval={"mode": "hybrid", "reranked": rerank, "seconds": round(retrieval_s, 4),
-                                      # the lowest-ranked passages that did not fit the model's context
-                                      "passages_dropped": retrieved - len(citations)})
+                           retrieval=retrieval)
 
     return router

@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 
 from serving.prompts import default_system_prompt
 from serving.routes_api import public_finish_reason, run_rerank
+from serving.routes_ask import check_citations, fit_to_context, retrieve
 from serving.schemas import RerankV1Document, RerankV1Response, RerankV1Result
 from serving.security import api_key_check
 from serving.service import ServingContext, error_responses
@@ -52,27 +53,44 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
                               presence_penalty=body.presence_penalty, grammar=grammar)
 
     async def streamed(request: Request, start: Callable, make_chunk: Callable[[str | None, str | None], dict],
-                       include_usage: bool, head: list[dict]) -> StreamingResponse:
+                       include_usage: bool, head: list[dict],
+                       finish_extra: Callable[[str], dict] | None = None) -> StreamingResponse:
+        """`finish_extra(text)`: fields added to the finish chunk, from the whole streamed text."""
         # Errors before the first token (queue full, prompt too long) still get a real status code.
         first, rest = await ctx.generation.stream(request, start)
 
         async def events() -> AsyncIterator[str]:
+            pieces = [first] if first else []
             for chunk in head:
                 yield sse(chunk)
             if first:
                 yield sse(make_chunk(first, None))
             async for kind, value in rest:
                 if kind == "piece":
+                    pieces.append(value)
                     yield sse(make_chunk(value, None))
                 elif kind == "error":
                     yield sse({"error": {"message": value.detail, "type": "server_error", "code": value.status_code}})
                 else:
-                    yield sse(make_chunk(None, public_finish_reason(value)))
+                    extra = finish_extra("".join(pieces)) if finish_extra else {}
+                    yield sse({**make_chunk(None, public_finish_reason(value)), **extra})
                     if include_usage:
                         yield sse({**make_chunk(None, None), "choices": [], "usage": usage([value])})
             yield sse("[DONE]")
 
         return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+    async def ground(request: Request, messages: list[dict], top_k: int,
+                     max_tokens: int) -> tuple[list[dict], list, dict]:
+        """Retrieve for the last user turn and put the numbered passages into the conversation."""
+        question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), None)
+        if not question:
+            raise HTTPException(422, "messages: retrieval needs a user message to retrieve for")
+        citations, retrieval = await retrieve(ctx, request, question, top_k)
+        retrieved = len(citations)
+        messages, citations = fit_to_context(ctx.generation.worker.engine, messages, citations, max_tokens)
+        retrieval["passages_dropped"] = retrieved - len(citations)
+        return messages, citations, {"citations": [c.model_dump() for c in citations], "retrieval": retrieval}
 
     @router.get("/models", summary="The served model (one)")
     async def models() -> dict:
@@ -114,20 +132,35 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
         response_format = body.response_format.model_dump(by_alias=True) if body.response_format else None
         # Off the event loop: translating a large schema takes a while.
         params = params_of(body, max_tokens, await asyncio.to_thread(grammar_for, response_format))
+        grounding, citations = {}, []
+        if body.retrieval is not None:  # extension: the passages go into the prompt, citations into the response
+            messages, citations, grounding = await ground(request, messages, body.retrieval.top_k, max_tokens)
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         base = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": ctx.model_id}
+
+        def checked(text: str) -> tuple[str, dict]:
+            """With retrieval: the text without citation numbers no passage has, and which were cited."""
+            if body.retrieval is None:
+                return text, {}
+            text, cited, invalid = check_citations(text, len(citations))
+            return text, {"cited": cited, "invalid_citations": invalid}
+
         if body.stream:
             def chunk(text: str | None, finish: str | None) -> dict:
                 delta = {"content": text} if text is not None else {}
                 return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
             role_chunk = {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                               "logprobs": None, "finish_reason": None}]}
+                                               "logprobs": None, "finish_reason": None}], **grounding}
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return await streamed(request, lambda e, should_stop: e.stream_chat(messages, params, should_stop), chunk, include_usage, head=[role_chunk])
+            # Streamed text is already sent: the finish chunk reports the cited and the non-existent numbers.
+            return await streamed(request, lambda e, should_stop: e.stream_chat(messages, params, should_stop), chunk, include_usage, head=[role_chunk],
+                                  finish_extra=(lambda text: checked(text)[1]) if body.retrieval else None)
         [g] = await ctx.generation.run(request, lambda e, job: e.chat([messages], params, job.should_stop))
+        content, citation_fields = checked(g.text)
         return {**base, "object": "chat.completion",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": g.text}, "logprobs": None,
-                             "finish_reason": public_finish_reason(g)}], "usage": usage([g])}
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "logprobs": None,
+                             "finish_reason": public_finish_reason(g)}], "usage": usage([g]),
+                **grounding, **citation_fields}
 
     if ctx.rerank is None:  # serve.rerank=false: no rerank routes at all (404)
         return router

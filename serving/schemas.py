@@ -196,6 +196,10 @@ def build_schemas(limits: Limits) -> SimpleNamespace:
         role: Literal["system", "user", "assistant"]
         content: Annotated[str, Field(max_length=limits.max_prompt_chars)]
 
+    class RetrievalOption(Request):
+        model_config = ConfigDict(extra="forbid")
+        top_k: int = Field(4, ge=1, le=10, description="passages retrieved and given to the model")
+
     class ChatCompletionRequest(OpenAISampling):
         model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [
             {"model": "domain-llm", "messages": [{"role": "user", "content": EXAMPLE_PROMPT}],
@@ -204,6 +208,9 @@ def build_schemas(limits: Limits) -> SimpleNamespace:
         max_tokens: tokens_int | None = None
         max_completion_tokens: tokens_int | None = None
         response_format: ResponseFormat | None = None
+        retrieval: RetrievalOption | None = Field(
+            None, description="domain-llm extension: answer from the indexed documents; the response then "
+                              "carries `citations` (numbered passages) and `invalid_citations`")
 
     class RerankV1Request(Request):
         model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [

@@ -120,3 +120,37 @@ def test_reranked_ask_and_a_missing_index(index_dir, gguf_engine_shared, tmp_pat
         assert response.status_code == 503 and "run the index stage" in response.json()["error"]["message"]
     finally:
         missing.stop()
+
+
+def test_chat_completions_retrieval_extension(server):
+    """`retrieval` on /v1/chat/completions (through the openai client's extra_body): the answer comes from the
+    passages and the response carries them as citations; without it nothing changes."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{server.url}/v1", api_key="unused")
+    messages = [{"role": "user", "content": "Who founded the Quenth observatory?"}]
+    reply = client.chat.completions.create(model="m", messages=messages, max_tokens=40, temperature=0,
+                                           extra_body={"retrieval": {"top_k": 2}})
+    extra = reply.model_extra
+    assert [c["number"] for c in extra["citations"]] == [1, 2]
+    assert extra["citations"][0]["doc_id"] == "observatory.md" and extra["invalid_citations"] == []
+    assert "Marrow" in reply.choices[0].message.content
+    plain = client.chat.completions.create(model="m", messages=messages, max_tokens=4, temperature=0)
+    assert "citations" not in (plain.model_extra or {})
+
+
+def test_streamed_chat_with_retrieval_sends_citations_first_and_checks_them_last(server):
+    body = {"messages": [{"role": "user", "content": "Who founded the Quenth observatory?"}], "max_tokens": 24,
+            "temperature": 0, "stream": True, "retrieval": {"top_k": 2}}
+    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body, timeout=120) as response:
+        assert response.status_code == 200
+        events = [json.loads(line[6:]) for line in response.iter_lines()
+                  if line.startswith("data: ") and line != "data: [DONE]"]
+    assert events[0]["citations"][0]["doc_id"] == "observatory.md"
+    finish = next(e for e in events if e["choices"] and e["choices"][0]["finish_reason"])
+    assert finish["invalid_citations"] == [] and set(finish["cited"]) <= {1, 2}
+    no_user = httpx.post(f"{server.url}/v1/chat/completions", timeout=60, json={
+        "messages": [{"role": "system", "content": "Be brief."}], "retrieval": {"top_k": 2}})
+    assert no_user.status_code == 422 and "needs a user message" in no_user.json()["error"]["message"]
+    bad_k = httpx.post(f"{server.url}/v1/chat/completions", timeout=60, json={**body, "retrieval": {"top_k": 50}})
+    assert bad_k.status_code == 422
