@@ -132,6 +132,7 @@ def test_exp_show_is_readable_after_the_experiments(repo):
     metric and 150 param columns when every metrics file was declared)."""
     header = run(["dvc", "exp", "show", "--only-changed", "--csv"], repo).stdout.splitlines()[0].split(",")
     metrics = [c for c in header if c.split(".")[0] in ("quality", "training", "gguf", "rerank")]
+    print(f"\ndvc exp show --only-changed: {len(header)} columns, {len(metrics)} of them metrics: {header}")
     assert 3 <= len(metrics) <= 20, header  # --only-changed: the headline metrics that moved
     assert len(header) <= 40, f"{len(header)} columns: {header}"
     assert "train.lora.r" in header and "model.family" in header  # the params the experiments changed
