@@ -28,6 +28,7 @@ STAGES = {
     "quantize": ("stages.quantize.main", "HF -> GGUF, quantize, benchmark"),
     "reranker": ("stages.reranker.main", "train and evaluate the domain cross-encoder"),
     "index": ("stages.index.main", "chunk and embed documents into models/index (BM25 + MiniLM)"),
+    "retrieval": ("stages.index.evaluate", "recall@k and MRR of each retriever on the test questions"),
     "headline": ("stages.headline", "metrics/headline.json: the few metrics `dvc exp show` displays"),
     "serve": ("serving.main", "serve the model behind the REST / OpenAI-compatible API"),
     "ui": ("serving.ui.main", "the experiments dashboard alone (no model), at /ui"),

@@ -38,6 +38,8 @@ PICKS = (
     ("rerank", "reranker.json", "bm25_mrr_at_10", "bm25_mrr_at_10"),
     ("rerank", "reranker.json", "biencoder_mrr_at_10", "biencoder_mrr_at_10"),
 )
+# Chunk-level retrieval on the test questions (metrics/retrieval.json: {retriever: {metric: value}}).
+RETRIEVAL_PICKS = (("hybrid", "mrr_at_10", "hybrid_mrr_at_10"), ("hybrid_rerank", "mrr_at_10", "rerank_mrr_at_10"))
 # The GGUF `domain-llm serve` loads by default (conf/serve/default.yaml); its size and speed are headline,
 # every type's quality loss (ΔPPL %) too.
 SERVED_TYPE = "q4_k_m"
@@ -55,13 +57,17 @@ def read_metrics(folder: Path, name: str) -> dict:
 
 def headline_metrics(folder: Path) -> dict:
     """{section: {name: number}} from the stages' metrics files in `folder`."""
-    files = {name: read_metrics(folder, name) for name in {p[1] for p in PICKS} | {"model_comparison.json",
-                                                                                    "quantize.json"}}
+    files = {name: read_metrics(folder, name)
+             for name in {p[1] for p in PICKS} | {"model_comparison.json", "quantize.json", "retrieval.json"}}
     out: dict[str, dict] = {}
     for section, file, key, name in PICKS:
         value = files[file].get(key)
         if isinstance(value, int | float) and not isinstance(value, bool):
             out.setdefault(section, {})[name] = round(value, 4)
+    for retriever, key, name in RETRIEVAL_PICKS:
+        value = (files["retrieval.json"].get(retriever) or {}).get(key)
+        if isinstance(value, int | float):
+            out.setdefault("retrieval", {})[name] = value
     delta = files["model_comparison.json"].get("deltas", {}).get("finetuned_vs_base", {}).get("rougeL", {})
     if isinstance(delta.get("delta"), int | float):
         out["quality"]["rougeL_vs_base"] = round(delta["delta"], 4)

@@ -54,7 +54,7 @@ def test_every_stage_publishes_its_outputs(repo):
                  "models/adapter/adapter_config.json", "models/merged/model.safetensors",
                  "models/merged/README.md", "models/gguf/model-q8_0.gguf", "models/gguf/manifest.json",
                  "models/reranker/README.md", "metrics/eval/predictions.jsonl", "models/index/chunks.jsonl",
-                 "metrics/index.json"):
+                 "metrics/index.json", "metrics/retrieval.json"):
         assert (repo / path).exists(), path
     # Only the headline is declared as DVC metrics: a readable `dvc exp show` row (the detail stays in git).
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
@@ -63,7 +63,8 @@ def test_every_stage_publishes_its_outputs(repo):
     headline = declared["metrics/headline.json"]["data"]
     assert sum(len(section) for section in headline.values()) <= 20, headline
     for section, key in (("quality", "rougeL"), ("quality", "perplexity"), ("quality", "stop_rate"),
-                         ("training", "eval_loss"), ("gguf", "q8_0_dppl_pct"), ("rerank", "mrr_at_10")):
+                         ("training", "eval_loss"), ("gguf", "q8_0_dppl_pct"), ("rerank", "mrr_at_10"),
+                         ("retrieval", "hybrid_mrr_at_10")):
         assert isinstance(headline[section][key], int | float), (section, key)
     for detail in ("eval.json", "quantize.json", "reranker.json", "train.json", "model_comparison.json"):
         assert (repo / "metrics" / detail).is_file(), detail
@@ -131,7 +132,7 @@ def test_exp_show_is_readable_after_the_experiments(repo):
     """After the experiments above, a row is the changed params plus at most 20 headline metrics (it was 351
     metric and 150 param columns when every metrics file was declared)."""
     header = run(["dvc", "exp", "show", "--only-changed", "--csv"], repo).stdout.splitlines()[0].split(",")
-    metrics = [c for c in header if c.split(".")[0] in ("quality", "training", "gguf", "rerank")]
+    metrics = [c for c in header if c.split(".")[0] in ("quality", "training", "gguf", "rerank", "retrieval")]
     print(f"\ndvc exp show --only-changed: {len(header)} columns, {len(metrics)} of them metrics: {header}")
     assert 3 <= len(metrics) <= 20, header  # --only-changed: the headline metrics that moved
     assert len(header) <= 40, f"{len(header)} columns: {header}"

@@ -109,3 +109,21 @@ def test_retrieval_errors_are_one_line(built_index, tmp_path):
         retriever.search("volcano", mode="fuzzy")
     with pytest.raises(StageError, match=r"chunks.jsonl: missing; run the index stage"):
         Retriever.load(tmp_path / "nothing")
+
+
+def test_retrieval_evaluation_finds_the_chunk_with_the_answer(built_index):
+    """Chunk-level recall/MRR per retriever: a question whose reference answer is in one chunk is judged."""
+    from stages.index.evaluate import evaluate_retrievers
+    from stages.inference.reranker import load_reranker
+
+    retriever = Retriever.load(built_index / "index")
+    questions = [{"instruction": "When did Mount Zorblax erupt?",
+                  "output": "Mount Zorblax erupted in 1887 and buried the valley of Quenth under ash."},
+                 {"instruction": "Why does sourdough rise?", "output": BAKING},
+                 {"instruction": "Who wrote Hamlet?", "output": "Shakespeare wrote Hamlet."}]  # in no chunk
+    metrics = evaluate_retrievers(retriever, questions, load_reranker(None))
+    assert metrics["questions"] == 2 and metrics["questions_without_relevant_chunk"] == 1
+    for name in ("bm25", "embedding", "hybrid", "hybrid_rerank"):
+        assert metrics[name]["recall_at_1"] == 1.0 and metrics[name]["mrr_at_10"] == 1.0, (name, metrics[name])
+    with pytest.raises(StageError, match="no test answer appears in any indexed chunk"):
+        evaluate_retrievers(retriever, questions[2:], load_reranker(None))
