@@ -18,10 +18,12 @@ log = logging.getLogger("serving")
 
 
 def create_dashboard_app(settings: ServeSettings, repo: Path) -> FastAPI:
+    from serving.security import BodyLimitMiddleware
     from serving.ui.routes import build_ui_router
 
     app = FastAPI(title="domain-llm dashboard", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(build_ui_router(settings, repo, served=False))
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)  # as on the API server
     return app
 
 

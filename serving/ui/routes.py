@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markdown_it import MarkdownIt
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from serving.security import UI_COOKIE, BearerCredentials, authorised, token_matches, ui_session_token
 from serving.settings import ServeSettings
@@ -44,7 +44,7 @@ templates.filters["signed"] = lambda v: "—" if v is None else f"{v:+.4g}"
 
 
 class Login(BaseModel):
-    api_key: str
+    api_key: str = Field(min_length=1, max_length=4096)
 
 
 def page(name: str, status: int = 200, **context) -> HTMLResponse:

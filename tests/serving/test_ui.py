@@ -101,6 +101,9 @@ def test_ui_is_behind_the_api_key(repo):
         assert refused.status_code == 303 and refused.headers["location"] == "/ui/login"
         assert client.get("/ui/charts/loss.svg", follow_redirects=False).status_code == 303
         assert client.post("/ui/login", json={"api_key": "wrong"}).status_code == 401
+        assert client.post("/ui/login", json={"api_key": "x" * 5000}).status_code == 422  # bounded
+        assert client.post("/ui/login", content=b"{" * 2_000_000,
+                           headers={"Content-Type": "application/json"}).status_code == 413
         assert "domain_llm_ui" not in client.cookies
         assert client.get("/ui/experiments", headers={"Authorization": "Bearer s3cret"}).status_code == 200
         signed_in = client.post("/ui/login", json={"api_key": "s3cret"})
