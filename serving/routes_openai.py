@@ -60,14 +60,15 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
         first, rest = await ctx.generation.stream(request, start)
 
         async def events() -> AsyncIterator[str]:
-            pieces = [first] if first else []
+            pieces = [first] if first and finish_extra else []  # kept only when the finish chunk needs the text
             for chunk in head:
                 yield sse(chunk)
             if first:
                 yield sse(make_chunk(first, None))
             async for kind, value in rest:
                 if kind == "piece":
-                    pieces.append(value)
+                    if finish_extra:
+                        pieces.append(value)
                     yield sse(make_chunk(value, None))
                 elif kind == "error":
                     yield sse({"error": {"message": value.detail, "type": "server_error", "code": value.status_code}})

@@ -11,6 +11,7 @@ The playground calls the same /v1 and /api/v1 endpoints as any client: same limi
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -33,6 +34,7 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
 SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
                     "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 MAX_COMPARED = 8
+ROWS_TTL_S = 5.0
 
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                         trim_blocks=True, lstrip_blocks=True)
@@ -63,6 +65,15 @@ def build_ui_router(settings: ServeSettings, repo: Path, served: bool) -> APIRou
             raise HTTPException(303, "sign in", headers={"Location": "/ui/login"})
 
     guarded = [Depends(signed_in)]
+    # One page view is the page plus its loss-curve image: both need `dvc exp show` (~1.5 s here). Reuse a
+    # listing for a few seconds instead of running dvc twice; a new experiment shows on the next reload.
+    listing: dict = {"at": -1e9, "rows": None}
+
+    async def experiment_rows() -> list:
+        if listing["rows"] is None or time.monotonic() - listing["at"] > ROWS_TTL_S:
+            listing["rows"] = await asyncio.to_thread(exp.list_experiments, repo)
+            listing["at"] = time.monotonic()
+        return listing["rows"]
 
     @router.get("", dependencies=guarded)
     async def home() -> RedirectResponse:
@@ -98,7 +109,7 @@ def build_ui_router(settings: ServeSettings, repo: Path, served: bool) -> APIRou
     @router.get("/experiments", dependencies=guarded)
     async def experiments(compare: Annotated[list[str], Query()] = []) -> HTMLResponse:  # noqa: B006
         try:
-            rows = await asyncio.to_thread(exp.list_experiments, repo)
+            rows = await experiment_rows()
         except Exception as e:  # no DVC repo, dvc failing: say so on the page rather than a bare 500
             return page("experiments.html", status=503, nav=nav, title="Experiments", error=str(e), rows=[],
                         params=[], metrics=[], comparison=None, selected=[], tables={}, docs={})
@@ -112,7 +123,7 @@ def build_ui_router(settings: ServeSettings, repo: Path, served: bool) -> APIRou
 
     @router.get("/charts/loss.svg", dependencies=guarded)
     async def loss_chart(rev: Annotated[list[str], Query()] = ["workspace"]) -> Response:  # noqa: B006
-        rows = {r.rev: r for r in await asyncio.to_thread(exp.list_experiments, repo)}
+        rows = {r.rev: r for r in await experiment_rows()}
         unknown = [r for r in rev if r not in rows]
         if unknown:
             raise HTTPException(404, f"no experiment or commit {unknown[0]!r} in `dvc exp show`")
