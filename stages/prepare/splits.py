@@ -4,6 +4,8 @@
 
 Synthetic data arrives with `held_out` set on examples phrased with held-out paraphrase templates: those are
 the test split, and train/validation are cut from the rest, so test measures generalisation to new wording.
+Examples with `unseen_fact` ask facts no other example states: they are the test_facts split (empty for other
+sources).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from stages.errors import StageError
 from stages.prepare.cleaning import prompt_text
 from stages.prepare.dedup import NearDuplicateIndex
 
-SPLITS = ("train", "validation", "test")
+# test: known facts in unseen phrasings; test_facts: facts no training record states (synthetic data only)
+SPLITS = ("train", "validation", "test", "test_facts")
+HELD_OUT_SPLITS = ("validation", "test", "test_facts")
 
 
 @dataclass
@@ -29,7 +33,7 @@ class SplitRatios:
 
     @classmethod
     def from_cfg(cls, section: DictConfig | dict) -> SplitRatios:
-        ratios = cls(**{name: float(section[name]) for name in SPLITS})
+        ratios = cls(**{name: float(section[name]) for name in ("train", "validation", "test")})
         values = [ratios.train, ratios.validation, ratios.test]
         if min(values) < 0 or ratios.train <= 0 or abs(sum(values) - 1.0) > 1e-6:
             raise StageError(f"prepare.split: ratios train={ratios.train} validation={ratios.validation} "
@@ -75,32 +79,35 @@ def _stratified(records: list[dict], fractions: list[float], seed: int) -> list[
 
 
 def split_records(records: list[dict], ratios: SplitRatios, seed: int) -> dict[str, list[dict]]:
-    """{train, validation, test} lists. Records with a `held_out` key (synthetic) use it for test."""
+    """{train, validation, test, test_facts} lists. Records with a `held_out` key (synthetic) use it for test,
+    and those with `unseen_fact` form test_facts."""
+    test_facts = _stratified([r for r in records if r.get("unseen_fact")], [1.0], seed)[0]
+    records = [r for r in records if not r.get("unseen_fact")]
     if any("held_out" in r for r in records):
         test = [r for r in records if r.get("held_out")]
         rest = [r for r in records if not r.get("held_out")]
         val_fraction = ratios.validation / (ratios.train + ratios.validation)
         train, validation = _stratified(rest, [1 - val_fraction, val_fraction], seed)
         test = _stratified(test, [1.0], seed)[0]
-        return {"train": train, "validation": validation, "test": test}
+        return {"train": train, "validation": validation, "test": test, "test_facts": test_facts}
     train, validation, test = _stratified(records, [ratios.train, ratios.validation, ratios.test], seed)
-    return {"train": train, "validation": validation, "test": test}
+    return {"train": train, "validation": validation, "test": test, "test_facts": test_facts}
 
 
 def find_leaks(splits: dict[str, list[dict]], threshold: float) -> dict[str, list[tuple[str, object, float]]]:
-    """For validation and test: (record id, train id, similarity) of each example whose prompt equals or
+    """For each held-out split: (record id, train id, similarity) of each example whose prompt equals or
     near-duplicates a training prompt (word 3-shingle Jaccard >= threshold)."""
     index = NearDuplicateIndex(threshold)
     for record in splits["train"]:
         index.add(prompt_text(record), record["id"])
     leaks: dict[str, list[tuple[str, object, float]]] = {}
-    for name in ("validation", "test"):
-        leaks[name] = [(r["id"], *hit) for r in splits[name] if (hit := index.find(prompt_text(r)))]
+    for name in HELD_OUT_SPLITS:
+        leaks[name] = [(r["id"], *hit) for r in splits.get(name, []) if (hit := index.find(prompt_text(r)))]
     return leaks
 
 
 def remove_leakage(splits: dict[str, list[dict]], threshold: float) -> tuple[dict[str, list[dict]], Counter]:
-    """Drop validation/test examples that leak a training one; counts by reason `leakage_<split>`."""
+    """Drop held-out examples that leak a training one; counts by reason `leakage_<split>`."""
     leaks = find_leaks(splits, threshold)
     dropped: Counter = Counter()
     cleaned = dict(splits)

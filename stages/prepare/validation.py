@@ -168,8 +168,17 @@ def check_distribution(splits: dict[str, list[dict]], ratios: dict[str, float],
 def check_leakage(splits: dict[str, list[dict]], settings: ValidationSettings) -> CheckResult:
     leaks = find_leaks(splits, settings.leakage_threshold)
     bad = [f"{name}:{rid} ~ train:{tid} ({sim:.2f})" for name, hits in leaks.items() for rid, tid, sim in hits]
-    return CheckResult("leakage", not bad, f"{len(bad)} validation/test prompts duplicate a training prompt "
+    return CheckResult("leakage", not bad, f"{len(bad)} held-out prompts duplicate a training prompt "
                        f"(Jaccard >= {settings.leakage_threshold})", bad[:MAX_EXAMPLES])
+
+
+def check_unseen_facts(splits: dict[str, list[dict]]) -> CheckResult:
+    """test_facts asks facts that no other split states (their fact_id appears nowhere else)."""
+    unseen = {r.get("fact_id") for r in splits.get("test_facts", [])} - {None}
+    bad = [f"{name}:{r['id']} states {r['fact_id']}" for name, r in _all(splits)
+           if name != "test_facts" and r.get("fact_id") in unseen]
+    return CheckResult("unseen_facts", not bad, f"{len(unseen)} held-out facts; {len(bad)} records elsewhere state "
+                       "one", bad[:MAX_EXAMPLES])
 
 
 def validate_splits(splits: dict[str, list[dict]], ratios: dict[str, float], cleaning: CleaningConfig,
@@ -180,4 +189,5 @@ def validate_splits(splits: dict[str, list[dict]], ratios: dict[str, float], cle
         return [schema]
     return [schema, check_nulls(splits), check_duplicates(splits), check_lengths(splits, cleaning, length, unit),
             check_language(splits, settings), check_instruction_format(splits),
-            check_distribution(splits, ratios, settings), check_leakage(splits, settings)]
+            check_distribution(splits, ratios, settings), check_leakage(splits, settings),
+            check_unseen_facts(splits)]

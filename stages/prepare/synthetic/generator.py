@@ -10,6 +10,10 @@ How sampling works, per domain:
 - Static facts are drawn without replacement over (fact, template) pairs and only cycle (repeat) once a
   domain asks for more records than there are pairs. One training phrasing of each fact that a held-out
   record asks about comes first, so the test split measures rephrasing, not unseen facts.
+- Held-out facts (`held_out_facts`, a share of each domain's static facts, stratified by kind) are never
+  taught: no training, validation or paraphrase-test record asks them. Each is asked `questions_per_fact`
+  times (distinct templates) in records marked `unseen_fact=True`, the `test_facts` split, which measures what
+  the model cannot have learned (and what retrieval from the fact sheets adds).
 - Finance also draws computed questions (interest, loans, ROI, ...): about half the records, more when the
   definitions run out. Computed instructions never repeat; held-out ones use held-out templates and
   parameters no training record uses.
@@ -80,6 +84,28 @@ def _static_question(fact: StaticFact, template_index: int, held_out: bool) -> Q
                     fact.kind.template_id(template_index), held_out)
 
 
+def pick_unseen_facts(facts: list[StaticFact], share: float, rng: random.Random) -> set[str]:
+    """Fact ids of `share` of the facts of each kind (at least one per kind when share > 0), seeded."""
+    by_kind: dict[str, list[str]] = {}
+    for fact in facts:
+        by_kind.setdefault(fact.kind.kind_id, []).append(fact.fact_id)
+    picked: set[str] = set()
+    for kind_id in sorted(by_kind):
+        ids = sorted(by_kind[kind_id])
+        count = max(1, round(len(ids) * share)) if share > 0 and len(ids) > 1 else 0
+        picked.update(rng.sample(ids, count))
+    return picked
+
+
+def unseen_fact_questions(facts: list[StaticFact], per_fact: int, rng: random.Random) -> list[Question]:
+    """Each fact asked `per_fact` times with distinct templates (any template: none of them taught it)."""
+    questions = []
+    for fact in facts:
+        for t in rng.sample(range(len(fact.kind.templates)), min(per_fact, len(fact.kind.templates))):
+            questions.append(_static_question(fact, t, True))
+    return questions
+
+
 def static_questions(facts: list[StaticFact], n_train: int, n_held: int, held_out_templates: int,
                      rng: random.Random) -> list[Question]:
     held_pool = [(f, t) for f in facts for t in template_indices(f.kind, held_out_templates, True)]
@@ -138,8 +164,8 @@ def computed_questions(count: int, held_out: bool, held_out_templates: int, rng:
 
 
 def domain_questions(domain: str, n_train: int, n_held: int, held_out_templates: int,
-                     rng: random.Random) -> list[Question]:
-    facts = FACTS[domain]
+                     rng: random.Random, unseen: set[str] = frozenset()) -> list[Question]:
+    facts = [f for f in FACTS[domain] if f.fact_id not in unseen]
     if domain != "finance":
         return static_questions(facts, n_train, n_held, held_out_templates, rng)
     # Computed questions take their share, plus whatever the definitions cannot cover without repeating.
@@ -156,7 +182,8 @@ def domain_questions(domain: str, n_train: int, n_held: int, held_out_templates:
                                  training_params))
 
 
-def check_arguments(domains: list[str], num_samples: int, held_out_templates: int, test_fraction: float) -> None:
+def check_arguments(domains: list[str], num_samples: int, held_out_templates: int, test_fraction: float,
+                    held_out_facts: float = 0.0, questions_per_fact: int = 2) -> None:
     if not domains:
         raise StageError(f"no synthetic domain given; list one or more of: {', '.join(SUPPORTED_DOMAINS)}")
     for domain in domains:
@@ -167,6 +194,11 @@ def check_arguments(domains: list[str], num_samples: int, held_out_templates: in
         raise StageError(f"domain.domains lists a domain twice ({', '.join(domains)}); list each once")
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise StageError(f"data.num_samples must be a whole number >= 1, got {num_samples!r}")
+    if not 0 <= held_out_facts <= 0.5:
+        raise StageError(f"data.held_out_facts must be a share between 0 and 0.5 of each domain's facts, got "
+                         f"{held_out_facts!r}")
+    if held_out_facts > 0 and not 1 <= questions_per_fact <= 4:
+        raise StageError(f"data.questions_per_held_out_fact must be 1..4, got {questions_per_fact!r}")
     if not 0 <= test_fraction < 1:
         raise StageError(f"the test fraction (prepare.split.test) must be >= 0 and < 1, got {test_fraction!r}")
     fewest = min(len(kind.templates) for domain in domains for kind in KINDS[domain])
@@ -179,22 +211,31 @@ def check_arguments(domains: list[str], num_samples: int, held_out_templates: in
 
 
 def generate_synthetic(domains: list[str], num_samples: int, seed: int, held_out_templates: int = 1,
-                       test_fraction: float = 0.1, system_prompt: str | None = None) -> list[dict]:
-    """Exactly `num_samples` records spread evenly over `domains`; round(num_samples * test_fraction) of them
-    (also spread over domains) are held out (held_out=True) and phrased with held-out templates only.
+                       test_fraction: float = 0.1, system_prompt: str | None = None, held_out_facts: float = 0.0,
+                       questions_per_fact: int = 2) -> list[dict]:
+    """`num_samples` records spread evenly over `domains`; round(num_samples * test_fraction) of them (also
+    spread over domains) are held out (held_out=True) and phrased with held-out templates only. With
+    `held_out_facts` > 0, records asking the held-out facts (unseen_fact=True, also held_out=True) come on top.
 
     Same arguments give a byte-identical list; another seed gives another selection and order.
     """
-    check_arguments(domains, num_samples, held_out_templates, test_fraction)
+    check_arguments(domains, num_samples, held_out_templates, test_fraction, held_out_facts, questions_per_fact)
     counts = spread(num_samples, len(domains))
     held_counts = spread(round(num_samples * test_fraction), len(domains))
     records = []
     for domain, count, n_held in zip(domains, counts, held_counts, strict=True):
         rng = random.Random(f"synthetic:{seed}:{domain}")
-        for q in domain_questions(domain, count - n_held, n_held, held_out_templates, rng):
+        # its own generator, so held_out_facts=0 draws exactly what it drew before the option existed
+        unseen_rng = random.Random(f"synthetic:{seed}:{domain}:unseen")
+        unseen = pick_unseen_facts(FACTS[domain], held_out_facts, unseen_rng)
+        unseen_questions = unseen_fact_questions([f for f in FACTS[domain] if f.fact_id in unseen],
+                                                 questions_per_fact, unseen_rng)
+        questions = domain_questions(domain, count - n_held, n_held, held_out_templates, rng, unseen)
+        for q, is_unseen in [(q, False) for q in questions] + [(q, True) for q in unseen_questions]:
+            extra = {"unseen_fact": True} if is_unseen else {}
             records.append(make_record(
                 domain, q.instruction, q.output, source="synthetic", input_text="", system_prompt=system_prompt,
                 fact_id=q.fact_id, template_id=q.template_id, held_out=q.held_out, answer_type=q.answer_type,
-                numeric_answer=q.numeric_answer))
+                numeric_answer=q.numeric_answer, **extra))
     random.Random(f"synthetic:{seed}:order").shuffle(records)
     return records

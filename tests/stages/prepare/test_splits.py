@@ -56,7 +56,9 @@ def test_stratified_by_domain():
     assert counts["validation"] == {"legal": 6, "tax": 3, "health": 1}
     assert counts["test"] == {"legal": 6, "tax": 3, "health": 1}
     tiny = split_records(records(3, "rare") + records(40), SplitRatios(), seed=0)
-    assert all(any(r["domain"] == "rare" for r in rs) for rs in tiny.values())  # a small domain reaches every split
+    # a small domain reaches every split (test_facts only holds synthetic records asking unseen facts)
+    assert all(any(r["domain"] == "rare" for r in tiny[name]) for name in ("train", "validation", "test"))
+    assert tiny["test_facts"] == []
 
 
 def test_held_out_records_are_the_test_split():
@@ -64,6 +66,14 @@ def test_held_out_records_are_the_test_split():
     split = split_records(data, SplitRatios(0.8, 0.1, 0.1), seed=0)
     assert {r["domain"] for r in split["test"]} == {"legal2"} and len(split["test"]) == 10
     assert len(split["validation"]) == 10 and len(split["train"]) == 80  # 90 cut 8:1
+
+
+def test_unseen_fact_records_are_the_test_facts_split():
+    unseen = [dict(r, held_out=True, unseen_fact=True) for r in records(6, "legal3")]
+    data = records(90, held_out=False) + [dict(r, held_out=True) for r in records(10, "legal2")] + unseen
+    split = split_records(data, SplitRatios(0.8, 0.1, 0.1), seed=0)
+    assert sorted(r["id"] for r in split["test_facts"]) == sorted(r["id"] for r in unseen)
+    assert {r["domain"] for r in split["test"]} == {"legal2"} and len(split["train"]) == 80
 
 
 def test_leakage_is_found_removed_and_counted():
@@ -81,7 +91,7 @@ def test_leakage_is_found_removed_and_counted():
     cleaned, dropped = remove_leakage(splits, threshold=0.9)
     assert cleaned["validation"] == [clean] and cleaned["test"] == [] and cleaned["train"] == train
     assert dropped == {"leakage_validation": 1, "leakage_test": 1}
-    assert find_leaks(cleaned, 0.9) == {"validation": [], "test": []}
+    assert find_leaks(cleaned, 0.9) == {"validation": [], "test": [], "test_facts": []}
 
 
 def test_main_removes_leakage_and_counts_it(tmp_path, prep_cfg):

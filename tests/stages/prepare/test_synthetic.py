@@ -94,6 +94,29 @@ def test_held_out_facts_are_taught_in_training_under_other_phrasings():
     assert asked and asked <= trained
 
 
+def test_held_out_facts_are_never_stated_by_another_record():
+    records = generate_synthetic(["healthcare", "legal", "finance"], 900, seed=2, held_out_facts=0.15,
+                                 questions_per_fact=2)
+    unseen = [r for r in records if r.get("unseen_fact")]
+    others = [r for r in records if not r.get("unseen_fact")]
+    assert len(others) == 900 and all(r["held_out"] for r in unseen)
+    unseen_facts = {r["fact_id"] for r in unseen}
+    assert not unseen_facts & {r["fact_id"] for r in others}
+    assert not {r["output"] for r in unseen} & {r["output"] for r in others}  # the answer text is new too
+    for domain in ("healthcare", "legal", "finance"):
+        facts = FACTS[domain]
+        asked = {r["fact_id"] for r in unseen if r["domain"] == domain}
+        # ~15% of each kind, each fact asked twice in different phrasings
+        kinds = {f.kind.kind_id for f in facts}
+        assert {f.kind.kind_id for f in facts if f.fact_id in asked} == kinds
+        assert abs(len(asked) - 0.15 * len(facts)) <= len(kinds)
+    per_fact = Counter(r["fact_id"] for r in unseen)
+    assert set(per_fact.values()) == {2}
+    assert all(len({r["template_id"] for r in unseen if r["fact_id"] == f}) == 2 for f in per_fact)
+    # off (the default) draws exactly what was drawn before the option existed
+    assert generate_synthetic(["legal"], 100, seed=2) == generate_synthetic(["legal"], 100, seed=2, held_out_facts=0)
+
+
 def test_held_out_computed_questions_use_fresh_numbers():
     records = generate_synthetic(["finance"], 1000, seed=9, test_fraction=0.3)
     train_numbers = defaultdict(set)

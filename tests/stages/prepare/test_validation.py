@@ -18,6 +18,7 @@ from stages.prepare.validation import (
     check_lengths,
     check_nulls,
     check_schema,
+    check_unseen_facts,
     validate_splits,
 )
 
@@ -39,8 +40,18 @@ def good_splits() -> dict[str, list[dict]]:
 def test_all_checks_pass_on_good_data():
     results = validate_splits(good_splits(), RATIOS, CleaningConfig(), len, "chars", ValidationSettings())
     assert [r.name for r in results] == ["schema", "nulls", "duplicates", "length", "language",
-                                         "instruction_format", "distribution", "leakage"]
+                                         "instruction_format", "distribution", "leakage", "unseen_facts"]
     assert all(r.passed for r in results), [r for r in results if not r.passed]
+
+
+def test_a_held_out_fact_stated_in_another_split_fails():
+    splits = good_splits()
+    splits["test_facts"] = [dict(splits["test"][0], fact_id="legal.tort.definition")]
+    splits["test"] = splits["test"][1:]
+    assert check_unseen_facts(splits).passed
+    splits["train"][0]["fact_id"] = "legal.tort.definition"
+    result = check_unseen_facts(splits)
+    assert not result.passed and result.examples == [f"train:{splits['train'][0]['id']} states legal.tort.definition"]
 
 
 def test_schema():
