@@ -1,13 +1,13 @@
 """POST /api/v1/ask: retrieve passages from the index (hybrid BM25 + MiniLM, optionally reranked), answer from
 them with the served model, and return the passages as numbered citations.
 
-The prompt numbers the passages and asks the model to answer from them and cite by number. Every `[n]` in the
+The prompt (stages/inference/grounding.py, shared with the evaluate_grounded stage) numbers the passages and
+asks the model to answer from them and cite by number. Every `[n]` in the
 answer is checked against the passages given: numbers that do not exist are removed from the answer and listed
 in `invalid_citations`, so a client never follows a citation to nothing.
 """
 
 # No `from __future__ import annotations`: FastAPI must see the per-app request class (S.AskRequest) as an object.
-import re
 import time
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -17,10 +17,7 @@ from serving.prompts import default_system_prompt
 from serving.routes_api import public_finish_reason, sampling_params
 from serving.security import api_key_check
 from serving.service import ServingContext, error_responses
-
-CITATION = re.compile(r"\[(\d{1,3})\]")
-GROUNDING = ("Answer the question using only the numbered context passages. Cite the passages you use by their "
-             "number in square brackets, like [1]. If the passages do not contain the answer, say so.")
+from stages.inference.grounding import Passage, check_citations, grounded_messages
 
 
 class Citation(BaseModel):
@@ -47,34 +44,8 @@ class AskResponse(BaseModel):
     retrieval: dict = Field(description="mode, whether reranked, seconds, passages dropped to fit the context")
 
 
-def grounded_messages(messages: list[dict], citations: list[Citation]) -> list[dict]:
-    """The conversation with the grounding instruction added to its system message (one is made if absent)
-    and the numbered passages put before the last user turn's question."""
-    context = "\n\n".join(f"[{c.number}] {c.title}: {c.chunk}" for c in citations)
-    out = [dict(m) for m in messages]
-    if out and out[0]["role"] == "system":
-        out[0]["content"] = f"{out[0]['content']}\n\n{GROUNDING}"
-    else:
-        out.insert(0, {"role": "system", "content": GROUNDING})
-    last_user = max(i for i, m in enumerate(out) if m["role"] == "user")
-    out[last_user]["content"] = f"Context:\n{context}\n\nQuestion: {out[last_user]['content']}"
-    return out
-
-
 def conversation(question: str, system: str | None) -> list[dict]:
     return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
-
-
-def check_citations(answer: str, available: int) -> tuple[str, list[int], list[int]]:
-    """(answer without citations to nothing, cited numbers that exist, numbers that do not)."""
-    cited, invalid = [], []
-    for match in CITATION.finditer(answer):
-        n = int(match.group(1))
-        (cited if 1 <= n <= available else invalid).append(n)
-    if invalid:
-        answer = CITATION.sub(lambda m: m.group(0) if 1 <= int(m.group(1)) <= available else "", answer)
-        answer = re.sub(r"[ \t]{2,}", " ", answer).strip()
-    return answer, sorted(set(cited)), sorted(set(invalid))
 
 
 def fit_to_context(engine, messages: list[dict], citations: list[Citation],
@@ -84,7 +55,7 @@ def fit_to_context(engine, messages: list[dict], citations: list[Citation],
     limit = engine.info().get("n_ctx_per_sequence")
     kept = list(citations)
     while True:
-        grounded = grounded_messages(messages, kept)
+        grounded = grounded_messages(messages, [Passage(c.title, c.chunk) for c in kept])
         if not limit or len(engine.prompt_ids(engine.apply_chat_template(grounded))) + max_tokens <= limit:
             return grounded, kept
         if len(kept) == 1:

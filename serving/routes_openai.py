@@ -15,12 +15,13 @@ from fastapi.responses import StreamingResponse
 
 from serving.prompts import default_system_prompt
 from serving.routes_api import public_finish_reason, run_rerank
-from serving.routes_ask import check_citations, fit_to_context, retrieve
+from serving.routes_ask import fit_to_context, retrieve
 from serving.schemas import RerankV1Document, RerankV1Response, RerankV1Result
 from serving.security import api_key_check
 from serving.service import ServingContext, error_responses
 from serving.structured import grammar_for
 from stages.inference import Generation, SamplingParams
+from stages.inference.grounding import check_citations
 
 # 200 is JSON, or an SSE stream with stream=true.
 JSON_OR_SSE = {200: {"content": {"application/json": {}, "text/event-stream": {}},

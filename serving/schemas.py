@@ -125,9 +125,10 @@ def build_schemas(limits: Limits) -> SimpleNamespace:
 
     class AskRequest(SamplingFields):
         model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-            {"question": "How is asthma treated?", "top_k": 4, "max_tokens": 96, "temperature": 0.0}]})
+            {"question": "How is asthma treated?", "top_k": 3, "max_tokens": 96, "temperature": 0.0}]})
         question: prompt_str
-        top_k: int = Field(4, ge=1, le=10, description="context passages retrieved and shown to the model")
+        top_k: int = Field(3, ge=1, le=10, description="context passages retrieved and shown to the model "
+                                                     "(the pipeline trains and evaluates with 3)")
         domain: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
             None, description="the served model's domain (a request for another domain is refused)")
 

@@ -21,7 +21,7 @@ from stages.errors import StageError
 
 # subcommand -> (module with `main(cfg)`, help)
 STAGES = {
-    "prepare": ("stages.prepare.main", "build data/processed/<domain>/{train,validation,test}.jsonl"),
+    "prepare": ("stages.prepare.main", "build data/processed/<domain>/{train,validation,test,test_facts}.jsonl"),
     "base": ("stages.base.main", "materialise the base model into models/base"),
     "train": ("stages.train.main", "LoRA/QLoRA fine-tune, merge into models/merged"),
     "evaluate": ("stages.evaluate.main", "metrics of fine-tuned vs base on the test split"),
@@ -29,6 +29,7 @@ STAGES = {
     "reranker": ("stages.reranker.main", "train and evaluate the domain cross-encoder"),
     "index": ("stages.index.main", "chunk and embed documents into models/index (BM25 + MiniLM)"),
     "retrieval": ("stages.index.evaluate", "recall@k and MRR of each retriever on the test questions"),
+    "grounded": ("stages.evaluate.grounded", "served GGUF on unseen facts, alone vs with retrieved passages"),
     "headline": ("stages.headline", "metrics/headline.json: the few metrics `dvc exp show` displays"),
     "serve": ("serving.main", "serve the model behind the REST / OpenAI-compatible API"),
     "ui": ("serving.ui.main", "the experiments dashboard alone (no model), at /ui"),

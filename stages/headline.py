@@ -35,10 +35,11 @@ PICKS = (
     ("training", "train.json", "final_eval_loss", "eval_loss"),
     ("training", "train.json", "train_tokens_per_second", "tokens_per_s"),
     ("rerank", "reranker.json", "trained_mrr_at_10", "mrr_at_10"),
-    ("rerank", "reranker.json", "bm25_mrr_at_10", "bm25_mrr_at_10"),
     ("rerank", "reranker.json", "biencoder_mrr_at_10", "biencoder_mrr_at_10"),
 )
-# Chunk-level retrieval on the test questions (metrics/retrieval.json: {retriever: {metric: value}}).
+# Answers to held-out facts by the served GGUF alone and with retrieved passages (metrics/grounded.json).
+GROUNDED_PICKS = (("closed_book", "rougeL", "rougeL_closed_book"), ("retrieval", "rougeL", "rougeL_with_retrieval"))
+# Chunk-level retrieval on the held-out-facts questions (metrics/retrieval.json: {retriever: {metric: value}}).
 RETRIEVAL_PICKS = (("hybrid", "mrr_at_10", "hybrid_mrr_at_10"), ("hybrid_rerank", "mrr_at_10", "rerank_mrr_at_10"))
 # The GGUF `domain-llm serve` loads by default (conf/serve/default.yaml); its size and speed are headline,
 # every type's quality loss (ΔPPL %) too.
@@ -58,7 +59,8 @@ def read_metrics(folder: Path, name: str) -> dict:
 def headline_metrics(folder: Path) -> dict:
     """{section: {name: number}} from the stages' metrics files in `folder`."""
     files = {name: read_metrics(folder, name)
-             for name in {p[1] for p in PICKS} | {"model_comparison.json", "quantize.json", "retrieval.json"}}
+             for name in {p[1] for p in PICKS} | {"model_comparison.json", "quantize.json", "retrieval.json",
+                                                    "grounded.json"}}
     out: dict[str, dict] = {}
     for section, file, key, name in PICKS:
         value = files[file].get(key)
@@ -68,6 +70,10 @@ def headline_metrics(folder: Path) -> dict:
         value = (files["retrieval.json"].get(retriever) or {}).get(key)
         if isinstance(value, int | float):
             out.setdefault("retrieval", {})[name] = value
+    for condition, key, name in GROUNDED_PICKS:
+        value = (files["grounded.json"].get(condition) or {}).get(key)
+        if isinstance(value, int | float):
+            out.setdefault("grounded", {})[name] = round(value, 4)
     delta = files["model_comparison.json"].get("deltas", {}).get("finetuned_vs_base", {}).get("rougeL", {})
     if isinstance(delta.get("delta"), int | float):
         out["quality"]["rougeL_vs_base"] = round(delta["delta"], 4)

@@ -1,6 +1,7 @@
 """Full-pipeline smoke test: every DVC stage on a tiny random model in a real temp git+DVC repo.
 
-base -> prepare -> train -> evaluate, quantize, train_reranker; then up to date; then an experiment
+base -> index -> prepare -> train -> evaluate, quantize, train_reranker, evaluate_retrieval, evaluate_grounded,
+headline; then up to date; then an experiment
 with `-S train.lora.r=8` reruns train and what follows, not prepare/reranker, and `dvc metrics diff` shows it.
 """
 
@@ -38,6 +39,8 @@ reranker:
   epochs: 1
   batch_size: 16
   eval_candidates: 8
+serve:
+  model: models/gguf/model-q8_0.gguf   # the only type quantized here; evaluate_grounded runs what is served
 """
 
 
@@ -54,7 +57,8 @@ def test_every_stage_publishes_its_outputs(repo):
                  "models/adapter/adapter_config.json", "models/merged/model.safetensors",
                  "models/merged/README.md", "models/gguf/model-q8_0.gguf", "models/gguf/manifest.json",
                  "models/reranker/README.md", "metrics/eval/predictions.jsonl", "models/index/chunks.jsonl",
-                 "metrics/index.json", "metrics/retrieval.json"):
+                 "metrics/index.json", "metrics/retrieval.json", "metrics/grounded.json",
+                 "data/processed/healthcare/test_facts.jsonl"):
         assert (repo / path).exists(), path
     # Only the headline is declared as DVC metrics: a readable `dvc exp show` row (the detail stays in git).
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
@@ -64,7 +68,7 @@ def test_every_stage_publishes_its_outputs(repo):
     assert sum(len(section) for section in headline.values()) <= 20, headline
     for section, key in (("quality", "rougeL"), ("quality", "perplexity"), ("quality", "stop_rate"),
                          ("training", "eval_loss"), ("gguf", "q8_0_dppl_pct"), ("rerank", "mrr_at_10"),
-                         ("retrieval", "hybrid_mrr_at_10")):
+                         ("retrieval", "hybrid_mrr_at_10"), ("grounded", "rougeL_with_retrieval")):
         assert isinstance(headline[section][key], int | float), (section, key)
     for detail in ("eval.json", "quantize.json", "reranker.json", "train.json", "model_comparison.json"):
         assert (repo / "metrics" / detail).is_file(), detail
@@ -132,7 +136,8 @@ def test_exp_show_is_readable_after_the_experiments(repo):
     """After the experiments above, a row is the changed params plus at most 20 headline metrics (it was 351
     metric and 150 param columns when every metrics file was declared)."""
     header = run(["dvc", "exp", "show", "--only-changed", "--csv"], repo).stdout.splitlines()[0].split(",")
-    metrics = [c for c in header if c.split(".")[0] in ("quality", "training", "gguf", "rerank", "retrieval")]
+    metrics = [c for c in header
+               if c.split(".")[0] in ("quality", "training", "gguf", "rerank", "retrieval", "grounded")]
     print(f"\ndvc exp show --only-changed: {len(header)} columns, {len(metrics)} of them metrics: {header}")
     assert 3 <= len(metrics) <= 20, header  # --only-changed: the headline metrics that moved
     assert len(header) <= 40, f"{len(header)} columns: {header}"

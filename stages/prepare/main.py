@@ -38,6 +38,25 @@ def validation_settings(cfg: DictConfig) -> ValidationSettings:
                               expected_domains=expected)
 
 
+def ground_train_split(cfg: DictConfig, train: list[dict], seed: int) -> tuple[list[dict], int]:
+    """prepare.grounded: a share of train as /api/v1/ask prompts over the index (see grounded.py)."""
+    section = cfg.prepare.get("grounded") or {}
+    share = float(section.get("share", 0.0))
+    if not 0 <= share <= 1:
+        raise StageError(f"prepare.grounded.share={share}: use a share between 0 and 1")
+    if share == 0:
+        return train, 0
+    index = Path(str(cfg.paths.index))
+    if not (index / "chunks.jsonl").is_file():
+        log.warning("prepare.grounded.share=%s but %s has no index: no grounded examples (run `dvc repro index` "
+                    "first, or set prepare.grounded.share=0)", share, index)
+        return train, 0
+    from stages.inference.retrieval import Retriever
+    from stages.prepare.grounded import ground_training_examples
+
+    return ground_training_examples(train, Retriever.load(index), share, int(section.get("top_k", 3)), seed)
+
+
 def main(cfg: DictConfig) -> dict:
     """Run the stage; returns the metrics written to data.json."""
     name, system_prompt, seed = str(cfg.domain.name), cfg.domain.get("system_prompt"), int(cfg.seed)
@@ -52,6 +71,7 @@ def main(cfg: DictConfig) -> dict:
     splits = split_records(records, ratios, seed)
     splits, leak_drops = remove_leakage(splits, settings.leakage_threshold)
     dropped.update(leak_drops)
+    splits["train"], grounded = ground_train_split(cfg, splits["train"], seed)
     length, _ = length_function(cleaning, tokenizer_path)
     # test_facts has no ratio: its size is set by data.held_out_facts (synthetic data only)
     ratio_map = {"train": ratios.train, "validation": ratios.validation, "test": ratios.test}
@@ -63,6 +83,7 @@ def main(cfg: DictConfig) -> dict:
             f"{c.name}: {c.detail}" + (f" (e.g. {c.examples[0]})" if c.examples else "") for c in failed))
 
     metrics = data_metrics(summary, length)
+    metrics["grounded_train_examples"] = grounded
     with atomic_dir(cfg.paths.processed) as tmp:
         # the whole processed dir is one DVC output: other domains' folders go, this one is complete
         out = tmp / name

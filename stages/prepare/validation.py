@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 from tqdm import tqdm
 
+from stages.inference.grounding import strip_citations
 from stages.prepare.cleaning import CleaningConfig, example_text, prompt_text
 from stages.prepare.dedup import normalize_for_matching
 from stages.prepare.records import REQUIRED_FIELDS
@@ -140,7 +141,10 @@ def check_instruction_format(splits: dict[str, list[dict]]) -> CheckResult:
             problems.append("instruction has no letters")
         if normalize_for_matching(r["output"]) == normalize_for_matching(r["instruction"]):
             problems.append("output repeats the instruction")
-        if roles != ["user", "assistant"] or r["messages"][-1].get("content") != r["output"]:
+        answer = r["messages"][-1].get("content") if r["messages"] else None
+        if r.get("grounded") and isinstance(answer, str):  # the reference answer citing a passage: "... [2]."
+            answer = strip_citations(answer)
+        if roles != ["user", "assistant"] or answer != r["output"]:
             problems.append("messages are not [system?], user, assistant(output)")
         if problems:
             bad.append(f"{name}:{r['id']}: {'; '.join(problems)}")

@@ -50,17 +50,21 @@ trained by the `train_reranker` stage of domain-llm (`domain-llm reranker` / `dv
 ## Training data
 
 Prepared split `{info["data_dir"]}/train.jsonl`: {info["train_questions"]} questions, each paired with its own
-answer (label 1) and {info["hard_negatives"]} hard + {info["random_negatives"]} random negatives (label 0): answers
-of other train questions of the same domain, the hard ones ranked highest by {info["negative_miner"]}, never an
-answer to the same fact (same `output` text or `fact_id`). {info["train_pairs"]} pairs, {info["epochs"]} epoch(s), batch {info["batch_size"]},
+answer (label 1) and {info["hard_negatives"]} hard + {info["topic_negatives"]} same-subject + {info["random_negatives"]} random
+negatives (label 0): answers of other train questions of the same domain, the hard ones ranked highest by
+{info["negative_miner"]}, the same-subject ones other facts about the question's subject, never an answer to the
+same fact (same `output` text or `fact_id`). With an index, {info["chunk_pairs"]} of the pairs are passages: the retrieved
+passage holding the question's answer and {info["chunk_negatives"]} retrieved passages that do not.
+{info["train_pairs"]} pairs, {info["epochs"]} epoch(s), batch {info["batch_size"]},
 lr {info["lr"]}, BCE positive weight {info["pos_weight"]}, seed {info["seed"]}; {info["train_steps"]} steps in
 {info["train_seconds"]} s on CPU (torch threads: {info["threads"]}). No validation or test question is used for training.
 
 ## Evaluation
 
 {info["test_questions"]} held-out questions from `{info["data_dir"]}/test.jsonl`, each ranked against its own
-answer plus up to {info["eval_candidates"] - 1 if info["eval_candidates"] else "all"} random other answers of its
-domain (unique answers of all splits, answers to the same fact excluded); one relevant document per question.
+answer plus up to {info["eval_candidates"] - 1 if info["eval_candidates"] else "all"} other answers of its
+domain, hardest first: the other facts about the question's subject, then the same field of other subjects, then
+random ones (unique answers of all splits, answers to the same fact excluded); one relevant document per question.
 
 {_metrics_table(metrics)}
 

@@ -4,9 +4,13 @@
     sets = build_candidate_sets(test_queries, pools, n_candidates=50, seed=42)
     ranking_metrics(sets, score_bm25(sets, pools))   # {"mrr_at_10": ..., "ndcg_at_10": ..., ...}
 
-Each test question is ranked against a candidate set: its own answer plus distractors drawn uniformly at
-random (seeded) from the unique answers of its domain (all splits), skipping answers to the same fact. No
-method picks the distractors, so the comparison favours none of them. Exactly one candidate is relevant.
+Each test question is ranked against a candidate set: its own answer plus distractors from the unique answers
+of its domain (all splits), skipping answers to the same fact. Hard candidates first: every other fact about
+the question's subject (the same condition / concept / term), then the same field of other subjects (other
+conditions' symptoms for a symptoms question), then random answers of the domain (seeded) up to the set size.
+Against random answers alone every method was at or near MRR 1.00 (saturated); a question naming its subject
+must now tell apart the facts about that subject. No method picks the distractors, so the comparison favours
+none of them. Exactly one candidate is relevant.
 Candidates are shuffled before scoring and sorting is stable, so ties never favour the right answer.
 """
 
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stages.reranker.pairs import Answer, Query, answers_question, facts_of, normalize, tokenize
+from stages.reranker.pairs import Answer, Query, answers_question, facts_of, normalize, subject_of, tokenize
 
 CUTOFF = 10
 METRIC_NAMES = ("mrr_at_10", "ndcg_at_10", "recall_at_1", "recall_at_5")
@@ -73,17 +77,34 @@ def ranking_metrics(candidate_sets: Sequence[CandidateSet], scores: Sequence[Seq
 
 # ---- candidate sets ----
 
+def _hardness(answer: Answer, subject: str | None, field: str | None) -> int:
+    """0: about the question's subject; 1: the same field of another subject; 2: anything else."""
+    subjects = {subject_of(f) for f in answer.fact_ids}
+    fields = {f.rpartition(".")[2] for f in answer.fact_ids}
+    if subject is not None and subject in subjects:
+        return 0
+    return 1 if field is not None and field in fields else 2
+
+
 def build_candidate_sets(queries: Sequence[Query], pools: dict[str, list[Answer]], n_candidates: int,
                          seed: int) -> list[CandidateSet]:
-    """Own answer + up to `n_candidates - 1` random non-answers of the domain (0: every non-answer)."""
+    """Own answer + up to `n_candidates - 1` non-answers of the domain, hardest first (0: every non-answer)."""
     rng = random.Random(seed)
     sets = []
     for q in queries:
         pool = pools.get(q.domain, [])
         query_facts = facts_of(q, pool)
-        distractors = [a.text for a in pool if not answers_question(a, q, query_facts)]
-        if n_candidates > 0 and len(distractors) > n_candidates - 1:
-            distractors = rng.sample(distractors, n_candidates - 1)
+        subject, field = subject_of(q.fact_id), q.fact_id.rpartition(".")[2] if q.fact_id else None
+        tiers: list[list[str]] = [[], [], []]
+        for a in pool:
+            if not answers_question(a, q, query_facts):
+                tiers[_hardness(a, subject, field)].append(a.text)
+        distractors = []
+        for tier in tiers:
+            rng.shuffle(tier)
+            distractors.extend(tier)
+        if n_candidates > 0:
+            distractors = distractors[:n_candidates - 1]
         documents = [q.answer, *distractors]
         relevant = [1] + [0] * len(distractors)
         order = list(range(len(documents)))

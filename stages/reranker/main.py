@@ -36,6 +36,7 @@ from stages.reranker.pairs import (
     SPLITS,
     build_answer_pools,
     build_training_pairs,
+    chunk_training_pairs,
     drop_held_out_questions,
     load_split,
     records_to_queries,
@@ -52,6 +53,8 @@ class RerankerArgs:
     base: str = "bundled"
     hard_negatives: int = 3
     random_negatives: int = 2
+    topic_negatives: int = 2
+    chunk_negatives: int = 3
     negative_miner: str = "bm25"
     epochs: float = 2.0
     batch_size: int = 16
@@ -87,6 +90,21 @@ def set_threads(threads: int) -> int:
     return n
 
 
+def index_pairs(cfg: DictConfig, train_queries: list, negatives: int, seed: int) -> list[dict]:
+    """Chunk-level pairs over paths.index (none without an index or with chunk_negatives 0), shuffled."""
+    index = Path(str(cfg.paths.get("index") or ""))
+    if negatives < 1 or not (index / "chunks.jsonl").is_file():
+        return []
+    import random
+
+    from stages.inference.retrieval import Retriever
+
+    rows = chunk_training_pairs(train_queries, Retriever.load(index), negatives)
+    random.Random(f"{seed}:chunks").shuffle(rows)
+    log.info("%d chunk-level pairs from %s", len(rows), index)
+    return rows
+
+
 def main(cfg: DictConfig) -> None:
     args = RerankerArgs.from_cfg(cfg.reranker)
     threads = set_threads(int(cfg.threads))
@@ -95,15 +113,20 @@ def main(cfg: DictConfig) -> None:
     out = Path(cfg.paths.reranker)
 
     splits = {name: records_to_queries(load_split(data_dir, name)) for name in SPLITS}
-    train_queries = drop_held_out_questions(splits["train"], splits["validation"] + splits["test"])
+    # facts no training record states (synthetic data; absent in data prepared before that split existed)
+    unseen = (records_to_queries(load_split(data_dir, "test_facts"))
+              if (data_dir / "test_facts.jsonl").is_file() else [])
+    train_queries = drop_held_out_questions(splits["train"], splits["validation"] + splits["test"] + unseen)
     test_queries = splits["test"]
     if not test_queries:
         raise StageError(f"{data_dir}/test.jsonl: no test questions to evaluate the reranker on")
     pairs = build_training_pairs(train_queries, args.hard_negatives, args.negative_miner, seed,
-                                 random_negatives=args.random_negatives)
+                                 random_negatives=args.random_negatives, topic_negatives=args.topic_negatives)
+    chunk_pairs = index_pairs(cfg, train_queries, args.chunk_negatives, seed)
+    pairs += chunk_pairs
 
     # Candidate documents: unique answers of every split (documents, not questions, so no leak).
-    eval_pools = build_answer_pools(splits["train"] + splits["validation"] + test_queries)
+    eval_pools = build_answer_pools(splits["train"] + splits["validation"] + test_queries + unseen)
     candidate_sets = build_candidate_sets(test_queries, eval_pools, args.eval_candidates, seed)
     log.info("%d training pairs from %d train questions; %d test questions x up to %d candidates",
              len(pairs), len(train_queries), len(test_queries), max(len(c.documents) for c in candidate_sets))
@@ -119,15 +142,17 @@ def main(cfg: DictConfig) -> None:
 
     train_args = RerankerTrainArgs(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr,
                                    warmup_ratio=args.warmup_ratio, seed=seed,
-                                   pos_weight=float(args.hard_negatives + args.random_negatives))
+                                   pos_weight=float(args.hard_negatives + args.random_negatives + args.topic_negatives))
     stats = train_cross_encoder(model, pairs, train_args)
     metrics |= prefixed("trained", ranking_metrics(candidate_sets, score_pairs(candidate_sets, reranker.predict)))
     metrics |= {"test_questions": len(test_queries),
                 "candidates_per_question": round(sum(len(c.documents) for c in candidate_sets) / len(candidate_sets), 1),
+                "chunk_pairs": len(chunk_pairs),
                 **stats, "stage_seconds": round(time.perf_counter() - start, 1)}
 
     info = {**asdict(args), **stats, "domain": cfg.domain.name, "data_dir": str(data_dir), "output": str(out),
             "train_questions": len(train_queries), "test_questions": len(test_queries),
+            "chunk_pairs": len(chunk_pairs),
             "pos_weight": train_args.pos_weight, "seed": seed, "threads": threads,
             "score": "sigmoid(logit), 0..1"}
     with atomic_dir(out) as tmp:

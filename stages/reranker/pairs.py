@@ -5,7 +5,10 @@
     pairs = build_training_pairs(train, hard_negatives=4, miner="bm25", seed=42)
 
 A hard negative is the answer of ANOTHER question of the same domain that BM25 (or the bundled MiniLM
-bi-encoder) ranks close to the question. Two questions that share an answer (the same `output` text, or
+bi-encoder) ranks close to the question. A topic negative is another fact about the question's own subject
+(the same condition / concept / term: `fact_id` "<domain>.<subject>.<field>"), the answer a retriever most
+easily confuses with the right one. With an index, chunk pairs teach the same on passages: the question with
+a retrieved passage holding its answer, and passages retrieved beside it that do not. Two questions that share an answer (the same `output` text, or
 the same `fact_id` when the source provides one) are paraphrases of one fact, so neither's answer is a
 negative for the other: training on them would teach the model to reject correct answers.
 
@@ -188,22 +191,63 @@ def add_random_negatives(queries: Sequence[Query], pools: dict[str, list[Answer]
         chosen.extend(rng.sample(candidates, min(k, len(candidates))))
 
 
+def subject_of(fact_id: str | None) -> str | None:
+    """"healthcare.asthma.symptoms" -> "healthcare.asthma" (None without a fact id)."""
+    return fact_id.rpartition(".")[0] or None if fact_id else None
+
+
+def add_topic_negatives(queries: Sequence[Query], pools: dict[str, list[Answer]], negatives: list[list[str]],
+                        k: int, rng: random.Random) -> None:
+    """Append up to `k` answers about the query's own subject that do not answer it (not already chosen)."""
+    for q, chosen in zip(queries, negatives, strict=True):
+        subject = subject_of(q.fact_id)
+        if subject is None or k < 1:
+            continue
+        pool = pools.get(q.domain, [])
+        query_facts = facts_of(q, pool)
+        taken = set(chosen)
+        same = [a.text for a in pool if a.text not in taken and not answers_question(a, q, query_facts)
+                and any(subject_of(f) == subject for f in a.fact_ids)]
+        chosen.extend(rng.sample(same, min(k, len(same))))
+
+
+def chunk_training_pairs(train: Sequence[Query], retriever, negatives: int, candidates: int = 20) -> list[dict]:
+    """(question, passage, label) rows over the index: 1 for the best-retrieved passage holding the question's
+    answer verbatim, 0 for the `negatives` best-retrieved passages that do not hold it. Questions whose answer
+    is in none of their `candidates` passages are skipped. Passages read "title\ntext", as the retriever
+    hands them to the reranker."""
+    rows = []
+    for q in train:
+        hits = retriever.search(q.text, candidates, "hybrid")
+        holding = [h for h in hits if q.answer.strip() in h.chunk.text]
+        if not holding:
+            continue
+        others = [h for h in hits if q.answer.strip() not in h.chunk.text][:negatives]
+        rows.append({"query": q.text, "document": f"{holding[0].chunk.title}\n{holding[0].chunk.text}", "label": 1.0})
+        rows.extend({"query": q.text, "document": f"{h.chunk.title}\n{h.chunk.text}", "label": 0.0} for h in others)
+    return rows
+
+
 def build_training_pairs(train: Sequence[Query], hard_negatives: int, miner: str = "bm25", seed: int = 0,
-                         random_negatives: int = 0) -> list[dict]:
+                         random_negatives: int = 0, topic_negatives: int = 0) -> list[dict]:
     """(query, document, label) rows: 1 for the question's own answer, 0 for each of its negatives:
-    `hard_negatives` mined ones, then `random_negatives` drawn uniformly from the rest of its domain.
+    `hard_negatives` mined ones, `topic_negatives` other facts about its subject, then `random_negatives`
+    drawn uniformly from the rest of its domain.
 
     Hard negatives mostly share the question's subject and teach which aspect is asked; random ones teach
     the subject match that a ranking over a whole domain mostly needs.
     Negatives come from the answers of `train` only, so nothing outside the train split enters training.
     Rows are shuffled with `seed` so a batch mixes questions.
     """
-    if hard_negatives + random_negatives < 1 or min(hard_negatives, random_negatives) < 0:
-        raise StageError(f"reranker.hard_negatives={hard_negatives}, random_negatives={random_negatives}: "
-                         "need at least 1 negative per question and no negative count")
+    counts = (hard_negatives, random_negatives, topic_negatives)
+    if sum(counts) < 1 or min(counts) < 0:
+        raise StageError(f"reranker.hard_negatives={hard_negatives}, random_negatives={random_negatives}, "
+                         f"topic_negatives={topic_negatives}: need at least 1 negative per question and no "
+                         "negative count")
     rng = random.Random(seed)
     pools = build_answer_pools(train)
     negatives = mine_hard_negatives(train, pools, hard_negatives, miner)
+    add_topic_negatives(train, pools, negatives, topic_negatives, rng)
     add_random_negatives(train, pools, negatives, random_negatives, rng)
     rows = []
     for q, q_negatives in zip(train, negatives, strict=True):

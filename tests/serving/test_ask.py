@@ -9,7 +9,7 @@ import json
 import httpx
 import pytest
 
-from serving.routes_ask import check_citations
+from stages.inference.grounding import check_citations
 from tests.serving.conftest import start_thread_server
 
 FACT = "The Quenth observatory was founded in 1923 by the astronomer Ilsa Marrow on Mount Zorblax."

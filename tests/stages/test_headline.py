@@ -20,6 +20,7 @@ def write_metrics(folder, quantize_types=("q4_k_m", "q8_0")) -> None:
         "reranker.json": {"trained_mrr_at_10": 0.97, "bm25_mrr_at_10": 0.72, "biencoder_mrr_at_10": 0.95},
         "model_comparison.json": {"deltas": {"finetuned_vs_base": {"rougeL": {"delta": 0.30}}}},
         "retrieval.json": {"hybrid": {"mrr_at_10": 0.91}, "hybrid_rerank": {"mrr_at_10": 0.71}, "questions": 60},
+        "grounded.json": {"closed_book": {"rougeL": 0.21, "f1": 0.3}, "retrieval": {"rougeL": 0.63}, "questions": 58},
         "quantize.json": {"f16": {"size_mb": 270.9, "delta_ppl_pct": 0.0},
                           **{t: {"size_mb": 100.0 + i, "delta_ppl_pct": 1.0 + i, "decode_tokens_per_s": 110.0}
                              for i, t in enumerate(quantize_types)}},
@@ -39,6 +40,8 @@ def test_headline_picks_the_few_numbers(tmp_path):
                                 "q8_0_dppl_pct": 2.0}
     assert headline["rerank"]["mrr_at_10"] == 0.97
     assert headline["retrieval"] == {"hybrid_mrr_at_10": 0.91, "rerank_mrr_at_10": 0.71}
+    assert headline["grounded"] == {"rougeL_closed_book": 0.21, "rougeL_with_retrieval": 0.63}
+    assert headline["rerank"] == {"mrr_at_10": 0.97, "biencoder_mrr_at_10": 0.95}  # BM25's is in reranker.json
     assert "bleu" not in json.dumps(headline) and "ci_low" not in json.dumps(headline)
 
 

@@ -11,10 +11,7 @@ from stages.errors import StageError
 from stages.index.chunking import chunk_text
 from stages.index.documents import fact_sheets, load_documents
 from stages.inference.retrieval import Retriever
-
-VOLCANO = ("# Volcanoes\n\nMount Zorblax erupted in 1887 and buried the valley of Quenth under ash.\n\n"
-           "Its crater lake is acidic and coloured turquoise by dissolved copper.")
-BAKING = "Sourdough bread rises because wild yeast and lactic acid bacteria ferment the flour."
+from tests.stages.index.conftest import BAKING, VOLCANO
 
 
 def test_chunks_pack_paragraphs_and_overlap():
@@ -61,28 +58,6 @@ def test_empty_folder_indexes_the_fact_sheets(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(StageError, match="not a folder"):
         load_documents(tmp_path / "file", "legal")
-
-
-@pytest.fixture(scope="module")
-def built_index(tmp_path_factory):
-    """The stage entry point on a folder of two documents: models/index + metrics/index.json."""
-    from stages.config import compose
-    from stages.index.main import main
-
-    root = tmp_path_factory.mktemp("index")
-    docs = root / "docs"
-    docs.mkdir()
-    (docs / "volcano.md").write_text(VOLCANO)
-    (docs / "bread.txt").write_text(BAKING)
-    # More documents: with two, BM25's idf of a word in one of them is log(1.5 / 1.5) = 0 and it ranks nothing.
-    others = ["Tidal pools hold anemones, crabs and small fish between the tides.",
-              "A violin has four strings tuned in fifths and is played with a bow.",
-              "Glaciers carve U-shaped valleys as they move slowly downhill.",
-              "Chess openings such as the Sicilian Defence shape the middlegame."]
-    (docs / "others.jsonl").write_text("".join(json.dumps({"id": f"other{i}", "text": t}) + "\n"
-                                               for i, t in enumerate(others)))
-    main(compose([f"index.docs_dir={docs}", f"paths.index={root / 'index'}", f"paths.metrics={root / 'metrics'}"]))
-    return root
 
 
 def test_stage_writes_the_index_and_its_metrics(built_index):

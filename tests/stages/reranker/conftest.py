@@ -79,3 +79,21 @@ def tiny_cross_encoder_dir(tmp_path_factory) -> Path:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def subject_index(tmp_path_factory) -> Path:
+    """models/index built by the index stage over one fact sheet per subject (paragraphs = answers), chunked so
+    that a sheet spans two passages."""
+    from stages.config import compose
+    from stages.index.main import main
+
+    root = tmp_path_factory.mktemp("subject_index")
+    docs = root / "docs"
+    docs.mkdir()
+    for record_subject in SUBJECTS:
+        facts = [r["output"] for r in qa_records((0,)) if r["fact_id"].split(".")[1] == record_subject]
+        (docs / f"{record_subject.replace(' ', '_')}.md").write_text(f"# {record_subject}\n\n" + "\n\n".join(facts))
+    main(compose([f"index.docs_dir={docs}", f"paths.index={root / 'index'}", f"paths.metrics={root / 'metrics'}",
+                  "index.chunk_words=25", "index.overlap_words=0"]))
+    return root / "index"

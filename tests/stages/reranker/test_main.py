@@ -17,7 +17,9 @@ from stages.reranker.train import RerankerTrainArgs, load_base_cross_encoder, tr
 def stage_cfg(cfg_factory, tmp_path, base, *extra):
     return cfg_factory(f"paths.processed={tmp_path / 'processed'}", f"paths.reranker={tmp_path / 'models' / 'reranker'}",
                        f"paths.metrics={tmp_path / 'metrics'}", f"reranker.base={base}", "threads=1",
-                       "reranker.batch_size=8", "reranker.eval_candidates=8", *extra)
+                       "reranker.batch_size=8", "reranker.eval_candidates=8", "reranker.topic_negatives=0",
+                       *([] if any(e.startswith("paths.index=") for e in extra) else [f"paths.index={tmp_path / 'x'}"]),
+                       *extra)
 
 
 def test_stage_writes_model_card_and_metrics(cfg_factory, tmp_path, prepared_dir, tiny_cross_encoder_dir):
@@ -41,6 +43,17 @@ def test_stage_writes_model_card_and_metrics(cfg_factory, tmp_path, prepared_dir
     assert isinstance(reranker, Reranker) and reranker.info()["fallback"] is False
     assert [r["rank"] for r in reranker.rerank("What causes asthma?", ["a", "b"])] == [1, 2]
     assert not [p.name for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp dirs left
+
+
+def test_stage_adds_same_subject_and_passage_pairs(cfg_factory, tmp_path, prepared_dir, tiny_cross_encoder_dir,
+                                                  subject_index):
+    main(stage_cfg(cfg_factory, tmp_path, tiny_cross_encoder_dir, "reranker.epochs=1", f"paths.index={subject_index}",
+                   "reranker.chunk_negatives=2", "reranker.topic_negatives=2", "reranker.hard_negatives=0"))
+    metrics = json.loads((tmp_path / "metrics" / "reranker.json").read_text())
+    # 18 questions x (1 + 2 same-subject + 2 random) answers, and x (1 + 2) passages
+    assert metrics["chunk_pairs"] == 18 * 3 and metrics["train_pairs"] == 18 * 5 + 18 * 3
+    card = (tmp_path / "models" / "reranker" / "README.md").read_text()
+    assert "54 of the pairs are passages" in card and "2 same-subject" in card
 
 
 def test_training_orders_positives_above_negatives(prepared_dir, tiny_cross_encoder_dir):

@@ -63,6 +63,19 @@ def test_candidate_sets_hold_one_relevant_answer_and_no_paraphrase():
     assert all(len(c.documents) == len(pools["healthcare"]) for c in full)
 
 
+def test_candidate_sets_hold_the_subjects_other_facts_first():
+    """Hardest distractors first: the subject's other facts, then the same field of other subjects."""
+    pools = build_answer_pools(records_to_queries(qa_records((0, 1, 2))))
+    test = records_to_queries(qa_records((2,)))
+    for cset in build_candidate_sets(test, pools, n_candidates=3 + 4, seed=1):
+        subject, _, field = cset.query.fact_id.rpartition(".")
+        name = subject.split(".", 1)[1]
+        distractors = [d for d, rel in zip(cset.documents, cset.relevant, strict=True) if not rel]
+        same_subject = [d for d in distractors if f" of {name}:" in d]
+        same_field = [d for d in distractors if d.startswith(f"The {field} of ") and f" of {name}:" not in d]
+        assert len(same_subject) == 2 and len(same_field) == 4, distractors
+
+
 def test_bm25_scores_the_matching_answer_highest():
     pools = build_answer_pools(records_to_queries(qa_records((0, 1, 2))))
     sets = build_candidate_sets(records_to_queries(qa_records((0,))), pools, n_candidates=0, seed=0)

@@ -11,6 +11,7 @@ from stages.reranker.pairs import (
     answers_question,
     build_answer_pools,
     build_training_pairs,
+    chunk_training_pairs,
     drop_held_out_questions,
     facts_of,
     load_split,
@@ -52,6 +53,30 @@ def test_random_negatives_complement_hard_ones(prepared_dir):
         if row["label"] == 0.0:
             q = next(q for q in train if q.text == row["query"])
             assert normalize(row["document"]) != normalize(q.answer)
+
+
+def test_topic_negatives_are_the_other_facts_about_the_subject(prepared_dir):
+    train = records_to_queries(load_split(prepared_dir, "train"))
+    rows = build_training_pairs(train, hard_negatives=0, seed=0, topic_negatives=2)
+    for q in train:
+        negatives = {r["document"] for r in rows if r["query"] == q.text and r["label"] == 0.0}
+        subject = q.fact_id.rpartition(".")[0]
+        others = {o.answer for o in train if o.fact_id.rpartition(".")[0] == subject and o.fact_id != q.fact_id}
+        assert negatives == others and len(others) == 2
+
+
+def test_chunk_pairs_label_the_passage_holding_the_answer(prepared_dir, subject_index):
+    from stages.inference.retrieval import Retriever
+
+    train = records_to_queries(load_split(prepared_dir, "train"))
+    rows = chunk_training_pairs(train, Retriever.load(subject_index), negatives=2)
+    assert len(rows) == len(train) * 3  # every answer is in a passage among the 20 retrieved
+    for q in train:
+        q_rows = [r for r in rows if r["query"] == q.text]
+        [positive] = [r["document"] for r in q_rows if r["label"] == 1.0]
+        negatives = [r["document"] for r in q_rows if r["label"] == 0.0]
+        assert q.answer in positive and len(negatives) == 2 and all(q.answer not in n for n in negatives)
+        assert positive.split("\n", 1)[0].lower() == q.fact_id.split(".")[1]  # "title\ntext", the subject's sheet
 
 
 def test_bm25_negatives_are_hard(prepared_dir):
