@@ -54,7 +54,7 @@ class ServeSettings:
     log_requests: bool = True
     ui: bool = True
     index: str | None = "models/index"
-    ask_rerank: bool = False
+    ask_rerank: bool = True
     ask_candidates: int = 20
     limits: Limits = field(default_factory=Limits)
 
