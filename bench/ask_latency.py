@@ -4,8 +4,10 @@ published GGUF and models/index), one request at a time; writes bench/results/as
     python bench/ask_latency.py                                        # models/gguf/model-q4_k_m.gguf + models/index
     python bench/ask_latency.py --questions 30 --max-tokens 64 --threads 2
 
-The questions are the test split's (data/processed/<domain>/test.jsonl). Each question is sent to both
-endpoints back to back (greedy), so both see the same machine state; the first of each is a warm-up.
+The questions are the held-out-facts split's (data/processed/<domain>/test_facts.jsonl). Each question is sent to
+both endpoints back to back (greedy), so both see the same machine state; the first of each is a warm-up. The
+server runs as configured by default: the trained reranker (models/reranker) reorders the retrieved passages
+(`--no-rerank`: hybrid retrieval alone).
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def start_server(gguf: Path, index: Path, port: int, threads: int) -> subprocess.Popen:
+def start_server(gguf: Path, index: Path, port: int, threads: int, rerank: bool) -> subprocess.Popen:
     log = tempfile.NamedTemporaryFile("w", prefix="ask-bench-", suffix=".log", delete=False)
     process = subprocess.Popen([sys.executable, "-m", "stages.cli", "serve", f"threads={threads}",
                                 f"serve.model={gguf}", f"serve.index={index}", f"serve.port={port}",
-                                "serve.rerank=false", "serve.log_requests=false"], cwd=ROOT, stdout=log,
+                                f"serve.rerank={str(rerank).lower()}", f"serve.ask_rerank={str(rerank).lower()}",
+                                "serve.log_requests=false"], cwd=ROOT, stdout=log,
                                stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -55,16 +58,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gguf", type=Path, default=ROOT / "models" / "gguf" / "model-q4_k_m.gguf")
     parser.add_argument("--index", type=Path, default=ROOT / "models" / "index")
-    parser.add_argument("--test", type=Path, default=ROOT / "data" / "processed" / "healthcare" / "test.jsonl")
+    parser.add_argument("--test", type=Path, default=ROOT / "data" / "processed" / "healthcare" / "test_facts.jsonl")
     parser.add_argument("--questions", type=int, default=30)
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--top-k", type=int, default=4)
+    parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--no-rerank", action="store_true", help="hybrid retrieval without the reranker")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "ask_latency.json")
     args = parser.parse_args()
     questions = [json.loads(line)["instruction"] for line in args.test.read_text().splitlines()][:args.questions + 1]
-    process = start_server(args.gguf, args.index, args.port, args.threads)
+    process = start_server(args.gguf, args.index, args.port, args.threads, not args.no_rerank)
+    reranked = []
     url = f"http://127.0.0.1:{args.port}/api/v1"
     seconds: dict[str, list[float]] = {"generate": [], "ask": []}
     tokens: dict[str, list[int]] = {"generate": [], "ask": []}
@@ -86,6 +91,7 @@ def main() -> None:
                     tokens[endpoint].append(result.get("tokens_generated") or result["usage"]["completion_tokens"])
                     if endpoint == "ask":
                         retrieval_s.append(result["retrieval"]["seconds"])
+                        reranked.append(result["retrieval"]["reranked"])
     finally:
         process.terminate()
         process.wait(60)
@@ -97,15 +103,17 @@ def main() -> None:
               "p95": round(summary["ask"]["p95_s"] / summary["generate"]["p95_s"], 2)}
     command = " ".join(["python", "bench/ask_latency.py", *sys.argv[1:]])
     result = {"command": command, "machine": platform.processor() or platform.machine(), "questions": len(retrieval_s),
-              "max_tokens": args.max_tokens, "top_k": args.top_k, "threads": args.threads, "results": summary,
+              "max_tokens": args.max_tokens, "top_k": args.top_k, "threads": args.threads,
+              "reranked": all(reranked), "results": summary,
               "ask_over_generate": ratios}
     write_json(args.output, result)
     table = ["| endpoint | p50 s | p95 s | mean completion tokens |", "|---|---:|---:|---:|"]
     table += [f"| /api/v1/{name} | {s['p50_s']} | {s['p95_s']} | {s['mean_completion_tokens']} |"
               for name, s in summary.items()]
     write_text(args.output.with_suffix(".md"), f"# /api/v1/ask vs /api/v1/generate\n\n```\n{command}\n```\n\n"
-               f"{len(retrieval_s)} test questions, one at a time, greedy, max_tokens {args.max_tokens}, top_k "
-               f"{args.top_k}, {args.threads} threads. Retrieval (hybrid BM25 + MiniLM) p50 "
+               f"{len(retrieval_s)} held-out-facts questions, one at a time, greedy, max_tokens {args.max_tokens}, top_k "
+               f"{args.top_k}, {args.threads} threads. Retrieval (hybrid BM25 + MiniLM"
+               f"{', then the trained reranker over the top 20' if all(reranked) else ''}) p50 "
                f"{summary['ask']['retrieval_p50_s']} s.\n\n" + "\n".join(table) +
                f"\n\nask / generate: p50 {ratios['p50']}x, p95 {ratios['p95']}x (the grounded prompt is longer: "
                "the passages are prompt tokens).\n")

@@ -29,7 +29,7 @@ from stages.inference.grounding import Passage, check_citations, grounded_messag
 from stages.inference.retrieval import Retriever
 
 log = logging.getLogger(__name__)
-HEADLINE = ("rougeL", "exact_match", "f1")
+REPORTED = ("rougeL", "exact_match", "f1")  # with bootstrap CIs; the others are plain shares
 
 
 def numbers_reproduced(prediction: str, reference: str) -> float | None:
@@ -55,7 +55,7 @@ def condition_metrics(answers: list[str], records: list[dict], seed: int, n_resa
     samples = score_samples(answers, references, [None] * len(answers), [None] * len(answers),
                             [None] * len(answers), [r["domain"] for r in records], None, case_sensitive)
     summary = aggregate(samples, n_resamples, 0.95, seed)
-    out = {k: v for k, v in summary.items() if k.split("_ci_")[0] in HEADLINE or k == "n_examples"}
+    out = {k: v for k, v in summary.items() if k.split("_ci_")[0] in REPORTED or k == "n_examples"}
     numeric = [n for a, ref in zip(answers, references, strict=True)
                if (n := numbers_reproduced(a, ref)) is not None]
     out["numeric_accuracy"] = round(sum(numeric) / len(numeric), 4) if numeric else None
