@@ -137,7 +137,7 @@ def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
 
             return Retriever.load(settings.index)
         index = EngineWorker("index", load_index, settings.queue_size)
-    ctx = ServingContext(settings=settings, schemas=build_schemas(settings.limits),
+    ctx = ServingContext(settings=settings, schemas=build_schemas(settings.limits, settings.ask_top_k),
                          generation=JobRunner(generation, settings.request_timeout_s),
                          rerank=JobRunner(rerank, settings.request_timeout_s) if rerank else None,
                          model_id=public_model_id(settings),

@@ -18,6 +18,7 @@ from serving.routes_api import public_finish_reason, sampling_params
 from serving.security import api_key_check
 from serving.service import ServingContext, error_responses
 from stages.inference.grounding import Passage, check_citations, grounded_messages
+from stages.inference.retrieval import fuse_reranked, reranker_text
 
 
 class Citation(BaseModel):
@@ -25,7 +26,9 @@ class Citation(BaseModel):
     doc_id: str
     title: str
     chunk: str = Field(description="the passage's text, as given to the model")
-    score: float = Field(description="reranker probability when reranked, else the retrieval score")
+    score: float = Field(description="the retrieval score citations are ordered by: reciprocal rank fusion of "
+                                     "BM25, embeddings and (when reranked) the reranker")
+    rerank_score: float | None = Field(None, description="the reranker's relevance in 0..1; null when not reranked")
 
 
 class Usage(BaseModel):
@@ -74,13 +77,12 @@ async def retrieve(ctx: ServingContext, request: Request, question: str, top_k: 
     candidates = max(ctx.settings.ask_candidates, top_k) if rerank else top_k
     hits = await ctx.index.run(request, lambda r, job: r.search(question, candidates, "hybrid"))
     if rerank:
-        texts = [f"{h.chunk.title}\n{h.chunk.text}" for h in hits]
-        ranked = await ctx.rerank.run(request, lambda r, job: r.rerank(question, texts, top_k=top_k))
-        scored = [(hits[r["original_index"]], float(r["score"])) for r in ranked]
-    else:
-        scored = [(h, h.score) for h in hits]
+        # scored on the reranker's own worker thread, then fused as Retriever.search(reranker=...) does
+        texts = [reranker_text(h.chunk) for h in hits]
+        ranked = await ctx.rerank.run(request, lambda r, job: r.rerank(question, texts))
+        hits = fuse_reranked(hits, ranked, top_k)
     citations = [Citation(number=n, doc_id=h.chunk.doc_id, title=h.chunk.title, chunk=h.chunk.text,
-                          score=round(score, 4)) for n, (h, score) in enumerate(scored, start=1)]
+                          score=h.score, rerank_score=h.rerank_score) for n, h in enumerate(hits, start=1)]
     return citations, {"mode": "hybrid", "reranked": rerank, "seconds": round(time.perf_counter() - started, 4)}
 
 

@@ -85,8 +85,9 @@ def check_batch_tokens(n_prompts: int, max_tokens: int, limits: Limits) -> None:
                          "send fewer prompts")
 
 
-def build_schemas(limits: Limits) -> SimpleNamespace:
-    """Request models whose bounds are the configured limits (violations -> 422 naming the field)."""
+def build_schemas(limits: Limits, ask_top_k: int = 3) -> SimpleNamespace:
+    """Request models whose bounds are the configured limits (violations -> 422 naming the field); retrieval's
+    default passage count is serve.ask_top_k."""
     prompt_str = Annotated[str, Field(min_length=1, max_length=limits.max_prompt_chars)]
     document_str = Annotated[str, Field(max_length=limits.max_document_chars)]
     stop_list = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=4)]
@@ -127,8 +128,9 @@ def build_schemas(limits: Limits) -> SimpleNamespace:
         model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
             {"question": "How is asthma treated?", "top_k": 3, "max_tokens": 96, "temperature": 0.0}]})
         question: prompt_str
-        top_k: int = Field(3, ge=1, le=10, description="context passages retrieved and shown to the model "
-                                                     "(the pipeline trains and evaluates with 3)")
+        top_k: int = Field(ask_top_k, ge=1, le=10, description="context passages retrieved and shown to the model "
+                                                             "(default serve.ask_top_k, what evaluate_grounded "
+                                                             "measures)")
         domain: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
             None, description="the served model's domain (a request for another domain is refused)")
 
@@ -199,7 +201,8 @@ def build_schemas(limits: Limits) -> SimpleNamespace:
 
     class RetrievalOption(Request):
         model_config = ConfigDict(extra="forbid")
-        top_k: int = Field(4, ge=1, le=10, description="passages retrieved and given to the model")
+        top_k: int = Field(ask_top_k, ge=1, le=10, description="passages retrieved and given to the model "
+                                                             "(default serve.ask_top_k)")
 
     class ChatCompletionRequest(OpenAISampling):
         model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [

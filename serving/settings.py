@@ -56,6 +56,7 @@ class ServeSettings:
     index: str | None = "models/index"
     ask_rerank: bool = True
     ask_candidates: int = 20
+    ask_top_k: int = 3
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
@@ -87,6 +88,8 @@ class ServeSettings:
                              "(e.g. serve.upstream_url=http://127.0.0.1:8080)")
         if self.parallel < 1:
             raise StageError(f"serve.parallel={self.parallel}: must be >= 1 (sequences decoded together)")
+        if not 1 <= self.ask_top_k <= 10:
+            raise StageError(f"serve.ask_top_k={self.ask_top_k}: use 1..10 passages")
         if self.queue_size < 1:
             raise StageError(f"serve.queue_size={self.queue_size}: must be >= 1")
         if self.request_timeout_s <= 0:

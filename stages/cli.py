@@ -21,7 +21,7 @@ from stages.errors import StageError
 
 # subcommand -> (module with `main(cfg)`, help)
 STAGES = {
-    "prepare": ("stages.prepare.main", "build data/processed/<domain>/{train,validation,test,test_facts}.jsonl"),
+    "prepare": ("stages.prepare.main", "build data/processed/<domain>/{train,validation,test,test_facts,validation_facts}.jsonl"),
     "base": ("stages.base.main", "materialise the base model into models/base"),
     "train": ("stages.train.main", "LoRA/QLoRA fine-tune, merge into models/merged"),
     "evaluate": ("stages.evaluate.main", "metrics of fine-tuned vs base on the test split"),

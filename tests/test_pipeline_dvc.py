@@ -22,7 +22,7 @@ def count_lines(path: Path) -> int:
 def test_repro_prepare_then_up_to_date_and_metrics(repo):
     run(["dvc", "repro", "prepare"], repo)
     splits = {s: count_lines(repo / f"data/processed/healthcare/{s}.jsonl")
-              for s in ("train", "validation", "test", "test_facts")}
+              for s in ("train", "validation", "test", "test_facts", "validation_facts")}
     assert sum(splits.values()) > 40 and all(splits.values())
     again = run(["dvc", "repro", "prepare"], repo)
     assert "didn't change" in again.stdout or "up to date" in again.stdout

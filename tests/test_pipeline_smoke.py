@@ -58,7 +58,7 @@ def test_every_stage_publishes_its_outputs(repo):
                  "models/merged/README.md", "models/gguf/model-q8_0.gguf", "models/gguf/manifest.json",
                  "models/reranker/README.md", "metrics/eval/predictions.jsonl", "models/index/chunks.jsonl",
                  "metrics/index.json", "metrics/retrieval.json", "metrics/grounded.json",
-                 "data/processed/healthcare/test_facts.jsonl"):
+                 "data/processed/healthcare/test_facts.jsonl", "data/processed/healthcare/validation_facts.jsonl"):
         assert (repo / path).exists(), path
     # Only the headline is declared as DVC metrics: a readable `dvc exp show` row (the detail stays in git).
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)

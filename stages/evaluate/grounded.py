@@ -10,6 +10,8 @@ with the instruction to answer from them and cite): ROUGE-L, exact match, token 
 numeric accuracy (references that contain numbers: the answer has every one of them), and for retrieval
 answer_in_context (the reference answer is in a passage given) and answer_in_cited_chunk (it is in a passage
 the answer cites). Without a test_facts split (your own data) the test split is used, and the metrics say so.
+Retrieval settings are chosen on the validation_facts split (`eval.grounded.split=validation_facts`,
+bench/grounded_sweep.py), never on test_facts.
 """
 
 from __future__ import annotations
@@ -41,11 +43,16 @@ def numbers_reproduced(prediction: str, reference: str) -> float | None:
     return float(all(any(abs(x - w) <= 1e-9 for x in found) for w in wanted))
 
 
-def question_split(data_dir: Path) -> tuple[str, list[dict]]:
-    for split in ("test_facts", "test"):
-        path = data_dir / f"{split}.jsonl"
+def question_split(data_dir: Path, split: str = "test_facts") -> tuple[str, list[dict]]:
+    """The named split's questions; test_facts falls back to the paraphrase test split (data without held-out
+    facts)."""
+    for name in (split, "test") if split == "test_facts" else (split,):
+        path = data_dir / f"{name}.jsonl"
         if path.is_file() and (records := read_jsonl(path)):
-            return split, records
+            return name, records
+    if split != "test_facts":
+        raise StageError(f"eval.grounded.split={split}: {data_dir}/{split}.jsonl is missing or empty; use a split "
+                         "prepare wrote (validation_facts needs data.validation_held_out_facts > 0)")
     raise StageError(f"{data_dir}: no test_facts.jsonl or test.jsonl with questions; run the prepare stage first")
 
 
@@ -69,7 +76,8 @@ def main(cfg: DictConfig) -> dict:
     if not 1 <= top_k <= 16:
         raise StageError(f"eval.grounded.top_k={top_k}: use 1..16 passages")
     started = time.perf_counter()
-    split, records = question_split(Path(str(cfg.paths.processed)) / str(cfg.domain.name))
+    split, records = question_split(Path(str(cfg.paths.processed)) / str(cfg.domain.name),
+                                    str(settings.get("split") or "test_facts"))
     retriever = Retriever.load(Path(str(cfg.paths.index)))
     reranker = None
     if bool(settings.rerank):

@@ -3,9 +3,14 @@ trained cross-encoder reranks the fused candidates. Shared by the server (/api/v
 
     retriever = Retriever.load(Path("models/index"))
     hits = retriever.search("How is asthma treated?", top_k=4, mode="hybrid", reranker=load_reranker(...))
-    # [Hit(chunk=Chunk(chunk_id, doc_id, title, text), score, ranks={"bm25": 1, "embedding": 2})]
+    # [Hit(chunk=Chunk(chunk_id, doc_id, title, text), score, ranks={"bm25": 1, "embedding": 2, "hybrid": 1,
+    #      "rerank": 1}, rerank_score=0.97)]
 
-Modes: "bm25", "embedding", "hybrid" (fused); a reranker, when given, reorders the top `candidates` of the mode.
+Modes: "bm25", "embedding", "hybrid" (fused). A reranker, when given, scores the top `candidates` of the mode,
+and the final order fuses its rank with the first-stage retrievers' ranks (`fuse_reranked`): on short passages
+the cross-encoder alone orders worse than the embeddings (MRR@10 0.834 vs 0.849 over all chunks on the
+healthcare validation questions), but it errs on other questions than they do, so the fusion beats each
+(0.967; reordering by the reranker alone: 0.876).
 """
 
 from __future__ import annotations
@@ -42,7 +47,37 @@ class Chunk:
 class Hit:
     chunk: Chunk
     score: float
-    ranks: dict[str, int] = field(default_factory=dict)
+    ranks: dict[str, int] = field(default_factory=dict)  # 1-based rank by each retriever (and the reranker)
+    rerank_score: float | None = None
+
+
+def reranker_text(chunk: Chunk) -> str:
+    """What the reranker reads of a chunk (it was trained on title + passage)."""
+    return f"{chunk.title}\n{chunk.text}"
+
+
+def ranks_of(scores: np.ndarray) -> np.ndarray:
+    """1-based rank of each score, highest first; ties keep index order."""
+    ranks = np.empty(len(scores), dtype=np.int64)
+    ranks[np.argsort(-scores, kind="stable")] = np.arange(1, len(scores) + 1)
+    return ranks
+
+
+def fuse_reranked(pool: Sequence[Hit], reranked: Sequence[dict], top_k: int) -> list[Hit]:
+    """The `top_k` best of `pool` (a search's hits) by reciprocal rank fusion of the reranker's rank with the
+    ranks of the first-stage retrievers each hit carries. `reranked` is the reranker's output over the pool's
+    `reranker_text`s, all of them ({"original_index", "rank", "score"})."""
+    if len(reranked) != len(pool):
+        raise ValueError(f"the reranker scored {len(reranked)} of {len(pool)} pooled passages; score them all")
+    fused = []
+    for r in reranked:
+        hit = pool[r["original_index"]]
+        firsts = [rank for mode, rank in hit.ranks.items() if mode in ("bm25", "embedding")]
+        score = sum(1.0 / (RRF_K + rank) for rank in [r["rank"], *firsts])
+        fused.append(Hit(hit.chunk, round(score, 6), {**hit.ranks, "rerank": int(r["rank"])},
+                         round(float(r["score"]), 4)))
+    fused.sort(key=lambda h: (-h.score, h.ranks["rerank"]))
+    return fused[:top_k]
 
 
 def embed_with_minilm(texts: Sequence[str]) -> np.ndarray:
@@ -86,25 +121,28 @@ class Retriever:
         if mode == "embedding":
             return (self.embeddings @ self.embed([query])[0]).astype(np.float64)
         if mode == "hybrid":
-            fused = np.zeros(len(self.chunks))
-            for single in ("bm25", "embedding"):
-                order = np.argsort(-self.scores(query, single), kind="stable")
-                fused[order] += 1.0 / (RRF_K + np.arange(1, len(order) + 1))
-            return fused
+            return sum(1.0 / (RRF_K + ranks) for ranks in self.single_ranks(query).values())
         raise StageError(f"retrieval mode {mode!r}: use one of {', '.join(MODES)}")
+
+    def single_ranks(self, query: str) -> dict[str, np.ndarray]:
+        return {single: ranks_of(self.scores(query, single)) for single in ("bm25", "embedding")}
 
     def search(self, query: str, top_k: int = 4, mode: str = "hybrid", reranker=None,
                candidates: int = 20) -> list[Hit]:
-        """The `top_k` best chunks; with a reranker, the top `candidates` of `mode` reordered by it (its score)."""
+        """The `top_k` best chunks, each with its rank by every retriever used; with a reranker, the top
+        `candidates` of `mode` reordered by `fuse_reranked`."""
         if not query.strip():
             raise StageError("retrieval: the query is empty")
-        scores = self.scores(query, mode)
-        order = [int(i) for i in np.argsort(-scores, kind="stable")]
+        if mode == "hybrid":
+            rank_by = self.single_ranks(query)
+            scores = sum(1.0 / (RRF_K + ranks) for ranks in rank_by.values())
+        else:
+            scores = self.scores(query, mode)
+            rank_by = {}
+        rank_by[mode] = ranks_of(scores)
+        n = max(candidates, top_k) if reranker is not None else top_k
+        hits = [Hit(self.chunks[i], round(float(scores[i]), 4), {m: int(r[i]) for m, r in rank_by.items()})
+                for i in np.argsort(-scores, kind="stable")[:n]]
         if reranker is None:
-            return [Hit(self.chunks[i], round(float(scores[i]), 4), {mode: rank + 1})
-                    for rank, i in enumerate(order[:top_k])]
-        pool = order[:max(candidates, top_k)]
-        texts = [f"{self.chunks[i].title}\n{self.chunks[i].text}" for i in pool]
-        reranked = reranker.rerank(query, texts, top_k=top_k)
-        return [Hit(self.chunks[pool[r["original_index"]]], round(float(r["score"]), 4),
-                    {mode: r["original_index"] + 1, "rerank": r["rank"]}) for r in reranked]
+            return hits
+        return fuse_reranked(hits, reranker.rerank(query, [reranker_text(h.chunk) for h in hits]), top_k)

@@ -4,7 +4,7 @@
     domain-llm prepare --params params.yaml                       # how dvc.yaml runs it
     domain-llm prepare data=local_file data.path=my.jsonl         # your own data
 
-Outputs: {paths.processed}/<domain.name>/{train,validation,test,test_facts}.jsonl + dataset_card.md (the whole
+Outputs: {paths.processed}/<domain.name>/{train,validation,test,test_facts,validation_facts}.jsonl + dataset_card.md (the whole
 {paths.processed} directory is replaced atomically), {paths.metrics}/data.json and data_report.md.
 Nothing is written unless every check passes, so a failed run leaves the previous outputs as they were.
 """
@@ -73,7 +73,8 @@ def main(cfg: DictConfig) -> dict:
     dropped.update(leak_drops)
     splits["train"], grounded = ground_train_split(cfg, splits["train"], seed)
     length, _ = length_function(cleaning, tokenizer_path)
-    # test_facts has no ratio: its size is set by data.held_out_facts (synthetic data only)
+    # test_facts and validation_facts have no ratio: data.held_out_facts and data.validation_held_out_facts set
+    # their sizes (synthetic data only)
     ratio_map = {"train": ratios.train, "validation": ratios.validation, "test": ratios.test}
     checks = validate_splits(splits, ratio_map, cleaning, length, unit, settings)
     summary = PrepareSummary(name, loaded, splits, dropped, checks, cleaning, unit, ratio_map, seed)

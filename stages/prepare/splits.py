@@ -4,8 +4,8 @@
 
 Synthetic data arrives with `held_out` set on examples phrased with held-out paraphrase templates: those are
 the test split, and train/validation are cut from the rest, so test measures generalisation to new wording.
-Examples with `unseen_fact` ask facts no other example states: they are the test_facts split (empty for other
-sources).
+Examples with `unseen_fact` ask facts no other example states: they are the test_facts split, or with
+`validation_fact` too the validation_facts split (used to choose retrieval settings; both empty for other sources).
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from stages.errors import StageError
 from stages.prepare.cleaning import prompt_text
 from stages.prepare.dedup import NearDuplicateIndex
 
-# test: known facts in unseen phrasings; test_facts: facts no training record states (synthetic data only)
-SPLITS = ("train", "validation", "test", "test_facts")
-HELD_OUT_SPLITS = ("validation", "test", "test_facts")
+# test: known facts in unseen phrasings; test_facts and validation_facts: facts no other record states (synthetic
+# data only)
+SPLITS = ("train", "validation", "test", "test_facts", "validation_facts")
+HELD_OUT_SPLITS = ("validation", "test", "test_facts", "validation_facts")
+UNSEEN_FACT_SPLITS = ("test_facts", "validation_facts")
 
 
 @dataclass
@@ -79,9 +81,12 @@ def _stratified(records: list[dict], fractions: list[float], seed: int) -> list[
 
 
 def split_records(records: list[dict], ratios: SplitRatios, seed: int) -> dict[str, list[dict]]:
-    """{train, validation, test, test_facts} lists. Records with a `held_out` key (synthetic) use it for test,
-    and those with `unseen_fact` form test_facts."""
-    test_facts = _stratified([r for r in records if r.get("unseen_fact")], [1.0], seed)[0]
+    """{train, validation, test, test_facts, validation_facts} lists. Records with a `held_out` key (synthetic)
+    use it for test, and those with `unseen_fact` form test_facts (validation_facts with `validation_fact`)."""
+    test_facts = _stratified([r for r in records if r.get("unseen_fact") and not r.get("validation_fact")],
+                             [1.0], seed)[0]
+    validation_facts = _stratified([r for r in records if r.get("validation_fact")], [1.0], seed)[0]
+    unseen = {"test_facts": test_facts, "validation_facts": validation_facts}
     records = [r for r in records if not r.get("unseen_fact")]
     if any("held_out" in r for r in records):
         test = [r for r in records if r.get("held_out")]
@@ -89,9 +94,9 @@ def split_records(records: list[dict], ratios: SplitRatios, seed: int) -> dict[s
         val_fraction = ratios.validation / (ratios.train + ratios.validation)
         train, validation = _stratified(rest, [1 - val_fraction, val_fraction], seed)
         test = _stratified(test, [1.0], seed)[0]
-        return {"train": train, "validation": validation, "test": test, "test_facts": test_facts}
+        return {"train": train, "validation": validation, "test": test, **unseen}
     train, validation, test = _stratified(records, [ratios.train, ratios.validation, ratios.test], seed)
-    return {"train": train, "validation": validation, "test": test, "test_facts": test_facts}
+    return {"train": train, "validation": validation, "test": test, **unseen}
 
 
 def find_leaks(splits: dict[str, list[dict]], threshold: float) -> dict[str, list[tuple[str, object, float]]]:

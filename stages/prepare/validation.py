@@ -21,7 +21,7 @@ from stages.inference.grounding import strip_citations
 from stages.prepare.cleaning import CleaningConfig, example_text, prompt_text
 from stages.prepare.dedup import normalize_for_matching
 from stages.prepare.records import REQUIRED_FIELDS
-from stages.prepare.splits import find_leaks
+from stages.prepare.splits import UNSEEN_FACT_SPLITS, find_leaks
 
 TEXT_FIELDS = ("id", "domain", "instruction", "input", "output", "source")
 MAX_EXAMPLES = 5  # offending ids quoted per failed check
@@ -177,10 +177,13 @@ def check_leakage(splits: dict[str, list[dict]], settings: ValidationSettings) -
 
 
 def check_unseen_facts(splits: dict[str, list[dict]]) -> CheckResult:
-    """test_facts asks facts that no other split states (their fact_id appears nowhere else)."""
-    unseen = {r.get("fact_id") for r in splits.get("test_facts", [])} - {None}
+    """test_facts and validation_facts ask facts that no other split states (their fact_id appears nowhere
+    else, not even in the other of the two)."""
+    owner = {r.get("fact_id"): split for split in UNSEEN_FACT_SPLITS for r in splits.get(split, [])}
+    owner.pop(None, None)
+    unseen = set(owner)
     bad = [f"{name}:{r['id']} states {r['fact_id']}" for name, r in _all(splits)
-           if name != "test_facts" and r.get("fact_id") in unseen]
+           if r.get("fact_id") in unseen and owner[r["fact_id"]] != name]
     return CheckResult("unseen_facts", not bad, f"{len(unseen)} held-out facts; {len(bad)} records elsewhere state "
                        "one", bad[:MAX_EXAMPLES])
 

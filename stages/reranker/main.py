@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 from stages.errors import StageError
 from stages.fileio import atomic_dir, write_json
 from stages.inference.reranker import BiEncoderReranker, Reranker
+from stages.prepare.splits import UNSEEN_FACT_SPLITS
 from stages.reranker.card import render_model_card
 from stages.reranker.evaluate import (
     build_candidate_sets,
@@ -113,9 +114,9 @@ def main(cfg: DictConfig) -> None:
     out = Path(cfg.paths.reranker)
 
     splits = {name: records_to_queries(load_split(data_dir, name)) for name in SPLITS}
-    # facts no training record states (synthetic data; absent in data prepared before that split existed)
-    unseen = (records_to_queries(load_split(data_dir, "test_facts"))
-              if (data_dir / "test_facts.jsonl").is_file() else [])
+    # facts no training record states (synthetic data; absent in data prepared before those splits existed)
+    unseen = [q for name in UNSEEN_FACT_SPLITS if (data_dir / f"{name}.jsonl").is_file()
+              for q in records_to_queries(load_split(data_dir, name))]
     train_queries = drop_held_out_questions(splits["train"], splits["validation"] + splits["test"] + unseen)
     test_queries = splits["test"]
     if not test_queries:

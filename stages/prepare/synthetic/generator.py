@@ -13,7 +13,9 @@ How sampling works, per domain:
 - Held-out facts (`held_out_facts`, a share of each domain's static facts, stratified by kind) are never
   taught: no training, validation or paraphrase-test record asks them. Each is asked `questions_per_fact`
   times (distinct templates) in records marked `unseen_fact=True`, the `test_facts` split, which measures what
-  the model cannot have learned (and what retrieval from the fact sheets adds).
+  the model cannot have learned (and what retrieval from the fact sheets adds). `validation_held_out_facts`
+  holds out another share the same way (records also marked `validation_fact=True`, the `validation_facts`
+  split) for choosing retrieval settings without looking at test_facts.
 - Finance also draws computed questions (interest, loans, ROI, ...): about half the records, more when the
   definitions run out. Computed instructions never repeat; held-out ones use held-out templates and
   parameters no training record uses.
@@ -84,16 +86,19 @@ def _static_question(fact: StaticFact, template_index: int, held_out: bool) -> Q
                     fact.kind.template_id(template_index), held_out)
 
 
-def pick_unseen_facts(facts: list[StaticFact], share: float, rng: random.Random) -> set[str]:
-    """Fact ids of `share` of the facts of each kind (at least one per kind when share > 0), seeded."""
+def pick_unseen_facts(facts: list[StaticFact], share: float, rng: random.Random,
+                      exclude: frozenset[str] = frozenset()) -> set[str]:
+    """Fact ids of `share` of the facts of each kind (at least one per kind when share > 0), seeded, drawn from
+    the facts not in `exclude` (the count is a share of all the kind's facts)."""
     by_kind: dict[str, list[str]] = {}
     for fact in facts:
         by_kind.setdefault(fact.kind.kind_id, []).append(fact.fact_id)
     picked: set[str] = set()
     for kind_id in sorted(by_kind):
         ids = sorted(by_kind[kind_id])
+        free = [i for i in ids if i not in exclude]
         count = max(1, round(len(ids) * share)) if share > 0 and len(ids) > 1 else 0
-        picked.update(rng.sample(ids, count))
+        picked.update(rng.sample(free, min(count, max(len(free) - 1, 0))))  # keep one fact of each kind taught
     return picked
 
 
@@ -183,7 +188,8 @@ def domain_questions(domain: str, n_train: int, n_held: int, held_out_templates:
 
 
 def check_arguments(domains: list[str], num_samples: int, held_out_templates: int, test_fraction: float,
-                    held_out_facts: float = 0.0, questions_per_fact: int = 2) -> None:
+                    held_out_facts: float = 0.0, questions_per_fact: int = 2,
+                    validation_held_out_facts: float = 0.0) -> None:
     if not domains:
         raise StageError(f"no synthetic domain given; list one or more of: {', '.join(SUPPORTED_DOMAINS)}")
     for domain in domains:
@@ -197,6 +203,9 @@ def check_arguments(domains: list[str], num_samples: int, held_out_templates: in
     if not 0 <= held_out_facts <= 0.5:
         raise StageError(f"data.held_out_facts must be a share between 0 and 0.5 of each domain's facts, got "
                          f"{held_out_facts!r}")
+    if not 0 <= validation_held_out_facts <= 0.5 - held_out_facts:
+        raise StageError(f"data.validation_held_out_facts must be a share between 0 and {0.5 - held_out_facts:g} "
+                         f"(0.5 minus data.held_out_facts) of each domain's facts, got {validation_held_out_facts!r}")
     if held_out_facts > 0 and not 1 <= questions_per_fact <= 4:
         raise StageError(f"data.questions_per_held_out_fact must be 1..4, got {questions_per_fact!r}")
     if not 0 <= test_fraction < 1:
@@ -212,14 +221,16 @@ def check_arguments(domains: list[str], num_samples: int, held_out_templates: in
 
 def generate_synthetic(domains: list[str], num_samples: int, seed: int, held_out_templates: int = 1,
                        test_fraction: float = 0.1, system_prompt: str | None = None, held_out_facts: float = 0.0,
-                       questions_per_fact: int = 2) -> list[dict]:
+                       questions_per_fact: int = 2, validation_held_out_facts: float = 0.0) -> list[dict]:
     """`num_samples` records spread evenly over `domains`; round(num_samples * test_fraction) of them (also
     spread over domains) are held out (held_out=True) and phrased with held-out templates only. With
-    `held_out_facts` > 0, records asking the held-out facts (unseen_fact=True, also held_out=True) come on top.
+    `held_out_facts` > 0, records asking the held-out facts (unseen_fact=True, also held_out=True) come on top;
+    with `validation_held_out_facts` > 0, so do those of the validation facts (also validation_fact=True).
 
     Same arguments give a byte-identical list; another seed gives another selection and order.
     """
-    check_arguments(domains, num_samples, held_out_templates, test_fraction, held_out_facts, questions_per_fact)
+    check_arguments(domains, num_samples, held_out_templates, test_fraction, held_out_facts, questions_per_fact,
+                    validation_held_out_facts)
     counts = spread(num_samples, len(domains))
     held_counts = spread(round(num_samples * test_fraction), len(domains))
     records = []
@@ -230,9 +241,15 @@ def generate_synthetic(domains: list[str], num_samples: int, seed: int, held_out
         unseen = pick_unseen_facts(FACTS[domain], held_out_facts, unseen_rng)
         unseen_questions = unseen_fact_questions([f for f in FACTS[domain] if f.fact_id in unseen],
                                                  questions_per_fact, unseen_rng)
-        questions = domain_questions(domain, count - n_held, n_held, held_out_templates, rng, unseen)
-        for q, is_unseen in [(q, False) for q in questions] + [(q, True) for q in unseen_questions]:
-            extra = {"unseen_fact": True} if is_unseen else {}
+        # again its own generator, so test_facts stays the same draw whatever this share is
+        validation_rng = random.Random(f"synthetic:{seed}:{domain}:unseen-validation")
+        validation = pick_unseen_facts(FACTS[domain], validation_held_out_facts, validation_rng, frozenset(unseen))
+        validation_questions = unseen_fact_questions([f for f in FACTS[domain] if f.fact_id in validation],
+                                                     questions_per_fact, validation_rng)
+        questions = domain_questions(domain, count - n_held, n_held, held_out_templates, rng, unseen | validation)
+        tagged = ([(q, {}) for q in questions] + [(q, {"unseen_fact": True}) for q in unseen_questions]
+                  + [(q, {"unseen_fact": True, "validation_fact": True}) for q in validation_questions])
+        for q, extra in tagged:
             records.append(make_record(
                 domain, q.instruction, q.output, source="synthetic", input_text="", system_prompt=system_prompt,
                 fact_id=q.fact_id, template_id=q.template_id, held_out=q.held_out, answer_type=q.answer_type,

@@ -91,3 +91,8 @@ def test_stage_errors_are_one_line(tmp_path, built_index):
     assert "\n" not in str(err.value)
     with pytest.raises(StageError, match=r"eval.grounded.top_k=0: use 1..16"):
         main(compose([f"paths.processed={tmp_path}", "eval.grounded.top_k=0"]))
+    # a named split does not fall back to the test split
+    (tmp_path / "healthcare").mkdir()
+    (tmp_path / "healthcare" / "test.jsonl").write_text('{"instruction": "Q?", "output": "A."}\n')
+    with pytest.raises(StageError, match=r"eval.grounded.split=validation_facts: .*validation_held_out_facts > 0"):
+        main(compose([f"paths.processed={tmp_path}", "eval.grounded.split=validation_facts"]))

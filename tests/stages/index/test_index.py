@@ -10,7 +10,7 @@ import pytest
 from stages.errors import StageError
 from stages.index.chunking import chunk_text
 from stages.index.documents import fact_sheets, load_documents
-from stages.inference.retrieval import Retriever
+from stages.inference.retrieval import RRF_K, Chunk, Hit, Retriever, fuse_reranked
 from tests.stages.index.conftest import BAKING, VOLCANO
 
 
@@ -102,3 +102,33 @@ def test_retrieval_evaluation_finds_the_chunk_with_the_answer(built_index):
         assert metrics[name]["recall_at_1"] == 1.0 and metrics[name]["mrr_at_10"] == 1.0, (name, metrics[name])
     with pytest.raises(StageError, match="no test answer appears in any indexed chunk"):
         evaluate_retrievers(retriever, questions[2:], load_reranker(None))
+
+
+def test_reranked_order_fuses_the_reranker_with_both_retrievers():
+    """A passage the reranker puts third but both retrievers put first beats one only the reranker likes."""
+    def hit(name: str, bm25: int, embedding: int) -> Hit:
+        return Hit(Chunk(name, name, name, name), 0.0, {"bm25": bm25, "embedding": embedding, "hybrid": 0})
+
+    pool = [hit("agreed", 1, 1), hit("reranker-only", 12, 10), hit("middle", 2, 3)]
+    reranked = [{"original_index": 1, "rank": 1, "score": 0.9}, {"original_index": 2, "rank": 2, "score": 0.5},
+                {"original_index": 0, "rank": 3, "score": 0.2}]
+    fused = fuse_reranked(pool, reranked, top_k=3)
+    assert [h.chunk.chunk_id for h in fused] == ["agreed", "middle", "reranker-only"]
+    assert fused[0].score == pytest.approx(2 / (RRF_K + 1) + 1 / (RRF_K + 3), abs=1e-6)
+    assert fused[0].rerank_score == 0.2 and fused[0].ranks["rerank"] == 3
+    assert len(fuse_reranked(pool, reranked, top_k=1)) == 1
+    with pytest.raises(ValueError, match="scored 2 of 3 pooled passages"):
+        fuse_reranked(pool, reranked[:2], top_k=1)
+
+
+def test_search_with_a_reranker_carries_every_rank(built_index):
+    from stages.inference.reranker import load_reranker
+
+    retriever = Retriever.load(built_index / "index")
+    hits = retriever.search("When did Mount Zorblax erupt?", top_k=3, reranker=load_reranker(None), candidates=5)
+    assert len(hits) == 3 and hits[0].chunk.doc_id == "volcano.md"
+    for h in hits:
+        assert set(h.ranks) == {"bm25", "embedding", "hybrid", "rerank"} and 0 <= h.rerank_score <= 1
+        expected = sum(1 / (RRF_K + h.ranks[m]) for m in ("bm25", "embedding", "rerank"))
+        assert h.score == pytest.approx(expected, abs=1e-6)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)

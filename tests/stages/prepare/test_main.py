@@ -20,13 +20,14 @@ def test_outputs_replace_the_processed_dir_and_report_everything(tmp_path, prep_
     # one DVC output: the previous domain's folder (and anything stale) is gone, the new one is complete
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["finance"]
     assert sorted(p.name for p in (tmp_path / "data" / "finance").iterdir()) == [
-        "dataset_card.md", "test.jsonl", "test_facts.jsonl", "train.jsonl", "validation.jsonl"]
+        "dataset_card.md", "test.jsonl", "test_facts.jsonl", "train.jsonl", "validation.jsonl",
+        "validation_facts.jsonl"]
     assert not list(tmp_path.glob("data/.*")) and not list(tmp_path.glob(".*tmp"))  # no temp leftovers
 
     data = json.loads((tmp_path / "metrics" / "data.json").read_text())
     assert data == metrics
     assert data["counts"] == {"loaded": 42, "train": 32, "validation": 4, "test": 4, "test_facts": 0,
-                              "total": 40}
+                              "validation_facts": 0, "total": 40}
     assert data["dropped"] == {"duplicate_exact": 1, "empty": 1} and data["dropped_total"] == 2
     assert data["checks_passed"] and set(data["checks"]) == {
         "schema", "nulls", "duplicates", "length", "language", "instruction_format", "distribution", "leakage", "unseen_facts"}

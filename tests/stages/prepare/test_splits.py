@@ -58,7 +58,7 @@ def test_stratified_by_domain():
     tiny = split_records(records(3, "rare") + records(40), SplitRatios(), seed=0)
     # a small domain reaches every split (test_facts only holds synthetic records asking unseen facts)
     assert all(any(r["domain"] == "rare" for r in tiny[name]) for name in ("train", "validation", "test"))
-    assert tiny["test_facts"] == []
+    assert tiny["test_facts"] == [] and tiny["validation_facts"] == []
 
 
 def test_held_out_records_are_the_test_split():
@@ -74,6 +74,10 @@ def test_unseen_fact_records_are_the_test_facts_split():
     split = split_records(data, SplitRatios(0.8, 0.1, 0.1), seed=0)
     assert sorted(r["id"] for r in split["test_facts"]) == sorted(r["id"] for r in unseen)
     assert {r["domain"] for r in split["test"]} == {"legal2"} and len(split["train"]) == 80
+    tuning = [dict(r, held_out=True, unseen_fact=True, validation_fact=True) for r in records(4, "legal4")]
+    split = split_records(data + tuning, SplitRatios(0.8, 0.1, 0.1), seed=0)
+    assert sorted(r["id"] for r in split["validation_facts"]) == sorted(r["id"] for r in tuning)
+    assert sorted(r["id"] for r in split["test_facts"]) == sorted(r["id"] for r in unseen)
 
 
 def test_leakage_is_found_removed_and_counted():
@@ -91,7 +95,7 @@ def test_leakage_is_found_removed_and_counted():
     cleaned, dropped = remove_leakage(splits, threshold=0.9)
     assert cleaned["validation"] == [clean] and cleaned["test"] == [] and cleaned["train"] == train
     assert dropped == {"leakage_validation": 1, "leakage_test": 1}
-    assert find_leaks(cleaned, 0.9) == {"validation": [], "test": [], "test_facts": []}
+    assert find_leaks(cleaned, 0.9) == {"validation": [], "test": [], "test_facts": [], "validation_facts": []}
 
 
 def test_main_removes_leakage_and_counts_it(tmp_path, prep_cfg):

@@ -117,6 +117,27 @@ def test_held_out_facts_are_never_stated_by_another_record():
     assert generate_synthetic(["legal"], 100, seed=2) == generate_synthetic(["legal"], 100, seed=2, held_out_facts=0)
 
 
+def test_validation_facts_are_a_second_disjoint_held_out_share():
+    both = generate_synthetic(["healthcare", "legal"], 600, seed=2, held_out_facts=0.15,
+                              validation_held_out_facts=0.15)
+    tuning = [r for r in both if r.get("validation_fact")]
+    test = [r for r in both if r.get("unseen_fact") and not r.get("validation_fact")]
+    taught = {r["fact_id"] for r in both if not r.get("unseen_fact")}
+    assert tuning and all(r["unseen_fact"] and r["held_out"] for r in tuning)
+    assert not {r["fact_id"] for r in tuning} & ({r["fact_id"] for r in test} | taught)
+    for domain in ("healthcare", "legal"):
+        asked = {r["fact_id"] for r in tuning if r["domain"] == domain}
+        kinds = {f.kind.kind_id for f in FACTS[domain]}
+        assert abs(len(asked) - 0.15 * len(FACTS[domain])) <= len(kinds)
+        # every kind keeps at least one fact that training teaches
+        assert {f.kind.kind_id for f in FACTS[domain] if f.fact_id in taught} == kinds
+    # test_facts is the same draw with or without the validation share
+    alone = generate_synthetic(["healthcare", "legal"], 600, seed=2, held_out_facts=0.15)
+    assert sorted(r["instruction"] for r in test) == sorted(r["instruction"] for r in alone if r.get("unseen_fact"))
+    with pytest.raises(StageError, match="data.validation_held_out_facts must be a share between 0 and 0.35"):
+        generate_synthetic(["legal"], 100, seed=2, held_out_facts=0.15, validation_held_out_facts=0.4)
+
+
 def test_held_out_computed_questions_use_fresh_numbers():
     records = generate_synthetic(["finance"], 1000, seed=9, test_fraction=0.3)
     train_numbers = defaultdict(set)

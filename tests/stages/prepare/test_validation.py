@@ -52,6 +52,11 @@ def test_a_held_out_fact_stated_in_another_split_fails():
     splits["train"][0]["fact_id"] = "legal.tort.definition"
     result = check_unseen_facts(splits)
     assert not result.passed and result.examples == [f"train:{splits['train'][0]['id']} states legal.tort.definition"]
+    # a fact held out for validation_facts must not be asked by test_facts either
+    splits["train"][0]["fact_id"] = "legal.other"
+    splits["validation_facts"] = [dict(splits["test_facts"][0], id="v1")]
+    result = check_unseen_facts(splits)
+    assert not result.passed and len(result.examples) == 1 and "legal.tort.definition" in result.examples[0]
 
 
 def test_schema():
