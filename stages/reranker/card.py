@@ -12,15 +12,29 @@ METHODS = (("bm25", "BM25 (Okapi, rank_bm25)"), ("biencoder", "bi-encoder cosine
            ("untrained", "cross-encoder before training"), ("trained", "cross-encoder after training (this model)"))
 
 
-def _metrics_table(metrics: dict) -> str:
+def _metrics_table(metrics: dict, prefix: str = "") -> str:
     header = "| method | " + " | ".join(METRIC_NAMES) + " |"
     lines = [header, "|" + "---|" * (len(METRIC_NAMES) + 1)]
     for key, label in METHODS:
-        values = [metrics.get(f"{key}_{name}") for name in METRIC_NAMES]
+        values = [metrics.get(f"{prefix}{key}_{name}") for name in METRIC_NAMES]
         if all(v is None for v in values):
             continue
         lines.append(f"| {label} | " + " | ".join("-" if v is None else f"{v:.4f}" for v in values) + " |")
     return "\n".join(lines)
+
+
+def _paraphrase_section(metrics: dict) -> str:
+    if "paraphrase_trained_mrr_at_10" not in metrics:
+        return ("\nSynthetic data is templated: these questions paraphrase facts whose answers also occur in "
+                "training under\nother phrasings. They measure matching new phrasings to known answers, not "
+                "open-domain retrieval.\n")
+    return f"""
+These questions ask facts that no training question asks (the test_facts split), so no candidate answer was a
+positive in training. The paraphrase test split ({metrics.get("paraphrase_questions")} questions that rephrase
+trained facts, whose answers were positives under other phrasings) measures recall of trained pairs:
+
+{_metrics_table(metrics, "paraphrase_")}
+"""
 
 
 def render_model_card(info: dict, metrics: dict) -> str:
@@ -61,16 +75,14 @@ lr {info["lr"]}, BCE positive weight {info["pos_weight"]}, seed {info["seed"]}; 
 
 ## Evaluation
 
-{info["test_questions"]} held-out questions from `{info["data_dir"]}/test.jsonl`, each ranked against its own
-answer plus up to {info["eval_candidates"] - 1 if info["eval_candidates"] else "all"} other answers of its
-domain, hardest first: the other facts about the question's subject, then the same field of other subjects, then
-random ones (unique answers of all splits, answers to the same fact excluded); one relevant document per question.
+{info["test_questions"]} held-out questions from `{info["data_dir"]}/{info.get("benchmark_split", "test")}.jsonl`, each
+ranked against its own answer plus up to {info["eval_candidates"] - 1 if info["eval_candidates"] else "all"} other
+answers of its domain, hardest first: the other facts about the question's subject, then the same field of other
+subjects, then random ones (unique answers of all splits, answers to the same fact excluded); one relevant
+document per question.
 
 {_metrics_table(metrics)}
-
-Synthetic data is templated: test questions paraphrase facts whose answers also occur in training under other
-phrasings. These numbers measure matching new phrasings to known answers, not open-domain retrieval.
-
+{_paraphrase_section(metrics)}
 ## Licence
 
 Apache-2.0, as the MiniLM weights it starts from (sentence-transformers/all-MiniLM-L6-v2, Apache-2.0;

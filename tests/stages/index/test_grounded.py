@@ -4,6 +4,7 @@ evaluate_grounded stage running the real SmolLM2 GGUF closed-book and with retri
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +97,34 @@ def test_stage_errors_are_one_line(tmp_path, built_index):
     (tmp_path / "healthcare" / "test.jsonl").write_text('{"instruction": "Q?", "output": "A."}\n')
     with pytest.raises(StageError, match=r"eval.grounded.split=validation_facts: .*validation_held_out_facts > 0"):
         main(compose([f"paths.processed={tmp_path}", "eval.grounded.split=validation_facts"]))
+
+
+def test_settings_sweep_reads_only_the_validation_facts(grounded_run, built_index, smollm2_gguf):
+    """bench/grounded_sweep.py runs the stage on validation_facts per setting and picks the best ROUGE-L."""
+    import subprocess
+    import sys
+
+    from omegaconf import OmegaConf
+
+    from stages.config import compose
+    from stages.fileio import write_jsonl
+
+    root, _ = grounded_run
+    sweep = root / "sweep"
+    question = make_record("geo", "When did Mount Zorblax erupt?", ZORBLAX, "synthetic")
+    write_jsonl(sweep / "processed" / "healthcare" / "validation_facts.jsonl", [question])
+    cfg = compose([f"paths.processed={sweep / 'processed'}", f"paths.index={built_index / 'index'}",
+                   f"eval.grounded.model={smollm2_gguf}", "eval.max_new_tokens=24", "eval.batch_size=2",
+                   "eval.bootstrap_samples=20", "threads=2", "domain.system_prompt=null"])
+    OmegaConf.save(cfg, sweep / "params.yaml", resolve=True)
+    out = sweep / "result.json"
+    script = Path(__file__).resolve().parents[3] / "bench" / "grounded_sweep.py"
+    done = subprocess.run([sys.executable, str(script), "--params", str(sweep / "params.yaml"),
+                           "--top-k", "1,2", "--rerank", "false", "--output", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["split"] == "validation_facts" and [r["top_k"] for r in result["rows"]] == [1, 2]
+    assert all(r["questions"] == 1 for r in result["rows"])
+    assert result["best"] == max(result["rows"], key=lambda r: r["rougeL_with_retrieval"])
+    assert "| 1 | False |" in out.with_suffix(".md").read_text()
