@@ -45,6 +45,24 @@ def test_stage_writes_model_card_and_metrics(cfg_factory, tmp_path, prepared_dir
     assert not [p.name for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp dirs left
 
 
+def test_benchmark_is_the_held_out_facts_with_the_paraphrase_split_beside(cfg_factory, tmp_path, prepared_dir,
+                                                                         tiny_cross_encoder_dir):
+    """With a test_facts split the benchmark ranks its questions (answers never positive in training), and the
+    paraphrase test split is reported beside it with paraphrase_ keys; the card shows both tables."""
+    from stages.fileio import read_jsonl, write_jsonl
+
+    test = read_jsonl(prepared_dir / "test.jsonl")
+    write_jsonl(prepared_dir / "test_facts.jsonl", test[:5])
+    main(stage_cfg(cfg_factory, tmp_path, tiny_cross_encoder_dir, "reranker.epochs=1"))
+    metrics = json.loads((tmp_path / "metrics" / "reranker.json").read_text())
+    assert metrics["benchmark_split"] == "test_facts" and metrics["test_questions"] == 5
+    assert metrics["paraphrase_questions"] == len(test)
+    for method in ("bm25", "biencoder", "untrained", "trained"):
+        assert 0 <= metrics[f"paraphrase_{method}_mrr_at_10"] <= 1
+    card = (tmp_path / "models" / "reranker" / "README.md").read_text()
+    assert "test_facts.jsonl" in card and f"{metrics['paraphrase_trained_mrr_at_10']:.4f}" in card
+
+
 def test_stage_adds_same_subject_and_passage_pairs(cfg_factory, tmp_path, prepared_dir, tiny_cross_encoder_dir,
                                                   subject_index):
     main(stage_cfg(cfg_factory, tmp_path, tiny_cross_encoder_dir, "reranker.epochs=1", f"paths.index={subject_index}",
