@@ -9,7 +9,9 @@ every answer as a paragraph); questions with none (your own documents) are left 
 not document level: the question names its subject, so finding the right document is easy for every
 retriever (MRR 1.00 on the healthcare test split), while finding the passage with the asked fact is not.
 Retrievers: BM25, MiniLM embeddings, hybrid (reciprocal rank fusion), and hybrid + the reranker in
-paths.reranker (the trained cross-encoder, else the bundled bi-encoder; the metrics say which).
+paths.reranker (the trained cross-encoder, else the bundled bi-encoder; the metrics say which): `hybrid_rerank`
+is what /api/v1/ask uses (the reranker's rank fused with the retrievers', `fuse_reranked`), `rerank_only` the same
+candidates in the reranker's own order.
 """
 
 from __future__ import annotations
@@ -50,12 +52,15 @@ def evaluate_retrievers(retriever: Retriever, questions: list[dict], reranker, c
     if not judged:
         raise StageError("retrieval evaluation: no test answer appears in any indexed chunk; index the domain's "
                          "documents (or leave index.docs_dir empty for the fact sheets)")
-    ranks: dict[str, list[int | None]] = {"bm25": [], "embedding": [], "hybrid": [], "hybrid_rerank": []}
+    ranks: dict[str, list[int | None]] = {"bm25": [], "embedding": [], "hybrid": [], "hybrid_rerank": [],
+                                          "rerank_only": []}
     for question, relevant in judged:
         for mode in ("bm25", "embedding", "hybrid"):
             ranks[mode].append(rank_of_first_relevant(retriever.search(question, K, mode), relevant))
-        reranked = retriever.search(question, K, "hybrid", reranker=reranker, candidates=candidates)
-        ranks["hybrid_rerank"].append(rank_of_first_relevant(reranked, relevant))
+        pool = retriever.search(question, candidates, "hybrid", reranker=reranker, candidates=candidates)
+        ranks["hybrid_rerank"].append(rank_of_first_relevant(pool[:K], relevant))
+        by_reranker = sorted(pool, key=lambda hit: hit.ranks["rerank"])[:K]
+        ranks["rerank_only"].append(rank_of_first_relevant(by_reranker, relevant))
     out = {name: retrieval_metrics(r) for name, r in ranks.items()}
     out["questions"], out["questions_without_relevant_chunk"] = len(judged), len(questions) - len(judged)
     return out

@@ -98,7 +98,7 @@ def test_retrieval_evaluation_finds_the_chunk_with_the_answer(built_index):
                  {"instruction": "Who wrote Hamlet?", "output": "Shakespeare wrote Hamlet."}]  # in no chunk
     metrics = evaluate_retrievers(retriever, questions, load_reranker(None))
     assert metrics["questions"] == 2 and metrics["questions_without_relevant_chunk"] == 1
-    for name in ("bm25", "embedding", "hybrid", "hybrid_rerank"):
+    for name in ("bm25", "embedding", "hybrid", "hybrid_rerank", "rerank_only"):
         assert metrics[name]["recall_at_1"] == 1.0 and metrics[name]["mrr_at_10"] == 1.0, (name, metrics[name])
     with pytest.raises(StageError, match="no test answer appears in any indexed chunk"):
         evaluate_retrievers(retriever, questions[2:], load_reranker(None))
