@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--test", type=Path, default=ROOT / "data" / "processed" / "healthcare" / "test_facts.jsonl")
     parser.add_argument("--questions", type=int, default=30)
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--top-k", type=int, default=1, help="passages per answer (default: serve.ask_top_k)")
     parser.add_argument("--no-rerank", action="store_true", help="hybrid retrieval without the reranker")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--port", type=int, default=8765)
