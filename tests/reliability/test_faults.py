@@ -246,7 +246,9 @@ def disk_full_run(tmp_path_factory) -> tuple[Path, dict[str, bytes], subprocess.
 
 
 def prepare_into(disk: Path, num_samples: int) -> subprocess.CompletedProcess:
-    return run_cli("prepare", f"data.num_samples={num_samples}", f"paths.processed={disk / 'processed'}",
+    # no validation_facts split: the sizes above were set for train/validation/test/test_facts
+    return run_cli("prepare", f"data.num_samples={num_samples}", "data.validation_held_out_facts=0",
+                   f"paths.processed={disk / 'processed'}",
                    f"paths.metrics={disk / 'metrics'}", f"paths.base_model={disk / 'no_base_model'}", timeout=300)
 
 
