@@ -19,6 +19,9 @@ All servers run as subprocesses on 127.0.0.1 (free ports) and are stopped by PID
 (top_k 0, min_p 0, repeat_penalty 1; our server ignores the llama.cpp-only keys and already uses those values),
 with the model's end-of-turn tokens (its chat contract) as stop strings, streamed (`"stream": true`,
 `stream_options.include_usage`): time to first token is the time until the first SSE chunk with non-empty text.
+Time per output token (TPOT) is (latency - TTFT) / (tokens - 1) of each request with 2+ tokens: request latency
+grows with the answer's length, and greedy answers can differ in length between servers (batch-dependent
+rounding), so the p95 of TPOT compares the per-token work like for like; tokens/request says how long answers were.
 Completion tokens are counted the same way for every server: the streamed text tokenized with the GGUF's own
 tokenizer. The servers' own counts differ (llama-server's usage counts the end-of-turn token it sampled, ours does
 not; llama_cpp.server sends no usage in stream mode, only text chunks), so each server's own count is kept
@@ -230,7 +233,9 @@ async def one_level(url: str, prompts: list[str], clients: int, per_client: int,
         await asyncio.gather(*(client(i, http) for i in range(clients)))
         wall = time.perf_counter() - started
     ok = [r for r in results if r["ok"]]
-    tokens = sum(count(r["text"]) for r in ok)
+    lengths = [count(r["text"]) for r in ok]
+    tokens = sum(lengths)
+    tpots = [(r["latency"] - r["ttft"]) / (n - 1) for r, n in zip(ok, lengths, strict=True) if n > 1]
     latencies, ttfts = [r["latency"] for r in results], [r["ttft"] for r in results]
     return {"requests": len(results), "failures": len(results) - len(ok),
             "failure_reasons": sorted({r["reason"] for r in results if not r["ok"]}), "seconds": wall, "completion_tokens": tokens,
@@ -238,6 +243,8 @@ async def one_level(url: str, prompts: list[str], clients: int, per_client: int,
             "requests_per_s": len(results) / wall,
             "p50_latency_s": percentile(latencies, 50), "p95_latency_s": percentile(latencies, 95),
             "p50_ttft_s": percentile(ttfts, 50), "p95_ttft_s": percentile(ttfts, 95),
+            "p50_tpot_s": percentile(tpots, 50) if tpots else 0.0, "p95_tpot_s": percentile(tpots, 95) if tpots else 0.0,
+            "tokens_per_request": tokens / len(ok) if ok else 0.0,
             "without_usage": sum(not r["usage"] for r in ok), "texts": texts}
 
 
@@ -253,8 +260,9 @@ def requests_per_client(clients: int, quick: bool) -> int:
 
 
 def summarize(runs: list[dict]) -> dict:
-    keys = ("tokens_per_s", "reported_tokens_per_s", "requests_per_s", "p50_latency_s", "p95_latency_s", "p50_ttft_s", "p95_ttft_s")
-    out = {k: round(statistics.median(r[k] for r in runs), 3) for k in keys}
+    keys = ("tokens_per_s", "reported_tokens_per_s", "requests_per_s", "p50_latency_s", "p95_latency_s", "p50_ttft_s",
+            "p95_ttft_s", "p50_tpot_s", "p95_tpot_s", "tokens_per_request")
+    out = {k: round(statistics.median(r.get(k, 0.0) for r in runs), 4) for k in keys}
     out.update(requests=sum(r["requests"] for r in runs), failures=sum(r["failures"] for r in runs),
                repetitions=len(runs), per_repetition_tokens_per_s=[round(r["tokens_per_s"], 2) for r in runs],
                without_usage=sum(r["without_usage"] for r in runs),
@@ -266,7 +274,7 @@ def ratios(a: dict, b: dict) -> dict:
     def ratio(key: str) -> float | None:
         return round(a[key] / b[key], 3) if b[key] else None
     return {"tokens_per_s": ratio("tokens_per_s"), "p95_latency": ratio("p95_latency_s"),
-            "p95_ttft": ratio("p95_ttft_s")}
+            "p95_ttft": ratio("p95_ttft_s"), "p95_tpot": ratio("p95_tpot_s")}
 
 
 def identical(a: dict[int, str], b: dict[int, str]) -> str:
@@ -280,20 +288,25 @@ def markdown(result: dict) -> str:
              "medians; latency and TTFT in seconds. tokens/s: completion text tokenized with the GGUF's "
              "tokenizer, the same count for every server; own count: each server's own (from "
              + ", ".join(f"{k}: {v}" for k, v in result["tokens_counted_from"].items()) + ").", "",
-             "| max_tokens | clients | server | tokens/s | own count tok/s | requests/s | p50 latency | p95 latency "
-             "| p50 TTFT | p95 TTFT | failures |", "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| max_tokens | clients | server | tokens/s | own count tok/s | requests/s | tokens/request | p50 latency "
+             "| p95 latency | p50 TTFT | p95 TTFT | p95 TPOT ms | failures |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for level in result["levels"]:
         for name, s in level["servers"].items():
             lines.append(f"| {level['max_tokens']} | {level['clients']} | {name} | {s['tokens_per_s']:.1f} | "
-                         f"{s.get('reported_tokens_per_s', 0):.1f} | {s['requests_per_s']:.2f} | {s['p50_latency_s']:.2f} | {s['p95_latency_s']:.2f} | "
-                         f"{s['p50_ttft_s']:.2f} | {s['p95_ttft_s']:.2f} | {s['failures']} |")
-    lines += ["", "Ours / peer (tokens/s: > 1 is better; p95 latency and TTFT: < 1 is better):", "",
-              "| max_tokens | clients | peer | tokens/s | p95 latency | p95 TTFT |", "|---:|---:|---|---:|---:|---:|"]
+                         f"{s.get('reported_tokens_per_s', 0):.1f} | {s['requests_per_s']:.2f} | "
+                         f"{s.get('tokens_per_request', 0):.1f} | {s['p50_latency_s']:.2f} | {s['p95_latency_s']:.2f} | "
+                         f"{s['p50_ttft_s']:.2f} | {s['p95_ttft_s']:.2f} | {1000 * s.get('p95_tpot_s', 0):.1f} | "
+                         f"{s['failures']} |")
+    lines += ["", "Ours / peer (tokens/s: > 1 is better; p95 latency, TTFT and TPOT: < 1 is better):", "",
+              "| max_tokens | clients | peer | tokens/s | p95 latency | p95 TTFT | p95 TPOT |",
+              "|---:|---:|---|---:|---:|---:|---:|"]
     for level in result["levels"]:
         for peer in peers:
             r = level["ratios"][peer]
             lines.append(f"| {level['max_tokens']} | {level['clients']} | {peer} | " + " | ".join(
-                "-" if r[k] is None else f"{r[k]:.2f}x" for k in ("tokens_per_s", "p95_latency", "p95_ttft")) + " |")
+                "-" if r.get(k) is None else f"{r[k]:.2f}x"
+                for k in ("tokens_per_s", "p95_latency", "p95_ttft", "p95_tpot")) + " |")
     lines += ["", f"Identical greedy texts ({result['identity_max_tokens']} tokens), ours vs peer at 1 client: "
               + ", ".join(f"{k} {v}" for k, v in result["identical_texts_at_1_client"].items())
               + "; each server at 8 vs 1 clients: "
@@ -373,6 +386,7 @@ def main() -> None:
                               f"{run['tokens_per_s']:6.1f} tok/s {run['requests_per_s']:5.2f} req/s "
                               f"latency p50 {run['p50_latency_s']:.2f} p95 {run['p95_latency_s']:.2f} s "
                               f"TTFT p50 {run['p50_ttft_s']:.2f} p95 {run['p95_ttft_s']:.2f} s "
+                              f"TPOT p95 {1000 * run['p95_tpot_s']:.1f} ms {run['tokens_per_request']:.0f} tok/req "
                               f"failures {run['failures']}", flush=True)
             # What the shared prompt prefix and the slots' prompt caches saved over the whole run.
             batching = httpx.get(servers[0].url + "/api/v1/model/info", timeout=10).json().get("batching", {})
@@ -413,7 +427,8 @@ def main() -> None:
     for row in rows:
         for peer, r in row["ratios"].items():
             print(f"  {row['max_tokens']:4d} tokens {row['clients']:2d} clients vs {peer:16s}: throughput "
-                  f"{r['tokens_per_s']}x, p95 latency {r['p95_latency']}x, p95 TTFT {r['p95_ttft']}x")
+                  f"{r['tokens_per_s']}x, p95 latency {r['p95_latency']}x, p95 TTFT {r['p95_ttft']}x, "
+                  f"p95 TPOT {r['p95_tpot']}x")
     print(f"identical greedy texts at 1 client: {result['identical_texts_at_1_client']}; 8 vs 1 clients: "
           f"{result['identical_8_vs_1_clients']} -> {args.output} and {args.output.with_suffix('.md')}")
 
