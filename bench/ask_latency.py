@@ -61,12 +61,16 @@ def main() -> None:
     parser.add_argument("--test", type=Path, default=ROOT / "data" / "processed" / "healthcare" / "test_facts.jsonl")
     parser.add_argument("--questions", type=int, default=30)
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--top-k", type=int, default=1, help="passages per answer (default: serve.ask_top_k)")
+    parser.add_argument("--top-k", type=int, default=None, help="passages per answer (default: serve.ask_top_k)")
     parser.add_argument("--no-rerank", action="store_true", help="hybrid retrieval without the reranker")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "ask_latency.json")
     args = parser.parse_args()
+    if args.top_k is None:
+        from stages.config import compose
+
+        args.top_k = int(compose().serve.ask_top_k)
     questions = [json.loads(line)["instruction"] for line in args.test.read_text().splitlines()][:args.questions + 1]
     process = start_server(args.gguf, args.index, args.port, args.threads, not args.no_rerank)
     reranked = []

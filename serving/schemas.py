@@ -85,7 +85,7 @@ def check_batch_tokens(n_prompts: int, max_tokens: int, limits: Limits) -> None:
                          "send fewer prompts")
 
 
-def build_schemas(limits: Limits, ask_top_k: int = 3) -> SimpleNamespace:
+def build_schemas(limits: Limits, ask_top_k: int = 1) -> SimpleNamespace:
     """Request models whose bounds are the configured limits (violations -> 422 naming the field); retrieval's
     default passage count is serve.ask_top_k."""
     prompt_str = Annotated[str, Field(min_length=1, max_length=limits.max_prompt_chars)]

@@ -56,7 +56,7 @@ class ServeSettings:
     index: str | None = "models/index"
     ask_rerank: bool = True
     ask_candidates: int = 20
-    ask_top_k: int = 3
+    ask_top_k: int = 1  # conf/serve/default.yaml says why
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
