@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.docs import add_offline_docs
+from serving.domains import resolve_adapters
 from serving.routes_api import build_api_routers
 from serving.routes_openai import build_openai_router
 from serving.schemas import build_schemas
@@ -70,9 +71,10 @@ def load_serving_engine(settings: ServeSettings) -> Any:
                                     concurrent_requests=settings.upstream_workers)
     from stages.inference import load_engine
 
+    adapters = {domain: facts.path for domain, facts in resolve_adapters(settings).items()}
     return load_engine(settings.engine, settings.model, threads=settings.threads, n_ctx=settings.n_ctx,
                        batch_size=settings.batch_size, adapter=settings.adapter, parallel=settings.parallel,
-                       kv_unified=settings.kv_unified, flash_attn=settings.flash_attn)
+                       kv_unified=settings.kv_unified, flash_attn=settings.flash_attn, adapters=adapters)
 
 
 def public_model_id(settings: ServeSettings) -> str:
@@ -130,6 +132,18 @@ def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
                 torch.set_num_threads(settings.threads)
             return load(settings.reranker)
         rerank = EngineWorker("reranker", load_reranker, settings.queue_size)
+    domains = resolve_adapters(settings)  # a bad adapter file stops the server here, naming it
+    domain_router = None
+    if domains:
+        def load_router():
+            import torch
+
+            from stages.inference.adapters import DomainRouter
+
+            if settings.threads > 0:
+                torch.set_num_threads(settings.threads)
+            return DomainRouter({domain: facts.routing_examples for domain, facts in domains.items()})
+        domain_router = EngineWorker("router", load_router, settings.queue_size)
     index = None
     if settings.index:
         def load_index():
@@ -141,16 +155,17 @@ def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
                          generation=JobRunner(generation, settings.request_timeout_s),
                          rerank=JobRunner(rerank, settings.request_timeout_s) if rerank else None,
                          model_id=public_model_id(settings),
-                         index=JobRunner(index, settings.request_timeout_s) if index else None)
+                         index=JobRunner(index, settings.request_timeout_s) if index else None,
+                         domains=domains, router=JobRunner(domain_router, settings.request_timeout_s) if domain_router else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        for worker in (generation, rerank, index):
+        for worker in (generation, rerank, index, domain_router):
             if worker is not None:
                 worker.start()
         yield
         # uvicorn has already let in-flight requests finish; drain whatever is still queued, then stop.
-        for worker in (generation, rerank, index):
+        for worker in (generation, rerank, index, domain_router):
             if worker is not None:
                 await asyncio.to_thread(worker.stop, settings.request_timeout_s)
         if engine is None and generation.engine is not None and hasattr(generation.engine, "close"):

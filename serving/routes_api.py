@@ -5,9 +5,10 @@ import time
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.background import BackgroundTask
 
+from serving.domains import Choice, choose
 from serving.prompts import default_system_prompt
 from serving.schemas import BatchGenerateResponse, GenerateResponse, RerankResponse, RerankResult
 from serving.security import admin_check, api_key_check
@@ -54,6 +55,8 @@ def health_status(ctx: ServingContext) -> tuple[int, dict]:
     (the model first), so a load balancer never routes to a server whose /rerank would still answer 503."""
     components = {"model": component_status(ctx.generation.worker, ""),
                   "reranker": component_status(ctx.rerank.worker if ctx.rerank else None, "serve.rerank=false")}
+    if ctx.router is not None:  # `auto` needs it: reported, and waited for, only where adapters are served
+        components["router"] = component_status(ctx.router.worker, "")
     blocking = next((c for c in components.values() if c["state"] != "disabled" and not c["ready"]), None)
     body = {"status": blocking["state"] if blocking else "ok",
             "model_loaded": components["model"]["ready"], "components": components}
@@ -71,21 +74,35 @@ def build_api_routers(ctx: ServingContext) -> list[APIRouter]:
                        responses=error_responses(settings))
     generation_worker = ctx.generation.worker
 
-    def conversation(prompt: str, system_prompt: str | None) -> list[dict]:
-        # The request's own, else serve.system_prompt, else the one the served model was trained with.
-        system = system_prompt if system_prompt is not None else default_system_prompt(ctx)
+    def conversation(prompt: str, system_prompt: str | None, adapter: str | None) -> list[dict]:
+        # The request's own, else serve.system_prompt, else the one the answering model was trained with.
+        system = system_prompt if system_prompt is not None else default_system_prompt(ctx, adapter)
         return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
 
-    async def run_generation(request: Request, body, prompts: list[str]) -> list[Generation]:
+    async def run_generation(request: Request, body, prompts: list[str]) -> tuple[list[Generation], list[Choice]]:
+        """Each prompt answered by its domain's model (with `auto`, each is routed on its own); prompts of
+        different domains still decode together."""
         params = sampling_params(body)
-        if body.use_chat_template:
-            conversations = [conversation(p, body.system_prompt) for p in prompts]
-            return await ctx.generation.run(request, lambda e, job: e.chat(conversations, params, job.should_stop))
-        return await ctx.generation.run(request, lambda e, job: e.generate(prompts, params, job.should_stop))
+        choices = [await choose(ctx, request, body.domain, p, field="domain") for p in prompts]
+        adapters = [c.adapter for c in choices]
 
-    def response(prompt: str, g: Generation) -> GenerateResponse:
+        def generate(engine, job) -> list[Generation]:
+            conversations = [conversation(p, body.system_prompt, a) for p, a in zip(prompts, adapters, strict=True)]
+            if len(set(adapters)) == 1:  # any engine (an upstream one sends the messages, not a rendered prompt)
+                chosen = choices[0].engine(engine)
+                if body.use_chat_template:
+                    return chosen.chat(conversations, params, job.should_stop)
+                return chosen.generate(prompts, params, job.should_stop)
+            # Several domains: only the GGUF engine has adapters; their prompts still decode together.
+            texts = [engine.apply_chat_template(c) for c in conversations] if body.use_chat_template else prompts
+            return engine.generate(texts, params, job.should_stop, adapter=adapters)
+
+        return await ctx.generation.run(request, generate), choices
+
+    def response(prompt: str, g: Generation, choice: Choice) -> GenerateResponse:
         return GenerateResponse(generated_text=g.text, prompt=prompt, tokens_generated=g.completion_tokens,
-                                prompt_tokens=g.prompt_tokens, finish_reason=public_finish_reason(g))
+                                prompt_tokens=g.prompt_tokens, finish_reason=public_finish_reason(g),
+                                **choice.fields())
 
     @open_router.get("/health", summary="Readiness of the model and the reranker (no API key needed)",
                      responses={503: {"description": "the model or the enabled reranker is not ready "
@@ -107,15 +124,16 @@ def build_api_routers(ctx: ServingContext) -> list[APIRouter]:
                 "default_system_prompt": default_system_prompt(ctx), "reranker": reranker_status(ctx)}
 
     @router.post("/generate", response_model=GenerateResponse, summary="Generate a completion for one prompt")
-    async def generate(body: S.GenerateRequest, request: Request) -> GenerateResponse:
-        [g] = await run_generation(request, body, [body.prompt])
-        return response(body.prompt, g)
+    async def generate(body: S.GenerateRequest, request: Request, http_response: Response) -> GenerateResponse:
+        [g], [choice] = await run_generation(request, body, [body.prompt])
+        http_response.headers.update(choice.headers)
+        return response(body.prompt, g, choice)
 
     @router.post("/generate/batch", response_model=BatchGenerateResponse,
                  summary="Generate for several prompts in one queued job (decoded together)")
     async def generate_batch(body: S.BatchGenerateRequest, request: Request) -> BatchGenerateResponse:
-        generations = await run_generation(request, body, body.prompts)
-        results = [response(p, g) for p, g in zip(body.prompts, generations, strict=True)]
+        generations, choices = await run_generation(request, body, body.prompts)
+        results = [response(p, g, c) for p, g, c in zip(body.prompts, generations, choices, strict=True)]
         return BatchGenerateResponse(results=results, total_prompts=len(results),
                                      total_tokens_generated=sum(r.tokens_generated for r in results))
 

@@ -10,9 +10,10 @@ in `invalid_citations`, so a client never follows a citation to nothing.
 # No `from __future__ import annotations`: FastAPI must see the per-app request class (S.AskRequest) as an object.
 import time
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
+from serving.domains import choose
 from serving.prompts import default_system_prompt
 from serving.routes_api import public_finish_reason, sampling_params
 from serving.security import api_key_check
@@ -45,6 +46,8 @@ class AskResponse(BaseModel):
     finish_reason: str
     usage: Usage
     retrieval: dict = Field(description="mode, whether reranked, seconds, passages dropped to fit the context")
+    domain: str | None = Field(None, description="the domain whose model answered (null: the base model)")
+    routing: dict[str, float] | None = Field(None, description="domain=auto: each domain's similarity")
 
 
 def conversation(question: str, system: str | None) -> list[dict]:
@@ -94,25 +97,25 @@ def build_ask_router(ctx: ServingContext) -> APIRouter:
 
     @router.post("/ask", response_model=AskResponse,
                  summary="Answer a question from the indexed documents, with numbered citations")
-    async def ask(body: S.AskRequest, request: Request) -> AskResponse:
-        served_domain = (getattr(ctx.generation.worker.engine, "served", None) or {}).get("domain")
-        if body.domain is not None and served_domain and body.domain != served_domain:
-            raise HTTPException(422, f"domain: {body.domain!r} is not served here (this server: {served_domain!r})")
+    async def ask(body: S.AskRequest, request: Request, http_response: Response) -> AskResponse:
+        choice = await choose(ctx, request, body.domain, body.question, field="domain")
+        http_response.headers.update(choice.headers)
         citations, retrieval = await retrieve(ctx, request, body.question, body.top_k)
-        system = body.system_prompt if body.system_prompt is not None else default_system_prompt(ctx)
+        system = body.system_prompt if body.system_prompt is not None else default_system_prompt(ctx, choice.adapter)
         retrieved = len(citations)
         messages, citations = fit_to_context(ctx.generation.worker.engine, conversation(body.question, system),
                                              citations, body.max_tokens)
         # the lowest-ranked passages that did not fit the model's context
         retrieval["passages_dropped"] = retrieved - len(citations)
         params = sampling_params(body)
-        [generation] = await ctx.generation.run(request, lambda e, job: e.chat([messages], params, job.should_stop))
+        [generation] = await ctx.generation.run(
+            request, lambda e, job: choice.engine(e).chat([messages], params, job.should_stop))
         answer, cited, invalid = check_citations(generation.text, len(citations))
         return AskResponse(answer=answer, citations=citations, cited=cited, invalid_citations=invalid,
                            finish_reason=public_finish_reason(generation),
                            usage=Usage(prompt_tokens=generation.prompt_tokens,
                                        completion_tokens=generation.completion_tokens,
                                        total_tokens=generation.prompt_tokens + generation.completion_tokens),
-                           retrieval=retrieval)
+                           retrieval=retrieval, **choice.fields())
 
     return router

@@ -10,9 +10,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import StreamingResponse
 
+from serving.domains import choose, served_model_ids
 from serving.prompts import default_system_prompt
 from serving.routes_api import public_finish_reason, run_rerank
 from serving.routes_ask import fit_to_context, retrieve
@@ -54,7 +55,7 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
                               presence_penalty=body.presence_penalty, grammar=grammar)
 
     async def streamed(request: Request, start: Callable, make_chunk: Callable[[str | None, str | None], dict],
-                       include_usage: bool, head: list[dict],
+                       include_usage: bool, head: list[dict], headers: dict[str, str],
                        finish_extra: Callable[[str], dict] | None = None) -> StreamingResponse:
         """`finish_extra(text)`: fields added to the finish chunk, from the whole streamed text."""
         # Errors before the first token (queue full, prompt too long) still get a real status code.
@@ -80,7 +81,7 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
                         yield sse({**make_chunk(None, None), "choices": [], "usage": usage([value])})
             yield sse("[DONE]")
 
-        return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+        return StreamingResponse(events(), media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
 
     async def ground(request: Request, messages: list[dict], top_k: int,
                      max_tokens: int) -> tuple[list[dict], list, dict]:
@@ -94,17 +95,20 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
         retrieval["passages_dropped"] = retrieved - len(citations)
         return messages, citations, {"citations": [c.model_dump() for c in citations], "retrieval": retrieval}
 
-    @router.get("/models", summary="The served model (one)")
+    @router.get("/models", summary="The served models: the base, and one id per domain adapter")
     async def models() -> dict:
-        return {"object": "list", "data": [{"id": ctx.model_id, "object": "model", "created": int(ctx.started),
-                                            "owned_by": "domain-llm"}]}
+        return {"object": "list", "data": [{"id": model_id, "object": "model", "created": int(ctx.started),
+                                            "owned_by": "domain-llm"} for model_id in served_model_ids(ctx)]}
 
     @router.post("/completions", responses=JSON_OR_SSE, summary="Text completion (raw prompt, no chat template); stream=true for SSE")
-    async def completions(body: S.CompletionRequest, request: Request):
+    async def completions(body: S.CompletionRequest, request: Request, response: Response):
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         params = params_of(body, body.max_tokens)
+        choice = await choose(ctx, request, body.model, prompts[0])  # several prompts: one model answers all
+        response.headers.update(choice.headers)
         completion_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-        base = {"id": completion_id, "object": "text_completion", "created": created, "model": ctx.model_id}
+        base = {"id": completion_id, "object": "text_completion", "created": created, "model": choice.model_id,
+                **choice.fields()}
         if body.stream:
             if len(prompts) > 1:
                 raise HTTPException(422, "stream=true takes a single prompt, not a list")
@@ -113,19 +117,24 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
                 return {**base, "choices": [{"index": 0, "text": text or "", "logprobs": None,
                                              "finish_reason": finish}]}
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return await streamed(request, lambda e, should_stop: e.stream(prompts[0], params, should_stop), chunk, include_usage, head=[])
-        generations = await ctx.generation.run(request, lambda e, job: e.generate(prompts, params, job.should_stop))
+            return await streamed(request, lambda e, should_stop: choice.engine(e).stream(prompts[0], params, should_stop),
+                                  chunk, include_usage, head=[], headers=choice.headers)
+        generations = await ctx.generation.run(
+            request, lambda e, job: choice.engine(e).generate(prompts, params, job.should_stop))
         return {**base, "choices": [{"index": i, "text": g.text, "logprobs": None,
                                      "finish_reason": public_finish_reason(g)} for i, g in enumerate(generations)],
                 "usage": usage(generations)}
 
     @router.post("/chat/completions", responses=JSON_OR_SSE, summary="Chat completion with the model's chat template; stream=true for SSE")
-    async def chat_completions(body: S.ChatCompletionRequest, request: Request):
+    async def chat_completions(body: S.ChatCompletionRequest, request: Request, response: Response):
         messages = [m.model_dump() for m in body.messages]
         if sum(len(m["content"]) for m in messages) > limits.max_prompt_chars:
             raise HTTPException(422, f"messages: total content longer than {limits.max_prompt_chars} characters "
                                      "(serve.max_prompt_chars)")
-        system_prompt = default_system_prompt(ctx)
+        question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), messages[-1]["content"])
+        choice = await choose(ctx, request, body.model, question)
+        response.headers.update(choice.headers)
+        system_prompt = default_system_prompt(ctx, choice.adapter)
         if system_prompt and messages[0]["role"] != "system":
             # The model was fine-tuned with its system prompt; a client's own system message wins.
             messages.insert(0, {"role": "system", "content": system_prompt})
@@ -138,7 +147,8 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
         if body.retrieval is not None:  # extension: the passages go into the prompt, citations into the response
             messages, citations, grounding = await ground(request, messages, body.retrieval.top_k, max_tokens)
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        base = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": ctx.model_id}
+        base = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": choice.model_id,
+                **choice.fields()}
 
         def checked(text: str) -> tuple[str, dict]:
             """With retrieval: the text without citation numbers no passage has, and which were cited."""
@@ -155,9 +165,10 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
                                                "logprobs": None, "finish_reason": None}], **grounding}
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             # Streamed text is already sent: the finish chunk reports the cited and the non-existent numbers.
-            return await streamed(request, lambda e, should_stop: e.stream_chat(messages, params, should_stop), chunk, include_usage, head=[role_chunk],
+            return await streamed(request, lambda e, should_stop: choice.engine(e).stream_chat(messages, params, should_stop),
+                                  chunk, include_usage, head=[role_chunk], headers=choice.headers,
                                   finish_extra=(lambda text: checked(text)[1]) if body.retrieval else None)
-        [g] = await ctx.generation.run(request, lambda e, job: e.chat([messages], params, job.should_stop))
+        [g] = await ctx.generation.run(request, lambda e, job: choice.engine(e).chat([messages], params, job.should_stop))
         content, citation_fields = checked(g.text)
         return {**base, "object": "chat.completion",
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "logprobs": None,

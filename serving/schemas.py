@@ -20,6 +20,8 @@ class GenerateResponse(BaseModel):
     tokens_generated: int
     prompt_tokens: int
     finish_reason: Literal["stop", "length"]
+    domain: str | None = Field(None, description="the domain whose model answered (null: the base model)")
+    routing: dict[str, float] | None = Field(None, description="domain=auto: each domain's similarity to the prompt")
 
 
 class BatchGenerateResponse(BaseModel):
@@ -108,6 +110,9 @@ def build_schemas(limits: Limits, ask_top_k: int = 1) -> SimpleNamespace:
                                         "template, with the domain system prompt; false = raw completion")
         system_prompt: Annotated[str, Field(max_length=limits.max_prompt_chars)] | None = Field(
             None, description="replaces the configured domain system prompt for this request")
+        domain: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+            None, description="which domain's model answers: a served domain, `base`, or `auto` (the default: the "
+                              "nearest domain by embedding); a server without adapters answers with its one model")
 
     class GenerateRequest(SamplingFields):
         model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
@@ -131,8 +136,6 @@ def build_schemas(limits: Limits, ask_top_k: int = 1) -> SimpleNamespace:
         top_k: int = Field(ask_top_k, ge=1, le=10, description="context passages retrieved and shown to the model "
                                                              "(default serve.ask_top_k, what evaluate_grounded "
                                                              "measures)")
-        domain: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
-            None, description="the served model's domain (a request for another domain is refused)")
 
     class RerankRequest(Request):
         model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [

@@ -25,6 +25,7 @@ from serving.settings import ServeSettings
 from serving.worker import EngineWorker, Job, JobStopped, NotReady, QueueFull
 from stages.errors import StageError
 from stages.inference import Generation, ShouldStop, TextStream
+from stages.inference.adapters import AdapterFacts
 from stages.inference.types import EngineClosed
 from stages.inference.upstream import UpstreamError
 
@@ -48,6 +49,8 @@ class ServingContext:
     model_id: str
     started: float = field(default_factory=time.time)
     index: JobRunner | None = None  # retrieval for /api/v1/ask (serve.index)
+    domains: dict[str, AdapterFacts] = field(default_factory=dict)  # LoRA adapters served beside the base
+    router: JobRunner | None = None  # `auto`: the nearest domain by embedding
 
 
 def error_responses(settings: ServeSettings) -> dict:

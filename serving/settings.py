@@ -30,6 +30,7 @@ class ServeSettings:
     engine: str = "gguf"
     model: str = "models/gguf/model-q4_k_m.gguf"
     adapter: str | None = None
+    adapters: dict[str, str] | None = None  # domain -> GGUF LoRA adapter; None: the model's manifest lists them
     upstream_url: str | None = None
     upstream_model: str | None = None
     upstream_api_key: str | None = None

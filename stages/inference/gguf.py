@@ -52,11 +52,12 @@ def check_gguf_structure(path: Path) -> gguf.GGUFReader:
 
 
 def load_llama(path: Path, threads: int = 0, n_ctx: int = 512, logits_all: bool = False, f32_kv: bool = False,
-               vocab_only: bool = False):
+               vocab_only: bool = False, lora_path: str | None = None):
     """llama_cpp.Llama for `path`; StageError (saying what is wrong with the file) when llama.cpp refuses it.
 
     llama.cpp itself checks that every tensor lies inside the file; the slower GGUFReader walk only runs to
-    explain a failure. f32_kv: an f32 KV cache, for exact comparisons with torch (llama.cpp's default is f16)."""
+    explain a failure. f32_kv: an f32 KV cache, for exact comparisons with torch (llama.cpp's default is f16).
+    lora_path: a GGUF LoRA adapter applied to the context (scale 1)."""
     from llama_cpp import Llama
 
     path = Path(path)
@@ -70,7 +71,7 @@ def load_llama(path: Path, threads: int = 0, n_ctx: int = 512, logits_all: bool 
     kv = {"type_k": 0, "type_v": 0} if f32_kv else {}  # 0 = GGML_TYPE_F32
     try:
         return Llama(str(path), n_ctx=n_ctx, n_threads=threads or None, n_threads_batch=threads or None,
-                     logits_all=logits_all, vocab_only=vocab_only, verbose=False, **kv)
+                     logits_all=logits_all, vocab_only=vocab_only, lora_path=lora_path, verbose=False, **kv)
     except (ValueError, RuntimeError):
         check_gguf_structure(path)  # raises the specific reason (truncated, unreadable header)
         raise StageError(f"{path}: llama.cpp could not load this GGUF (corrupt, truncated or unsupported); "

@@ -11,6 +11,10 @@ sequences share one llama.cpp context and one `llama_decode` per step, each with
 submit sequences and wait for their events. A sequence stops on the contract's end-of-turn ids and llama.cpp's
 end-of-generation tokens, on a stop string, at max_new_tokens, or when `should_stop()` says so.
 Scoring uses a second context with logits for every position, created on the first `score()` call.
+
+LoRA adapters (`adapters={"legal": path, ...}`, GGUF adapters of this base model) are loaded once onto the one
+model; a request names one (`adapter=`, or through `for_adapter(name)`, an Engine that always uses it) and the
+scheduler batches it with the other requests of that adapter.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Generator
 from pathlib import Path
 
 from stages.errors import StageError
+from stages.inference.adapters import AdapterFacts, read_adapter_facts
 from stages.inference.chat import ChatContract
 from stages.inference.gguf import continuation_nll, load_llama, quantization_name
 from stages.inference.slots import FLASH_ATTN, SequenceRequest, SlotScheduler
@@ -40,7 +45,7 @@ class GGUFEngine(ChatMixin):
     name = "gguf"
 
     def __init__(self, path: Path, threads: int = 0, n_ctx: int = 2048, parallel: int = 1,
-                 kv_unified: bool = False, flash_attn: str = "auto"):
+                 kv_unified: bool = False, flash_attn: str = "auto", adapters: dict[str, Path] | None = None):
         import llama_cpp
 
         if parallel < 1:
@@ -53,8 +58,11 @@ class GGUFEngine(ChatMixin):
         self.max_batch_size = parallel
         self.flash_attn = flash_attn
         self.concurrent_requests = parallel  # callers at once: each only submits and waits
+        # Checked before loading the model: a bad adapter path fails at once, naming the file.
+        self.adapters: dict[str, AdapterFacts] = {name: read_adapter_facts(Path(file), name)
+                                                  for name, file in (adapters or {}).items()}
         self.llm = load_llama(self.path, threads=threads, n_ctx=METADATA_CONTEXT)
-        self._scorer = None
+        self._scorers: dict[str | None, object] = {}
         self.contract = ChatContract.from_gguf(self.llm)
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm._model.model)
         self._is_eog = llama_cpp.llama_vocab_is_eog
@@ -65,17 +73,39 @@ class GGUFEngine(ChatMixin):
         params = type(self.llm.context_params).from_buffer_copy(self.llm.context_params)
         model = self.llm._model
         try:
+            loaded = {name: self._load_adapter(facts) for name, facts in self.adapters.items()}
             self.scheduler = SlotScheduler(model, params, parallel, n_ctx, self.is_end_of_turn,
                                            lambda token: model.detokenize([token]), kv_unified=kv_unified,
-                                           flash_attn=flash_attn)
+                                           flash_attn=flash_attn, adapters=loaded)
         except ValueError:  # llama.cpp could not allocate the KV cache
             self.llm.close()
-            raise StageError(f"{self.path}: llama.cpp could not create a context of {parallel + 1} sequences x "
-                             f"{n_ctx} tokens; lower serve.n_ctx or serve.parallel") from None
+            raise StageError(f"{self.path}: llama.cpp could not create a context of {parallel + 1 + len(self.adapters)}"
+                             f" sequences x {n_ctx} tokens; lower serve.n_ctx or serve.parallel") from None
+        except StageError:
+            self.llm.close()
+            raise
         self._owner = threading.Thread(target=self.scheduler.run, name="gguf-decode", daemon=True)
         self._owner.start()
         # Free the contexts before interpreter teardown; llama-cpp-python's __del__ at exit prints tracebacks.
         atexit.register(self.close)
+
+    def _load_adapter(self, facts: AdapterFacts):
+        """Load an adapter onto the model (freed with it)."""
+        import llama_cpp
+
+        adapter = llama_cpp.llama_adapter_lora_init(self.llm._model.model, str(facts.path).encode())
+        if not adapter:
+            raise StageError(f"{facts.path}: llama.cpp could not apply this LoRA adapter to {self.path.name} "
+                             "(made for another base model or architecture); publish adapters and base together")
+        return adapter
+
+    def for_adapter(self, name: str | None):
+        """This engine with every request on adapter `name` (None: the base model itself)."""
+        if name is None:
+            return self
+        if name not in self.adapters:
+            raise StageError(f"adapter {name!r} is not loaded (loaded: {', '.join(self.adapters) or 'none'})")
+        return AdapterEngine(self, name)
 
     def close(self) -> None:
         if self._owner is not None:
@@ -86,10 +116,9 @@ class GGUFEngine(ChatMixin):
                 log.warning("%s: the decode thread did not stop within 60 s; its context is left allocated", self.path)
                 return
             self.scheduler.close()
-        for llm in (self._scorer, self.llm):
-            if llm is not None:
-                llm.close()
-        self._scorer = None
+        for llm in (*self._scorers.values(), self.llm):
+            llm.close()
+        self._scorers = {}
 
     # -- tokens ---------------------------------------------------------------------------------------------
     def _tokenize(self, text: str) -> list[int]:
@@ -105,21 +134,24 @@ class GGUFEngine(ChatMixin):
         return token in self._stop_ids or bool(self._is_eog(self._vocab, token))
 
     # -- generation -----------------------------------------------------------------------------------------
-    def _request(self, prompt: str, params: SamplingParams, should_stop: ShouldStop) -> SequenceRequest:
+    def _request(self, prompt: str, params: SamplingParams, should_stop: ShouldStop,
+                 adapter: str | None = None) -> SequenceRequest:
         if self._owner is None:
             raise EngineClosed("the engine is closed")
         ids = self.prompt_ids(prompt)
         if len(ids) + 1 > self.n_ctx:
             raise StageError(f"prompt has {len(ids)} tokens, more than the context window ({self.n_ctx}); "
                              "shorten it or raise n_ctx")
-        return SequenceRequest(ids, params, should_stop)
+        return SequenceRequest(ids, params, should_stop, adapter=adapter)
 
-    def generate(self, prompts: list[str], params: SamplingParams,
-                 should_stop: ShouldStop | None = None) -> list[Generation]:
-        """All prompts decode together (up to `parallel` at a time; the rest join as slots free up)."""
+    def generate(self, prompts: list[str], params: SamplingParams, should_stop: ShouldStop | None = None,
+                 adapter: str | None | list[str | None] = None) -> list[Generation]:
+        """All prompts decode together (up to `parallel` at a time; the rest join as slots free up).
+        adapter: one for every prompt, or a list with each prompt's own."""
         abandon = threading.Event()  # an error in one result stops the others instead of orphaning them
         stop = (lambda: abandon.is_set() or should_stop()) if should_stop else abandon.is_set
-        requests = [self._request(p, params, stop) for p in prompts]
+        adapters = adapter if isinstance(adapter, list) else [adapter] * len(prompts)
+        requests = [self._request(p, params, stop, a) for p, a in zip(prompts, adapters, strict=True)]
         try:
             for request in requests:
                 self.scheduler.submit(request)  # builds its sampler: a bad grammar raises here
@@ -127,12 +159,13 @@ class GGUFEngine(ChatMixin):
         finally:
             abandon.set()
 
-    def stream(self, prompt: str, params: SamplingParams, should_stop: ShouldStop | None = None) -> TextStream:
+    def stream(self, prompt: str, params: SamplingParams, should_stop: ShouldStop | None = None,
+               adapter: str | None = None) -> TextStream:
         """Pieces of text; generation stops between tokens on close() or when `should_stop()` says so (a
         server's deadline or a client gone), also while tokens produce no text yet."""
         cancel = threading.Event()
         stop = cancel.is_set if should_stop is None else (lambda: cancel.is_set() or should_stop())
-        request = self._request(prompt, params, stop)
+        request = self._request(prompt, params, stop, adapter)
         self.scheduler.submit(request)
 
         def pipe(emit) -> Generation:  # pieces straight from the decode thread; this thread waits for the end
@@ -176,15 +209,18 @@ class GGUFEngine(ChatMixin):
                 raise value
 
     # -- likelihoods ----------------------------------------------------------------------------------------
-    def score(self, prompt: str, continuation: str, close_turn: bool = False) -> tuple[float, int]:
+    def score(self, prompt: str, continuation: str, close_turn: bool = False,
+              adapter: str | None = None) -> tuple[float, int]:
         """Sum of -log p(continuation token | everything before it), in nats, and the number of tokens.
         close_turn: the continuation is an assistant answer, followed by the model's end-of-turn token."""
         context, target = self.contract.scored_ids(prompt, continuation, self._tokenize, close_turn)
         if not target:
             return 0.0, 0
-        if self._scorer is None:
-            self._scorer = load_llama(self.path, threads=self.threads, n_ctx=self.n_ctx, logits_all=True)
-        return continuation_nll(self._scorer, context, target), len(target)
+        if adapter not in self._scorers:  # a context with logits for every position, per adapter
+            lora = str(self.adapters[adapter].path) if adapter is not None else None
+            self._scorers[adapter] = load_llama(self.path, threads=self.threads, n_ctx=self.n_ctx,
+                                                logits_all=True, lora_path=lora)
+        return continuation_nll(self._scorers[adapter], context, target), len(target)
 
     def info(self) -> dict:
         meta = self.llm.metadata
@@ -208,5 +244,41 @@ class GGUFEngine(ChatMixin):
             "system_prompt": self.served["system_prompt"],
             "chat_template": bool(self.contract.template),
             "end_of_turn": list(self.contract.stop_strings),
+            "adapters": [{"name": name, "domain": facts.domain, "file": facts.path.name,
+                          "size_bytes": facts.path.stat().st_size} for name, facts in self.adapters.items()],
         }
+
+
+class AdapterEngine(ChatMixin):
+    """A GGUFEngine whose requests all use one of its LoRA adapters: an Engine like any other for a consumer
+    (evaluate, serving), while the adapter's requests batch with every other request of the same engine."""
+
+    name = "gguf"
+
+    def __init__(self, engine: GGUFEngine, adapter: str):
+        self.engine, self.adapter = engine, adapter
+        self.contract = engine.contract
+        self.max_batch_size = engine.max_batch_size
+        self.concurrent_requests = engine.concurrent_requests
+        facts = engine.adapters[adapter]
+        self.served = {"domain": facts.domain, "system_prompt": facts.system_prompt}
+
+    def generate(self, prompts: list[str], params: SamplingParams,
+                 should_stop: ShouldStop | None = None) -> list[Generation]:
+        return self.engine.generate(prompts, params, should_stop, adapter=self.adapter)
+
+    def stream(self, prompt: str, params: SamplingParams, should_stop: ShouldStop | None = None) -> TextStream:
+        return self.engine.stream(prompt, params, should_stop, adapter=self.adapter)
+
+    def score(self, prompt: str, continuation: str, close_turn: bool = False) -> tuple[float, int]:
+        return self.engine.score(prompt, continuation, close_turn, adapter=self.adapter)
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        return self.engine.prompt_ids(prompt)
+
+    def count_tokens(self, text: str) -> int:
+        return self.engine.count_tokens(text)
+
+    def info(self) -> dict:
+        return {**self.engine.info(), "adapter": self.adapter, **self.served}
 

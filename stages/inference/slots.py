@@ -14,15 +14,20 @@ The common prefix of different requests (in practice the system prompt and chat 
 sequence, the prefix holder: once two prompts share a prefix it is copied there from the slot that computed it,
 and a new sequence whose slot holds less of its prompt starts from a copy of it instead of computing it again.
 `prefix_tokens_reused` counts the prompt tokens not computed thanks to either.
+
+LoRA adapters (one per domain) are set on the whole context in llama.cpp, so sequences are grouped by adapter
+(None = the base model): a step decodes one group, and the groups with work take turns, so requests of
+different domains all make progress while each group is still batched. KV computed under one adapter is only
+reused under the same one: each group has its own prefix holder, and a slot's prompt cache remembers its adapter.
 Nothing here is thread-safe except `submit`: llama.cpp contexts must stay on one thread.
 """
 
 from __future__ import annotations
 
 import codecs
+import ctypes
 import logging
 import queue
-import random
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -31,11 +36,11 @@ from dataclasses import dataclass, field
 import llama_cpp
 
 from stages.errors import StageError
+from stages.inference.sampler import build_sampler
 from stages.inference.types import EngineClosed, Generation, SamplingParams, ShouldStop, StopStringFilter
 
 log = logging.getLogger(__name__)
 
-PENALTY_LAST_N = 64  # tokens the repeat/frequency/presence penalties look back over (llama.cpp's default)
 MIN_SHARED_PREFIX = 4  # shorter common prefixes are not worth a copy
 # llama.cpp's flash-attention switch; "auto" lets llama.cpp use it where the backend supports it (as
 # llama-server does by default). On this CPU it made 8 batched sequences ~1.4x faster.
@@ -51,6 +56,7 @@ class SequenceRequest:
     ids: list[int]
     params: SamplingParams
     should_stop: ShouldStop = lambda: False
+    adapter: str | None = None  # a LoRA adapter loaded into the scheduler, None = the base model
     events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     sampler: object = None  # built by the caller (a grammar is parsed off the decode thread); owned from submit
     on_piece: Callable[[str], None] | None = None
@@ -82,10 +88,20 @@ class SequenceRequest:
 
 
 @dataclass
+class PrefixHolder:
+    """The sequence that keeps one adapter group's shared prompt prefix."""
+
+    seq_id: int
+    tokens: list[int] = field(default_factory=list)
+    last_prompt: list[int] = field(default_factory=list)
+
+
+@dataclass
 class Slot:
     seq_id: int
     request: SequenceRequest | None = None
     cached: list[int] = field(default_factory=list)  # tokens whose KV is in this sequence, position = index
+    adapter: str | None = None  # the adapter `cached` was computed with
     pending: int | None = None  # sampled, not yet decoded
     sampler: object = None
     budget: int = 0
@@ -108,50 +124,22 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def build_sampler(vocab, params: SamplingParams, history: list[int]):
-    """llama.cpp sampler chain for one sequence; `history` (the prompt's tail) primes the penalties."""
-    chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
-    add = lambda s: llama_cpp.llama_sampler_chain_add(chain, s)  # noqa: E731 - the chain owns what it is given
-    if params.grammar:
-        grammar = llama_cpp.llama_sampler_init_grammar(vocab, params.grammar.encode("utf-8"), b"root")
-        if not grammar:
-            llama_cpp.llama_sampler_free(chain)
-            raise StageError("grammar: llama.cpp could not parse it (GBNF); fix the grammar or the JSON schema")
-        add(grammar)
-    if params.repeat_penalty != 1.0 or params.frequency_penalty or params.presence_penalty:
-        penalties = llama_cpp.llama_sampler_init_penalties(llama_cpp.llama_vocab_n_tokens(vocab), PENALTY_LAST_N,
-                                                           params.repeat_penalty,
-                                                           params.frequency_penalty, params.presence_penalty)
-        for token in history[-PENALTY_LAST_N:]:
-            llama_cpp.llama_sampler_accept(penalties, token)
-        add(penalties)
-    if params.temperature <= 0:
-        add(llama_cpp.llama_sampler_init_greedy())
-        return chain
-    if params.top_k > 0:
-        add(llama_cpp.llama_sampler_init_top_k(params.top_k))
-    if params.top_p < 1.0:
-        add(llama_cpp.llama_sampler_init_top_p(params.top_p, 1))
-    if params.min_p > 0:
-        add(llama_cpp.llama_sampler_init_min_p(params.min_p, 1))
-    add(llama_cpp.llama_sampler_init_temp(params.temperature))
-    add(llama_cpp.llama_sampler_init_dist(params.seed if params.seed is not None else random.getrandbits(32)))
-    return chain
-
-
 class SlotScheduler:
     def __init__(self, model, context_params, parallel: int, n_ctx_slot: int, is_end: Callable[[int], bool],
                  detokenize: Callable[[int], bytes], n_batch: int = 512, kv_unified: bool = False,
-                 flash_attn: str = "auto"):
+                 flash_attn: str = "auto", adapters: dict[str, object] | None = None):
+        """adapters: name -> llama_adapter_lora pointer loaded on `model` (requests name one, or None)."""
         from llama_cpp import _internals
 
         self.parallel, self.n_ctx_slot, self.n_batch = parallel, n_ctx_slot, n_batch
         self.kv_unified = kv_unified
         self.is_end, self.detokenize = is_end, detokenize
+        self.adapters = dict(adapters or {})
+        groups = [None, *self.adapters]
         assert n_batch >= parallel, "every generating sequence needs its row in the batch"
         params = context_params
-        params.n_seq_max = parallel + 1  # + the prefix holder
-        params.n_ctx = n_ctx_slot * (parallel + 1)
+        params.n_seq_max = parallel + len(groups)  # + a prefix holder per adapter group
+        params.n_ctx = n_ctx_slot * params.n_seq_max
         params.n_batch = params.n_ubatch = n_batch
         params.kv_unified = kv_unified
         params.flash_attn_type = FLASH_ATTN[flash_attn]
@@ -161,21 +149,24 @@ class SlotScheduler:
         self.vocab = llama_cpp.llama_model_get_vocab(model.model)
         self.batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self.slots = [Slot(i) for i in range(parallel)]
-        self.holder_id, self.holder_tokens = parallel, []
+        self.holders = {group: PrefixHolder(parallel + i) for i, group in enumerate(groups)}
+        self._groups, self._turn, self._active_adapter = groups, 0, None
         # One stream per sequence: a copy moves the whole stream (n_ctx_slot cells x layers), so only a prefix
         # of some length is worth holding; in a unified cache a copy only tags cells.
         self.min_holder_prefix = MIN_SHARED_PREFIX if kv_unified else 16
-        self._last_prompt: list[int] = []
         self.waiting: deque[SequenceRequest] = deque()
         self.inbox: queue.SimpleQueue[SequenceRequest | None] = queue.SimpleQueue()
         self.stats = {"sequences": 0, "steps": 0, "prompt_tokens": 0, "prefix_tokens_reused": 0,
-                      "max_active": 0}
+                      "max_active": 0, "adapter_switches": 0}
         self.closed = threading.Event()
         self._submit_lock = threading.Lock()
 
     # -- any thread -----------------------------------------------------------------------------------------
     def submit(self, request: SequenceRequest) -> None:
         """Queue a request; its sampler is built here if the caller did not (this parses a grammar)."""
+        if request.adapter is not None and request.adapter not in self.adapters:
+            loaded = ", ".join(self.adapters) or "none"
+            raise StageError(f"adapter {request.adapter!r} is not loaded (loaded: {loaded})")
         if request.sampler is None:
             request.sampler = build_sampler(self.vocab, request.params, request.ids)
         with self._submit_lock:  # never behind the end-of-work sentinel
@@ -215,8 +206,10 @@ class SlotScheduler:
         for slot in self.slots:
             if slot.request is not None and slot.request.should_stop():
                 self._finish(slot, "stop")
-        n = self._fill_batch()
+        group = self._next_group()
+        n = self._fill_batch(group)
         if n:
+            self._use_adapter(group)
             rc = llama_cpp.llama_decode(self.ctx, self.batch)
             if rc != 0:
                 raise RuntimeError(f"llama_decode returned {rc} (no room in the KV cache or aborted)")
@@ -244,9 +237,14 @@ class SlotScheduler:
             request = self.waiting.popleft()
             # The free slot that reuses the most of this prompt (its own kept KV, or the shared prefix any
             # slot can copy); among equals the one with the least kept KV to lose.
-            shared = common_prefix(self.holder_tokens, request.ids)
-            slot = max(free, key=lambda s: (max(common_prefix(s.cached, request.ids), shared), -len(s.cached)))
+            shared = common_prefix(self.holders[request.adapter].tokens, request.ids)
+            slot = max(free, key=lambda s: (max(self._own_prefix(s, request), shared), -len(s.cached)))
             self._start(slot, request)
+
+    @staticmethod
+    def _own_prefix(slot: Slot, request: SequenceRequest) -> int:
+        """Prompt tokens the slot's kept KV already holds (none if it was computed under another adapter)."""
+        return common_prefix(slot.cached, request.ids) if slot.adapter == request.adapter else 0
 
     def _start(self, slot: Slot, request: SequenceRequest) -> None:
         ids = request.ids
@@ -256,11 +254,12 @@ class SlotScheduler:
             return
         slot.sampler, request.sampler = request.sampler, None
         # Start from what is already computed; at least one prompt token is decoded for the logits.
-        own = min(common_prefix(slot.cached, ids), len(ids) - 1)
-        shared = min(common_prefix(self.holder_tokens, ids), len(ids) - 1)
+        holder = self.holders[request.adapter]
+        own = min(self._own_prefix(slot, request), len(ids) - 1)
+        shared = min(common_prefix(holder.tokens, ids), len(ids) - 1)
         if shared > own and shared >= self.min_holder_prefix:
             llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
-            self._copy(self.holder_id, slot.seq_id, shared)
+            self._copy(holder.seq_id, slot.seq_id, shared)
             reuse = shared
         elif llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, own, -1):
             reuse = own
@@ -268,7 +267,7 @@ class SlotScheduler:
             llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
             reuse = 0
         self.stats["prefix_tokens_reused"] += reuse
-        slot.request, slot.cached, slot.pending = request, list(ids[:reuse]), None
+        slot.request, slot.cached, slot.pending, slot.adapter = request, list(ids[:reuse]), None, request.adapter
         slot.budget, slot.n_completion, slot.text = budget, 0, ""
         slot.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         slot.stop_filter = StopStringFilter(request.params.stop)
@@ -292,7 +291,33 @@ class SlotScheduler:
             llama_cpp.llama_memory_seq_cp(self.memory, src, dst, -1, -1)
             llama_cpp.llama_memory_seq_rm(self.memory, dst, n_tokens, -1)
 
-    def _fill_batch(self) -> int:
+    def _next_group(self) -> str | None:
+        """The adapter group this step decodes: the next one in turn that has a token or a prompt to decode."""
+        with_work = {s.adapter for s in self.slots if s.request is not None and (s.pending is not None or s.prefilling)}
+        if len(with_work) <= 1:
+            return next(iter(with_work), None)
+        for k in range(1, len(self._groups) + 1):
+            group = self._groups[(self._turn + k) % len(self._groups)]
+            if group in with_work:
+                self._turn = self._groups.index(group)
+                return group
+        raise AssertionError("unreachable: every adapter is a group")
+
+    def _use_adapter(self, group: str | None) -> None:
+        if group == self._active_adapter:
+            return
+        if group is None:
+            rc = llama_cpp.llama_set_adapters_lora(self.ctx, None, 0, None)
+        else:
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self.adapters[group])
+            rc = llama_cpp.llama_set_adapters_lora(self.ctx, adapters, 1, (ctypes.c_float * 1)(1.0))
+        if rc != 0:
+            raise RuntimeError(f"llama_set_adapters_lora({group!r}) returned {rc}")
+        self._active_adapter = group
+        self.stats["adapter_switches"] += 1
+
+    def _fill_batch(self, group: str | None) -> int:
+        """One adapter group's rows: its generating sequences' next tokens, then its prompt chunks."""
         batch, n = self.batch, 0
 
         def put(slot: Slot, token: int, logits: bool) -> None:
@@ -307,12 +332,14 @@ class SlotScheduler:
                 slot.logits_at = n
             n += 1
 
-        for slot in self.slots:  # every generating sequence's next token first: decode never waits
+        members = [s for s in self.slots if s.request is not None and s.adapter == group]
+        for slot in self.slots:
             slot.logits_at = -1
-            if slot.request is not None and slot.pending is not None:
+        for slot in members:  # every generating sequence's next token first: decode never waits
+            if slot.pending is not None:
                 put(slot, slot.pending, True)
                 slot.pending = None
-        for slot in self.slots:  # then prompt chunks, as many as fit
+        for slot in members:  # then prompt chunks, as many as fit
             if n >= self.n_batch:
                 break
             if slot.prefilling:
@@ -346,14 +373,15 @@ class SlotScheduler:
                 slot.pending = token
 
     def _remember_prefix(self, slot: Slot) -> None:
-        """Once two prompts share a prefix longer than the holder's, keep that prefix's KV in the holder."""
-        ids = slot.request.ids
-        shared = common_prefix(self._last_prompt, ids)
-        self._last_prompt = ids
-        if shared >= self.min_holder_prefix and shared > common_prefix(self.holder_tokens, ids):
-            llama_cpp.llama_memory_seq_rm(self.memory, self.holder_id, -1, -1)
-            self._copy(slot.seq_id, self.holder_id, shared)
-            self.holder_tokens = ids[:shared]
+        """Once two prompts of one adapter group share a prefix longer than the group holder's, keep that
+        prefix's KV in the holder."""
+        ids, holder = slot.request.ids, self.holders[slot.adapter]
+        shared = common_prefix(holder.last_prompt, ids)
+        holder.last_prompt = ids
+        if shared >= self.min_holder_prefix and shared > common_prefix(holder.tokens, ids):
+            llama_cpp.llama_memory_seq_rm(self.memory, holder.seq_id, -1, -1)
+            self._copy(slot.seq_id, holder.seq_id, shared)
+            holder.tokens = ids[:shared]
 
     def _deliver(self, slot: Slot, piece: str) -> bool:
         """Hand a piece to its consumer; False if the consumer failed (its stream is then ended)."""

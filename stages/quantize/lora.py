@@ -23,6 +23,7 @@ import numpy as np
 
 from stages.errors import StageError
 from stages.fileio import atomic_path, read_json
+from stages.inference.adapters import add_adapter_facts
 from stages.quantize.convert import ModelShape, load_tensor, read_config, safetensors_files
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,10 @@ def adapter_alpha(config: dict) -> float:
     return alpha * math.sqrt(r) if config.get("use_rslora") else alpha
 
 
-def convert_lora_to_gguf(adapter_dir: Path, base_dir: Path, out_path: Path, outtype: str = "f16") -> Path:
-    """Write the adapter in `adapter_dir` (trained on the HF model in `base_dir`) as a GGUF adapter."""
+def convert_lora_to_gguf(adapter_dir: Path, base_dir: Path, out_path: Path, outtype: str = "f16",
+                         facts: dict | None = None) -> Path:
+    """Write the adapter in `adapter_dir` (trained on the HF model in `base_dir`) as a GGUF adapter.
+    facts: {"domain", "system_prompt", "routing_examples"} for a served domain (stages/inference/adapters.py)."""
     adapter_dir, base_dir, out_path = Path(adapter_dir), Path(base_dir), Path(out_path)
     if outtype not in OUTTYPES:
         raise StageError(f"adapter outtype={outtype!r}: use one of {', '.join(OUTTYPES)}")
@@ -86,6 +89,8 @@ def convert_lora_to_gguf(adapter_dir: Path, base_dir: Path, out_path: Path, outt
         writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, adapter_alpha(config))
         writer.add_name(f"{base_dir.name} LoRA adapter")
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+        if facts:
+            add_adapter_facts(writer, facts["domain"], facts.get("system_prompt"), facts.get("routing_examples", ()))
         for gguf_name, parts in pairs.items():
             if set(parts) != {"a", "b"}:
                 raise StageError(f"{adapter_dir}: {gguf_name} has only lora_{''.join(parts).upper()}; the adapter "

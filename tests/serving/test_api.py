@@ -48,8 +48,11 @@ def test_generate_equals_the_engine_with_the_domain_system_prompt(client, local_
     system = cfg_factory().domain.system_prompt
     [expected] = local_engine.chat([[{"role": "system", "content": system}, {"role": "user", "content": QUESTION}]],
                                    SamplingParams(max_new_tokens=12))
+    served = client.get("/api/v1/model/info").json()["domain"]
     assert body == {"generated_text": expected.text, "prompt": QUESTION, "tokens_generated": 12,
-                    "prompt_tokens": expected.prompt_tokens, "finish_reason": "length"}
+                    "prompt_tokens": expected.prompt_tokens, "finish_reason": "length", "domain": served,
+                    "routing": None}
+    assert response.headers["x-domain-llm-domain"] == served
 
 
 def test_generate_raw_prompt_with_stop(client):
