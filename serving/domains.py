@@ -12,6 +12,8 @@ answered: a `domain` field and the `X-Domain-LLM-Domain` header.
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,10 +23,12 @@ from fastapi import HTTPException, Request
 from serving.settings import ServeSettings
 from stages.errors import StageError
 from stages.inference.adapters import AdapterFacts, check_domain_name, read_adapter_facts
-from stages.manifest import read_manifest
+from stages.manifest import MANIFEST, sha256_file
 
 if TYPE_CHECKING:
     from serving.service import ServingContext
+
+log = logging.getLogger(__name__)
 
 DOMAIN_PREFIX = "domain-llm-"
 AUTO = "auto"
@@ -32,15 +36,39 @@ BASE = "base"
 DOMAIN_HEADER = "X-Domain-LLM-Domain"
 
 
+def published_adapters(adapter_dir: Path, model: Path) -> dict[str, Path]:
+    """The adapters the pipeline published for this base model: adapter@<domain> writes
+    <adapter_dir>/<domain>/{adapter.gguf, manifest.json}, the manifest naming the base GGUF (file and sha256)
+    the adapter was measured on. Adapters of another base are skipped (logged)."""
+    found: dict[str, Path] = {}
+    if not model.is_file():
+        return found
+    base_sha = None
+    for manifest_path in sorted(adapter_dir.glob(f"*/{MANIFEST}")):
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            domain, base = manifest["domain"], manifest["base"]
+            adapter = manifest_path.parent / manifest["adapter"]["file"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise StageError(f"{manifest_path}: unreadable adapter manifest ({e}); rerun `dvc repro adapter`") from None
+        if base.get("file") != model.name:
+            continue
+        base_sha = base_sha or sha256_file(model)
+        if base.get("sha256") != base_sha:
+            log.warning("%s: made for another %s (sha256 differs); not served", adapter, model.name)
+            continue
+        found[domain] = adapter
+    return found
+
+
 def resolve_adapters(settings: ServeSettings) -> dict[str, AdapterFacts]:
-    """serve.adapters ({domain: file}) when set, else the adapters listed in the served model's manifest.json;
-    each file's own metadata gives its system prompt and routing examples. Bad files -> StageError (one line)."""
+    """serve.adapters ({domain: file}) when set, else the adapters published for the served model in
+    serve.adapter_dir; each file's own metadata gives its system prompt and routing examples. Bad files ->
+    StageError (one line)."""
     if settings.adapters is not None:
         files = {check_domain_name(str(d), f"serve.adapters.{d}"): Path(p) for d, p in settings.adapters.items()}
-    elif settings.engine == "gguf":
-        manifest = read_manifest(Path(settings.model)) or {}
-        folder = Path(settings.model).parent
-        files = {entry["domain"]: folder / entry["file"] for entry in manifest.get("adapters") or []}
+    elif settings.engine == "gguf" and settings.adapter_dir:
+        files = published_adapters(Path(settings.adapter_dir), Path(settings.model))
     else:
         files = {}
     if files and settings.engine != "gguf":

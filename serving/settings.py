@@ -30,7 +30,8 @@ class ServeSettings:
     engine: str = "gguf"
     model: str = "models/gguf/model-q4_k_m.gguf"
     adapter: str | None = None
-    adapters: dict[str, str] | None = None  # domain -> GGUF LoRA adapter; None: the model's manifest lists them
+    adapters: dict[str, str] | None = None  # domain -> GGUF LoRA adapter; None: those in adapter_dir
+    adapter_dir: str | None = None  # where adapter@<domain> publishes (models/adapters)
     upstream_url: str | None = None
     upstream_model: str | None = None
     upstream_api_key: str | None = None

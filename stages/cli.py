@@ -19,13 +19,16 @@ import sys
 
 from stages.errors import StageError
 
+# Stages that run once per domain (dvc.yaml foreach over `domains`), each with `--domain NAME`.
+PER_DOMAIN = {"prepare", "train", "evaluate", "adapter", "retrieval", "grounded", "headline"}
 # subcommand -> (module with `main(cfg)`, help)
 STAGES = {
     "prepare": ("stages.prepare.main", "build data/processed/<domain>/{train,validation,test,test_facts,validation_facts}.jsonl"),
     "base": ("stages.base.main", "materialise the base model into models/base"),
     "train": ("stages.train.main", "LoRA/QLoRA fine-tune, merge into models/merged"),
     "evaluate": ("stages.evaluate.main", "metrics of fine-tuned vs base on the test split"),
-    "quantize": ("stages.quantize.main", "HF -> GGUF, quantize, benchmark"),
+    "quantize": ("stages.quantize.main", "base HF model -> GGUF, quantize, benchmark"),
+    "adapter": ("stages.quantize.adapter", "one domain's LoRA adapter -> GGUF, measured on the quantized base"),
     "reranker": ("stages.reranker.main", "train and evaluate the domain cross-encoder"),
     "index": ("stages.index.main", "chunk and embed documents into models/index (BM25 + MiniLM)"),
     "retrieval": ("stages.index.evaluate", "recall@k and MRR of each retriever on the test questions"),
@@ -49,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--params", default=None, help="read this composed params file instead of conf/")
         p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data.num_samples=200")
+        if name in PER_DOMAIN:
+            p.add_argument("--domain", default=None,
+                           help="run for this domain (conf/domain/NAME.yaml); default: the composed `domain`")
         if name == "prepare":
             p.add_argument("--list-datasets", action="store_true",
                            help="print recommended Hugging Face datasets per domain and exit")
@@ -99,9 +105,11 @@ def run(argv: list[str]) -> int:
 
     from omegaconf.errors import MissingMandatoryValue
 
-    from stages.config import stage_config
+    from stages.config import for_domain, stage_config
 
     cfg = stage_config(args.params, args.overrides)
+    if args.command in PER_DOMAIN:
+        cfg = for_domain(cfg, args.domain)
     module = importlib.import_module(STAGES[args.command][0])
     try:
         module.main(cfg)

@@ -9,6 +9,7 @@ We never use `@hydra.main` on conf/: it silently ignores `dvc exp run -S` (DVC i
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -77,3 +78,45 @@ def stage_config(params: str | None, overrides: Sequence[str]) -> DictConfig:
                              "(use `dvc exp run -S ...` to override a DVC run)")
         return load_params(params)
     return compose(overrides)
+
+
+def domain_spec(name: str, config_dir: str | Path | None = None) -> DictConfig:
+    """conf/domain/<name>.yaml: the domain's name, system prompt, synthetic topics and optional `data` block."""
+    path = Path(config_dir or default_conf_dir()) / "domain" / f"{name}.yaml"
+    if not path.is_file():
+        raise StageError(f"domains: {name!r} has no {path}; add one (name, system_prompt, domains, optional data) "
+                         "or remove it from `domains`")
+    spec = OmegaConf.load(path)
+    if not isinstance(spec, DictConfig) or spec.get("name") != name:
+        raise StageError(f"{path}: name must be {name!r} (the file's own name)")
+    return spec
+
+
+def for_domain(cfg: DictConfig, name: str | None = None) -> DictConfig:
+    """The config of one domain's stage run: with `name`, that domain's conf/domain/<name>.yaml (its `data`
+    block over the shared `data`); without, the composed `domain`. Per-domain outputs get their own folders:
+    models/adapter/<name>, models/merged/<name>, models/adapters/<name>, metrics/<name>, models/checkpoints/<name>."""
+    cfg = copy.deepcopy(cfg)
+    if name is not None:
+        spec = domain_spec(name)
+        data = spec.pop("data", None)
+        cfg.domain = spec
+        if data is not None:
+            cfg.data = OmegaConf.merge(cfg.data, data)
+    name = str(cfg.domain.name)
+    from stages.inference.adapters import check_domain_name
+
+    check_domain_name(name, "domain.name")
+    for key in ("adapter", "merged", "adapter_gguf", "metrics"):
+        cfg.paths[key] = f"{cfg.paths[key]}/{name}"
+    cfg.train.checkpoint_dir = f"{cfg.train.checkpoint_dir}/{name}"
+    cfg.train.live_dir = f"{cfg.paths.metrics}/train_live"
+    return cfg
+
+
+def domain_names(cfg: DictConfig) -> list[str]:
+    """`domains`: the list the per-domain stages run over (dvc.yaml foreach); a shared stage reads all of them."""
+    names = [str(n) for n in (cfg.get("domains") or [cfg.domain.name])]
+    if len(set(names)) != len(names):
+        raise StageError(f"domains: {names} names a domain twice")
+    return names

@@ -1,4 +1,4 @@
-"""`domain-llm headline` (the `headline` stage): the few numbers worth a column in `dvc exp show`.
+"""`domain-llm headline` (headline@<domain>): one domain's few numbers worth a column in `dvc exp show`.
 
     dvc exp show --only-changed        # changed params + these metrics, one row per experiment
     dvc metrics diff                   # these metrics against the last commit
@@ -41,9 +41,10 @@ PICKS = (
 GROUNDED_PICKS = (("closed_book", "rougeL", "rougeL_closed_book"), ("retrieval", "rougeL", "rougeL_with_retrieval"))
 # Chunk-level retrieval on the held-out-facts questions (metrics/retrieval.json: {retriever: {metric: value}}).
 RETRIEVAL_PICKS = (("hybrid", "mrr_at_10", "hybrid_mrr_at_10"), ("hybrid_rerank", "mrr_at_10", "rerank_mrr_at_10"))
-# The GGUF `domain-llm serve` loads by default (conf/serve/default.yaml); its size and speed are headline,
-# every type's quality loss (ΔPPL %) too.
-SERVED_TYPE = "q4_k_m"
+# What `domain-llm serve` runs for a domain by default: its adapter on the q4_k_m base (metrics/<d>/quantize.json
+# from adapter@<d>); its size and speed are headline, every entry's quality loss (ΔPPL %) too.
+SERVED_TYPE = "adapter_q4_k_m"
+SHARED = {"reranker.json"}  # written by shared stages into metrics/, beside the domains' folders
 
 
 def read_metrics(folder: Path, name: str) -> dict:
@@ -57,8 +58,9 @@ def read_metrics(folder: Path, name: str) -> dict:
 
 
 def headline_metrics(folder: Path) -> dict:
-    """{section: {name: number}} from the stages' metrics files in `folder`."""
-    files = {name: read_metrics(folder, name)
+    """{section: {name: number}} from the stages' metrics files in `folder` (metrics/<domain>; shared ones in
+    its parent)."""
+    files = {name: read_metrics(folder.parent if name in SHARED else folder, name)
              for name in {p[1] for p in PICKS} | {"model_comparison.json", "quantize.json", "retrieval.json",
                                                     "grounded.json"}}
     out: dict[str, dict] = {}
@@ -77,7 +79,8 @@ def headline_metrics(folder: Path) -> dict:
     delta = files["model_comparison.json"].get("deltas", {}).get("finetuned_vs_base", {}).get("rougeL", {})
     if isinstance(delta.get("delta"), int | float):
         out["quality"]["rougeL_vs_base"] = round(delta["delta"], 4)
-    quantized = {t: m for t, m in sorted(files["quantize.json"].items()) if isinstance(m, dict) and t != "f16"}
+    quantized = {t: m for t, m in sorted(files["quantize.json"].items())
+                 if isinstance(m, dict) and not (t == "f16" or t.endswith("_f16"))}  # not the reference
     served = SERVED_TYPE if SERVED_TYPE in quantized else next(iter(quantized), None)
     gguf: dict[str, float] = {}
     if served:

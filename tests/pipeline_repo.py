@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,14 +29,17 @@ def run(cmd: list[str] | str, cwd: Path, check: bool = True, timeout: int = 600)
     return result
 
 
-def make_pipeline_repo(dest: Path, extra_conf: str = TINY_OVERRIDES) -> Path:
-    """Copy conf/, stages/, dvc.yaml into `dest`, default model tiny-random, then git+dvc init and commit."""
+def make_pipeline_repo(dest: Path, extra_conf: str = TINY_OVERRIDES, domains: tuple[str, ...] = ("healthcare",)
+                       ) -> Path:
+    """Copy conf/, stages/, dvc.yaml into `dest`, default model tiny-random, the pipeline over `domains`, then
+    git+dvc init and commit."""
     for name in ("conf", "stages", "data/docs"):
         shutil.copytree(REPO_ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".gitignore"):
         shutil.copy2(REPO_ROOT / name, dest / name)
     config = dest / "conf" / "config.yaml"
     text = config.read_text().replace("- model: smollm2-135m", "- model: tiny-random")
+    text = re.sub(r"^domains: .*$", f"domains: [{', '.join(domains)}]", text, count=1, flags=re.M)
     config.write_text(text + extra_conf)
     run(["git", "init", "-q", "-b", "main"], dest)
     run(["dvc", "init", "-q"], dest)

@@ -27,6 +27,7 @@ from stages.evaluate import metrics as m
 from stages.evaluate.scoring import aggregate, json_safe, score_samples
 from stages.fileio import read_jsonl, write_json, write_jsonl
 from stages.inference import SamplingParams, load_engine
+from stages.inference.adapters import ADAPTER_FILE
 from stages.inference.grounding import Passage, check_citations, grounded_messages, strip_citations
 from stages.inference.retrieval import Retriever
 
@@ -84,8 +85,13 @@ def main(cfg: DictConfig) -> dict:
         from stages.inference.reranker import load_reranker
 
         reranker = load_reranker(str(cfg.paths.reranker))
+    # What the server runs for this domain: the base GGUF with the domain's adapter (adapter@<domain>), when
+    # published; a model file of its own (a merged GGUF) otherwise.
+    adapter = Path(str(cfg.paths.adapter_gguf)) / ADAPTER_FILE
+    domain = str(cfg.domain.name)
     engine = load_engine("gguf", str(settings.model), threads=int(cfg.threads), n_ctx=int(cfg.eval.n_ctx),
-                         parallel=int(cfg.eval.batch_size))
+                         parallel=int(cfg.eval.batch_size), adapters={domain: adapter} if adapter.is_file() else None)
+    served = engine.for_adapter(domain) if adapter.is_file() else engine
     system = cfg.domain.get("system_prompt")
     params = SamplingParams(max_new_tokens=int(cfg.eval.max_new_tokens), temperature=0.0, seed=seed)
 
@@ -95,7 +101,7 @@ def main(cfg: DictConfig) -> dict:
                              candidates=int(settings.candidates)) for r in records]
     grounded = [grounded_messages(messages, [Passage(h.chunk.title, h.chunk.text) for h in found])
                 for messages, found in zip(plain, hits, strict=True)]
-    generated = engine.chat(plain + grounded, params)
+    generated = served.chat(plain + grounded, params)
     closed_book = [g.text.strip() for g in generated[:len(records)]]
     with_retrieval = []
     per_sample_extra = []
@@ -116,7 +122,8 @@ def main(cfg: DictConfig) -> dict:
     retrieved["answer_in_cited_chunk"] = round(sum(x["answer_in_cited_chunk"] for x in per_sample_extra) / n, 4)
     retrieved["cites_a_passage"] = round(sum(bool(x["cited"]) for x in per_sample_extra) / n, 4)
     retrieved["invalid_citations"] = sum(len(x["invalid_citations"]) for x in per_sample_extra)
-    metrics = {"split": split, "questions": n, "model": Path(str(settings.model)).name, "top_k": top_k,
+    metrics = {"split": split, "questions": n, "model": Path(str(settings.model)).name,
+               "adapter": str(adapter) if adapter.is_file() else None, "top_k": top_k,
                "reranked": reranker is not None, "closed_book": closed, "retrieval": retrieved,
                "rougeL_gain": round(retrieved["rougeL"] / closed["rougeL"], 2) if closed["rougeL"] else None,
                "seconds": round(time.perf_counter() - started, 1)}

@@ -92,11 +92,12 @@ def fact_sheets(domain: str) -> list[Document]:
     return docs
 
 
-def load_documents(docs_dir: Path, domain: str) -> list[Document]:
+def load_documents(docs_dir: Path, topics: str | list[str]) -> list[Document]:
+    """The documents in `docs_dir`, else the synthetic fact sheets of every topic (the synthetic domains)."""
     if docs_dir.is_dir():
         found = documents_from_folder(docs_dir)
         if found:
             return found
     elif docs_dir.exists():
         raise StageError(f"index.docs_dir={docs_dir}: not a folder; point it at a folder of .md/.txt/.jsonl files")
-    return fact_sheets(domain)
+    return [doc for topic in ([topics] if isinstance(topics, str) else topics) for doc in fact_sheets(topic)]

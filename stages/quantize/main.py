@@ -1,8 +1,9 @@
-"""`quantize` stage: merged HF model -> verified GGUFs (f16 + each quantization type), manifest, Modelfile,
-and a size/quality/speed benchmark into metrics/quantize.json.
+"""`quantize` stage: the shared base HF model -> verified GGUFs (f16 + each quantization type), manifest,
+Modelfile, and a size/quality/speed benchmark on every domain's test questions into metrics/quantize.json.
+Each domain's adapter then runs on this base (the `adapter` stage, stages/quantize/adapter.py).
 
-    domain-llm quantize                                     # conf/ defaults (models/merged -> models/gguf)
-    domain-llm quantize paths.merged=/tmp/smol_base 'quantize.types=[q4_k_m]'
+    domain-llm quantize                                     # conf/ defaults (models/base -> models/gguf)
+    domain-llm quantize quantize.source=models/merged/legal 'quantize.types=[q4_k_m]'   # any HF folder
     domain-llm quantize 'quantize.types=[iq2_xxs,q4_k_m]' quantize.imatrix.enabled=true
     domain-llm quantize --params params.yaml                # how dvc.yaml runs it
 """
@@ -10,16 +11,17 @@ and a size/quality/speed benchmark into metrics/quantize.json.
 from __future__ import annotations
 
 import logging
+from itertools import zip_longest
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from stages.config import domain_names
 from stages.errors import StageError
 from stages.fileio import atomic_dir, read_jsonl, write_json
 from stages.inference.chat import ChatContract
 from stages.inference.gguf import load_llama
 from stages.manifest import served_model_facts, write_manifest
-from stages.prepare.records import trained_system_prompt
 from stages.quantize.api import convert_and_quantize
 from stages.quantize.benchmark import BenchmarkArgs, benchmark_files
 from stages.quantize.publish import source_model_info, write_modelfile
@@ -28,8 +30,10 @@ from stages.quantize.quantize import file_type
 log = logging.getLogger(__name__)
 
 
-def domain_split(cfg: DictConfig, split: str = "test") -> Path:
-    return Path(cfg.paths.processed) / str(cfg.domain.name) / f"{split}.jsonl"
+def all_domains_split(cfg: DictConfig, split: str) -> list[dict]:
+    """`split` of every domain in `domains`, interleaved, so the first N records cover them all."""
+    per_domain = [read_jsonl(Path(cfg.paths.processed) / name / f"{split}.jsonl") for name in domain_names(cfg)]
+    return [r for group in zip_longest(*per_domain) for r in group if r is not None]
 
 
 def probe_texts(records: list[dict], n: int = 200) -> list[str]:
@@ -51,7 +55,7 @@ def importance_matrix(cfg: DictConfig, model_dir: Path) -> dict | None:
                          "benchmark; use train or validation")
     from stages.quantize.imatrix import compute_imatrix
 
-    return compute_imatrix(model_dir, read_jsonl(domain_split(cfg, split)),
+    return compute_imatrix(model_dir, all_domains_split(cfg, split),
                            max_examples=int(settings.get("max_examples", 200)))
 
 
@@ -67,17 +71,6 @@ def tensor_type_overrides(node) -> dict[str, dict[str, str]]:
     return {str(k).lower(): {str(p): str(t) for p, t in v.items()} for k, v in value.items()}
 
 
-def served_facts(cfg: DictConfig, model_dir: Path) -> dict:
-    """Domain and system prompt the model was trained with: the merged folder's manifest (train writes it),
-    else the training split's system message; the current config's prompt only when neither says."""
-    facts = served_model_facts(model_dir)
-    system = facts["system_prompt"]
-    if system is None and domain_split(cfg, "train").is_file():
-        system = trained_system_prompt(read_jsonl(domain_split(cfg, "train")))
-    return {"domain": facts["domain"] or str(cfg.domain.name),
-            "system_prompt": system if system is not None else cfg.domain.get("system_prompt")}
-
-
 def gguf_chat_contract(path: Path) -> ChatContract:
     """The chat contract as the published GGUF itself carries it (vocabulary and metadata only)."""
     llm = load_llama(path, vocab_only=True)
@@ -89,11 +82,11 @@ def gguf_chat_contract(path: Path) -> ChatContract:
 
 def main(cfg: DictConfig) -> dict:
     q = cfg.quantize
-    model_dir = Path(cfg.paths.merged)
+    model_dir = Path(str(q.get("source") or cfg.paths.base_model))
     if not (model_dir / "config.json").is_file():
-        raise StageError(f"{model_dir}: no merged model (config.json missing); run `domain-llm train` first "
-                         "or point paths.merged at an HF model folder")
-    records = read_jsonl(domain_split(cfg, "test"))
+        raise StageError(f"{model_dir}: no HF model here (config.json missing); run `dvc repro base` first "
+                         "or point quantize.source at an HF model folder")
+    records = all_domains_split(cfg, "test")
     types = [str(t).lower() for t in q.types]
     tensor_types = tensor_type_overrides(q.get("tensor_types"))
     imatrix_enabled = bool((q.get("imatrix") or {}).get("enabled", False))
@@ -117,10 +110,12 @@ def main(cfg: DictConfig) -> dict:
             reference_type=outtype)
         for name, report in reports.items():
             metrics[name]["bits_per_weight"] = round(report["bits_per_weight"], 3)
-        served = served_facts(cfg, model_dir)
+        # The base was trained for no domain: its system prompt is none; a merged model (quantize.source)
+        # carries its own in its manifest.
+        served = served_model_facts(model_dir)
         write_manifest(staging, files, source_model_info(model_dir),
                        {"quantize": OmegaConf.to_container(q, resolve=True), "threads": threads,
-                        "domain": str(cfg.domain.name)}, reports, served=served)
+                        "domains": domain_names(cfg)}, reports, served=served)
         served_file = files[types[0] if types else outtype]
         write_modelfile(staging, served_file.name, gguf_chat_contract(served_file), served["system_prompt"])
     write_json(Path(cfg.paths.metrics) / "quantize.json", metrics)

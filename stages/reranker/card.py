@@ -46,12 +46,12 @@ def render_model_card(info: dict, metrics: dict) -> str:
 license: apache-2.0
 library_name: sentence-transformers
 pipeline_tag: text-ranking
-tags: [cross-encoder, reranker, {info["domain"]}]
+tags: [cross-encoder, reranker, {", ".join(info["domains"])}]
 ---
 
-# domain-llm reranker ({info["domain"]})
+# domain-llm reranker ({", ".join(info["domains"])})
 
-A cross-encoder that scores how well a document answers a question in the **{info["domain"]}** domain,
+A cross-encoder that scores how well a document answers a question in the **{", ".join(info["domains"])}** domain(s),
 trained by the `train_reranker` stage of domain-llm (`domain-llm reranker` / `dvc repro train_reranker`).
 
 - **Base:** {base_line}.

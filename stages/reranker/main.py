@@ -25,6 +25,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from stages.config import domain_names
 from stages.errors import StageError
 from stages.fileio import atomic_dir, write_json
 from stages.inference.reranker import BiEncoderReranker, Reranker
@@ -115,13 +116,18 @@ def main(cfg: DictConfig) -> None:
     args = RerankerArgs.from_cfg(cfg.reranker)
     threads = set_threads(int(cfg.threads))
     seed = int(cfg.seed)
-    data_dir = Path(cfg.paths.processed) / cfg.domain.name
+    # One reranker for every domain: each split is the union of the domains' own.
+    data_dirs = [Path(cfg.paths.processed) / name for name in domain_names(cfg)]
+    data_dir = data_dirs[0].parent
     out = Path(cfg.paths.reranker)
 
-    splits = {name: records_to_queries(load_split(data_dir, name)) for name in SPLITS}
+    def union(name: str) -> list:
+        return [q for folder in data_dirs for q in records_to_queries(load_split(folder, name))]
+
+    splits = {name: union(name) for name in SPLITS}
     # facts no training record states (synthetic data; absent in data prepared before those splits existed)
-    unseen_by_split = {name: records_to_queries(load_split(data_dir, name)) for name in UNSEEN_FACT_SPLITS
-                       if (data_dir / f"{name}.jsonl").is_file()}
+    unseen_by_split = {name: union(name) for name in UNSEEN_FACT_SPLITS
+                       if all((folder / f"{name}.jsonl").is_file() for folder in data_dirs)}
     unseen = [q for queries in unseen_by_split.values() for q in queries]
     train_queries = drop_held_out_questions(splits["train"], splits["validation"] + splits["test"] + unseen)
     paraphrase_queries = splits["test"]
@@ -171,7 +177,7 @@ def main(cfg: DictConfig) -> None:
                 "chunk_pairs": len(chunk_pairs),
                 **stats, "stage_seconds": round(time.perf_counter() - start, 1)}
 
-    info = {**asdict(args), **stats, "domain": cfg.domain.name, "data_dir": str(data_dir), "output": str(out),
+    info = {**asdict(args), **stats, "domains": domain_names(cfg), "data_dir": str(data_dir), "output": str(out),
             "train_questions": len(train_queries), "test_questions": len(test_queries),
             "benchmark_split": benchmark_split,
             "chunk_pairs": len(chunk_pairs),

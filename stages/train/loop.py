@@ -81,7 +81,9 @@ def optimizer_name(settings: TrainSettings, on_cuda: bool) -> str:
 
 def training_arguments(settings: TrainSettings, on_cuda: bool, has_eval: bool,
                        eval_on_start: bool = False) -> TrainingArguments:
-    bf16 = on_cuda and settings.resolved_mode(on_cuda) in ("lora", "qlora")
+    # CUDA: bf16 for LoRA and QLoRA; CPU: bf16 autocast over fp32 weights for LoRA where the CPU has it natively.
+    bf16 = settings.resolved_mode(on_cuda) in ("lora", "qlora") if on_cuda else (
+        settings.resolved_mode(on_cuda) == "lora" and settings.bf16_on_cpu())
     return TrainingArguments(
         output_dir=settings.checkpoint_dir,
         per_device_train_batch_size=settings.batch_size,

@@ -50,6 +50,7 @@ class TrainSettings:
     scheduler: str = "cosine"
     optimizer: str = "auto"
     gradient_checkpointing: bool = False
+    cpu_bf16: bool | str = "auto"  # bf16 autocast on CPU: auto = where the CPU has native bf16 (avx512_bf16, amx)
     max_seq_length: int = 256
     group_by_length: bool = True
     logging_steps: int = 5
@@ -101,9 +102,14 @@ class TrainSettings:
                      "num_processes"):
             if int(getattr(self, name)) < 1:
                 raise StageError(f"train.{name}={getattr(self, name)}: must be >= 1")
+        if self.cpu_bf16 not in (True, False, "auto"):
+            raise StageError(f"train.cpu_bf16={self.cpu_bf16!r}: use auto, true or false")
         if self.max_steps <= 0 and self.epochs <= 0:
             raise StageError("train.epochs and train.max_steps are both <= 0: set one of them")
         self.validate_trainer_names()
+
+    def bf16_on_cpu(self) -> bool:
+        return native_cpu_bf16() if self.cpu_bf16 == "auto" else bool(self.cpu_bf16)
 
     def validate_trainer_names(self) -> None:
         """Check scheduler/optimizer against transformers' own enums, so a typo is one line, not a traceback
@@ -131,3 +137,14 @@ class TrainSettings:
                     "launcher", "accelerate_config", "threads"):
             data.pop(key)
         return data
+
+
+def native_cpu_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX). There, bf16 autocast trained SmolLM2 with
+    LoRA at 377 vs 225 tok/s in fp32 (2 threads); on an AVX2-only CPU bf16 is emulated and 10-15x slower."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
