@@ -33,7 +33,8 @@ STAGES = {
     "index": ("stages.index.main", "chunk and embed documents into models/index (BM25 + MiniLM)"),
     "retrieval": ("stages.index.evaluate", "recall@k and MRR of each retriever on the test questions"),
     "grounded": ("stages.evaluate.grounded", "served GGUF on unseen facts, alone vs with retrieved passages"),
-    "headline": ("stages.headline", "metrics/headline.json: the few metrics `dvc exp show` displays"),
+    "routing": ("stages.routing", "metrics/routing.json: how often `model: auto` picks each question's own domain"),
+    "headline": ("stages.headline", "metrics/<domain>/headline.json: the few metrics `dvc exp show` displays"),
     "serve": ("serving.main", "serve the model behind the REST / OpenAI-compatible API"),
     "ui": ("serving.ui.main", "the experiments dashboard alone (no model), at /ui"),
 }

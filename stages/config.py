@@ -97,6 +97,7 @@ def for_domain(cfg: DictConfig, name: str | None = None) -> DictConfig:
     block over the shared `data`); without, the composed `domain`. Per-domain outputs get their own folders:
     models/adapter/<name>, models/merged/<name>, models/adapters/<name>, metrics/<name>, models/checkpoints/<name>."""
     cfg = copy.deepcopy(cfg)
+    OmegaConf.set_struct(cfg, False)  # a domain's `data` block may bring keys the shared one lacks
     if name is not None:
         spec = domain_spec(name)
         data = spec.pop("data", None)

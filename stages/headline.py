@@ -43,7 +43,7 @@ GROUNDED_PICKS = (("closed_book", "rougeL", "rougeL_closed_book"), ("retrieval",
 RETRIEVAL_PICKS = (("hybrid", "mrr_at_10", "hybrid_mrr_at_10"), ("hybrid_rerank", "mrr_at_10", "rerank_mrr_at_10"))
 # What `domain-llm serve` runs for a domain by default: its adapter on the q4_k_m base (metrics/<d>/quantize.json
 # from adapter@<d>); its size and speed are headline, every entry's quality loss (ΔPPL %) too.
-SERVED_TYPE = "adapter_q4_k_m"
+SERVED_TYPES = ("adapter_q4_k_m", "q4_k_m")  # a domain's adapter on the base; a plain quantized model
 SHARED = {"reranker.json"}  # written by shared stages into metrics/, beside the domains' folders
 
 
@@ -81,7 +81,7 @@ def headline_metrics(folder: Path) -> dict:
         out["quality"]["rougeL_vs_base"] = round(delta["delta"], 4)
     quantized = {t: m for t, m in sorted(files["quantize.json"].items())
                  if isinstance(m, dict) and not (t == "f16" or t.endswith("_f16"))}  # not the reference
-    served = SERVED_TYPE if SERVED_TYPE in quantized else next(iter(quantized), None)
+    served = next((t for t in SERVED_TYPES if t in quantized), next(iter(quantized), None))
     gguf: dict[str, float] = {}
     if served:
         gguf = {f"{served}_size_mb": quantized[served].get("size_mb"),

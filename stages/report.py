@@ -68,7 +68,9 @@ def headline_table(metrics_diff: dict, rev: str) -> str:
             old, new = entry.get("old"), entry.get("new")
             ci = (metrics.get(f"{name}_ci_low", {}).get("old"), metrics.get(f"{name}_ci_high", {}).get("old"))
             diff = entry.get("diff")
-            rows.append(f"| {name} | {_fmt(old)} | {_fmt(new)} | {_fmt(diff)} | {_verdict(name, old, new, ci, rev)} |")
+            # metrics/<domain>/eval.json: one row per domain and metric
+            label = f"{Path(path).parent.name}: {name}" if Path(path).parent.name != "metrics" else name
+            rows.append(f"| {label} | {_fmt(old)} | {_fmt(new)} | {_fmt(diff)} | {_verdict(name, old, new, ci, rev)} |")
     if not rows:
         return ""
     header = f"| Metric | {rev} | workspace | Change | |\n|---|---|---|---|---|"
@@ -87,7 +89,8 @@ def changes_table(diff: dict, rev: str, kind: str) -> str:
 
 def metrics_files(cwd: str | Path) -> list[str]:
     """Every stage's metrics file, not only the declared headline: `dvc metrics diff --targets` reads them."""
-    return sorted(str(p.relative_to(cwd)) for p in Path(cwd).glob("metrics/*.json"))
+    return sorted(str(p.relative_to(cwd)) for pattern in ("metrics/*.json", "metrics/*/*.json")
+                  for p in Path(cwd).glob(pattern))
 
 
 def build_report(rev: str, cwd: str | Path = ".") -> str:

@@ -28,8 +28,8 @@ def test_repro_prepare_then_up_to_date_and_metrics(repo):
     assert "didn't change" in again.stdout or "up to date" in again.stdout
     # The stage's full metrics file is a plain output (the declared metrics are the headline, written last);
     # dvc still reads it by name.
-    shown = json.loads(run(["dvc", "metrics", "show", "--json", "metrics/data.json"], repo).stdout)
-    assert shown[""]["data"]["metrics/data.json"]["data"]["counts"]["total"] == sum(splits.values())
+    shown = json.loads(run(["dvc", "metrics", "show", "--json", "metrics/healthcare/data.json"], repo).stdout)
+    assert shown[""]["data"]["metrics/healthcare/data.json"]["data"]["counts"]["total"] == sum(splits.values())
 
 
 def test_editing_conf_is_picked_up_by_the_main_command(repo):
@@ -47,8 +47,10 @@ def test_editing_conf_is_picked_up_by_the_main_command(repo):
 
 
 def test_exp_run_set_param_reaches_the_stage(repo):
-    run(["dvc", "exp", "run", "prepare", "-S", "domain=legal"], repo)
-    records = [json.loads(line) for line in (repo / "data/processed/legal/test.jsonl").read_text().splitlines()]
-    assert records and {r["domain"] for r in records} == {"legal"}
-    assert not (repo / "data/processed/healthcare").exists()
-    assert "name: legal" in (repo / "params.yaml").read_text()
+    """`-S domains=[...]` decides which per-domain stages exist (dvc.yaml foreach over the list)."""
+    out = run(["dvc", "exp", "run", "prepare", "-S", "domains=[legal,finance]"], repo).stdout
+    assert "prepare@legal" in out and "prepare@finance" in out and "prepare@healthcare" not in out
+    for domain in ("legal", "finance"):
+        lines = (repo / f"data/processed/{domain}/test.jsonl").read_text().splitlines()
+        assert lines and {json.loads(line)["domain"] for line in lines} == {domain}
+    assert "domains:\n- legal\n- finance" in (repo / "params.yaml").read_text()

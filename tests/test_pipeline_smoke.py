@@ -1,8 +1,9 @@
-"""Full-pipeline smoke test: every DVC stage on a tiny random model in a real temp git+DVC repo.
+"""Full-pipeline smoke test: every DVC stage on a tiny random model, two domains, in a real temp git+DVC repo.
 
-base -> index -> prepare -> train -> evaluate, quantize, train_reranker, evaluate_retrieval, evaluate_grounded,
-headline; then up to date; then an experiment
-with `-S train.lora.r=8` reruns train and what follows, not prepare/reranker, and `dvc metrics diff` shows it.
+Shared: base, index, quantize (the base as GGUF), train_reranker. Per domain (foreach): prepare, train, evaluate,
+adapter (the domain's LoRA adapter as GGUF), retrieval, grounded, headline. Then: up to date; the server answers
+each domain with its own adapter, as the merged model does; an experiment with `-S train.lora.r=8` reruns the
+per-domain training and what follows, not prepare, quantize or the reranker, and `dvc metrics diff` shows it.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.pipeline_repo import make_pipeline_repo, run
 
+DOMAINS = ("healthcare", "legal")
 SMOKE_CONF = """
 data:
   num_samples: 60
@@ -46,56 +49,109 @@ serve:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    repo = make_pipeline_repo(tmp_path_factory.mktemp("smoke") / "repo", SMOKE_CONF)
+    repo = make_pipeline_repo(tmp_path_factory.mktemp("smoke") / "repo", SMOKE_CONF, domains=DOMAINS)
     run(["dvc", "repro"], repo, timeout=1200)
     run("git add -A && git commit -qm 'pipeline run'", repo)
     return repo
 
 
 def test_every_stage_publishes_its_outputs(repo):
-    for path in ("models/base/model.safetensors", "data/processed/healthcare/test.jsonl",
-                 "models/adapter/adapter_config.json", "models/merged/model.safetensors",
-                 "models/merged/README.md", "models/gguf/model-q8_0.gguf", "models/gguf/manifest.json",
-                 "models/reranker/README.md", "metrics/eval/predictions.jsonl", "models/index/chunks.jsonl",
-                 "metrics/index.json", "metrics/retrieval.json", "metrics/grounded.json",
-                 "data/processed/healthcare/test_facts.jsonl", "data/processed/healthcare/validation_facts.jsonl"):
+    shared = ("models/base/model.safetensors", "models/gguf/model-q8_0.gguf", "models/gguf/manifest.json",
+              "models/reranker/README.md", "models/index/chunks.jsonl", "metrics/index.json", "metrics/quantize.json",
+              "metrics/reranker.json", "metrics/routing.json")
+    per_domain = ("data/processed/{d}/test.jsonl", "data/processed/{d}/test_facts.jsonl",
+                  "data/processed/{d}/validation_facts.jsonl", "models/adapter/{d}/adapter_config.json",
+                  "models/merged/{d}/model.safetensors", "models/merged/{d}/README.md",
+                  "models/adapters/{d}/adapter.gguf", "models/adapters/{d}/manifest.json",
+                  "metrics/{d}/eval/predictions.jsonl", "metrics/{d}/retrieval.json", "metrics/{d}/grounded.json",
+                  "metrics/{d}/eval.json", "metrics/{d}/quantize.json", "metrics/{d}/train.json",
+                  "metrics/{d}/model_comparison.json")
+    for path in (*shared, *(p.format(d=d) for p in per_domain for d in DOMAINS)):
         assert (repo / path).exists(), path
-    # Only the headline is declared as DVC metrics: a readable `dvc exp show` row (the detail stays in git).
+    # Only the headlines are declared as DVC metrics, one per domain side by side: a readable `dvc exp show`.
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
     declared = metrics[""]["data"]
-    assert list(declared) == ["metrics/headline.json"], list(declared)
-    headline = declared["metrics/headline.json"]["data"]
-    assert sum(len(section) for section in headline.values()) <= 20, headline
-    for section, key in (("quality", "rougeL"), ("quality", "perplexity"), ("quality", "stop_rate"),
-                         ("training", "eval_loss"), ("gguf", "q8_0_dppl_pct"), ("rerank", "mrr_at_10"),
-                         ("retrieval", "hybrid_mrr_at_10"), ("grounded", "rougeL_with_retrieval")):
-        assert isinstance(headline[section][key], int | float), (section, key)
-    for detail in ("eval.json", "quantize.json", "reranker.json", "train.json", "model_comparison.json"):
-        assert (repo / "metrics" / detail).is_file(), detail
+    assert sorted(declared) == [f"metrics/{d}/headline.json" for d in sorted(DOMAINS)], list(declared)
+    for domain in DOMAINS:
+        headline = declared[f"metrics/{domain}/headline.json"]["data"]
+        assert sum(len(section) for section in headline.values()) <= 20, headline
+        for section, key in (("quality", "rougeL"), ("quality", "perplexity"), ("quality", "stop_rate"),
+                             ("training", "eval_loss"), ("gguf", "adapter_q8_0_dppl_pct"),
+                             ("gguf", "merged_q8_0_dppl_pct"), ("rerank", "mrr_at_10"),
+                             ("retrieval", "hybrid_mrr_at_10"), ("grounded", "rougeL_with_retrieval")):
+            assert isinstance(headline[section][key], int | float), (domain, section, key)
+    routing = json.loads((repo / "metrics/routing.json").read_text())
+    assert sorted(routing["per_domain"]) == sorted(DOMAINS) and routing["questions"] > 10
+    assert 0 <= routing["accuracy"] <= 1 and sum(routing["confusion"]["legal"].values()) > 0
+    # The adapter runs on the published base: its manifest names that file and its sha256.
+    from stages.manifest import sha256_file
+
+    manifest = json.loads((repo / "models/adapters/legal/manifest.json").read_text())
+    assert manifest["base"] == {"file": "model-q8_0.gguf", "sha256": sha256_file(repo / "models/gguf/model-q8_0.gguf")}
+    assert manifest["adapter"]["sha256"] == sha256_file(repo / "models/adapters/legal/adapter.gguf")
     status = run(["dvc", "status"], repo).stdout
     assert "up to date" in status
 
 
+def test_one_server_answers_each_domain_with_its_adapter_like_the_merged_model(repo):
+    """`domain-llm serve` on the published base finds both adapters; each domain's greedy answers are its
+    adapter's (they differ between domains) and equal those of the merged model converted whole."""
+    from stages.inference import SamplingParams, load_engine
+    from stages.quantize.convert import convert_hf_to_gguf
+    from tests.serving.conftest import start_server_process
+
+    question = "What is hypertension?"
+    server = start_server_process("serve.model=" + str(repo / "models/gguf/model-q8_0.gguf"),
+                                  "serve.adapter_dir=" + str(repo / "models/adapters"), "serve.index=null",
+                                  "serve.rerank=false", "serve.ui=false")
+    try:
+        ids = [m["id"] for m in httpx.get(f"{server.url}/v1/models", timeout=30).json()["data"]]
+        assert ids == ["model-q8_0", "domain-llm-healthcare", "domain-llm-legal"]
+        answers = {}
+        for domain in DOMAINS:
+            body = {"model": f"domain-llm-{domain}", "max_tokens": 12, "temperature": 0,
+                    "messages": [{"role": "user", "content": question}]}
+            response = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=60)
+            assert response.status_code == 200 and response.headers["x-domain-llm-domain"] == domain
+            answers[domain] = response.json()["choices"][0]["message"]["content"]
+    finally:
+        server.stop()
+    for domain in DOMAINS:
+        merged = convert_hf_to_gguf(repo / f"models/merged/{domain}", repo / f"merged-{domain}.gguf", outtype="f16")
+        system = json.loads((repo / f"models/adapters/{domain}/manifest.json").read_text())["system_prompt"]
+        engine = load_engine("gguf", merged, threads=1, n_ctx=256)
+        try:
+            [expected] = engine.chat([[{"role": "system", "content": system}, {"role": "user", "content": question}]],
+                                     SamplingParams(max_new_tokens=12))
+        finally:
+            engine.close()
+            merged.unlink()
+        # q8_0 base + f16 adapter vs the merged model in f16: rounding apart, the same first words.
+        assert answers[domain][:10] == expected.text[:10], (domain, answers[domain], expected.text)
+    assert answers["healthcare"] != answers["legal"]
+
+
 def test_forced_rerun_resumes_and_keeps_the_curves(repo):
-    curve = repo / "metrics/train_live/plots/metrics/train/loss.tsv"
+    curve = repo / "metrics/legal/train_live/plots/metrics/train/loss.tsv"
     before = curve.read_text()
-    out = run(["dvc", "repro", "--force", "--single-item", "train"], repo, timeout=600).stdout
-    assert "Running stage 'train'" in out
-    train = json.loads((repo / "metrics/train.json").read_text())
+    out = run(["dvc", "repro", "--force", "--single-item", "train@legal"], repo, timeout=600).stdout
+    assert "Running stage 'train@legal'" in out and "train@healthcare" not in out
+    train = json.loads((repo / "metrics/legal/train.json").read_text())
     assert train["resumed_from_step"] == train["steps"] == 4
     assert curve.read_text() == before and len(before.splitlines()) >= 3  # header + a row per logged step
 
 
 def test_experiment_reruns_train_and_downstream_only(repo):
     out = run(["dvc", "exp", "run", "-S", "train.lora.r=8"], repo, timeout=1200).stdout
-    assert "Running stage 'train'" in out
-    assert "Running stage 'evaluate'" in out and "Running stage 'quantize'" in out
-    for stage in ("base", "prepare", "train_reranker"):
+    for domain in DOMAINS:
+        for stage in ("train", "evaluate", "adapter", "grounded"):
+            assert f"Running stage '{stage}@{domain}'" in out, (stage, domain)
+    for stage in ("base", "prepare@healthcare", "prepare@legal", "quantize", "train_reranker"):
         assert f"Running stage '{stage}'" not in out, stage
-    diff = run(["dvc", "metrics", "diff", "--json"], repo).stdout
-    changed = json.loads(diff).get("metrics/headline.json", {})
-    assert {"quality.rougeL", "quality.perplexity", "training.eval_loss"} & set(changed), diff[:2000]
-    detail = run(["dvc", "metrics", "diff", "--json", "--targets", "metrics/eval.json"], repo).stdout
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo).stdout)
+    changed = diff.get("metrics/legal/headline.json", {})
+    assert {"quality.rougeL", "quality.perplexity", "training.eval_loss"} & set(changed), diff
+    detail = run(["dvc", "metrics", "diff", "--json", "--targets", "metrics/legal/eval.json"], repo).stdout
     assert "rougeL_ci_low" in detail or "perplexity_ci_low" in detail, detail[:2000]
     params = run(["dvc", "params", "diff", "--json"], repo).stdout
     assert "train.lora.r" in params
@@ -118,7 +174,7 @@ def test_a_qwen2_model_goes_through_the_whole_pipeline(repo):
     # their turn (eval stop_rate, below), not yet the answers.
     out = run(["dvc", "exp", "run", "-S", "model.family=qwen2", "-S", "train.max_steps=60", "-S", "train.lr=5e-3",
                "-S", "prepare.grounded.share=0"], repo, timeout=1200).stdout
-    for stage in ("base", "prepare", "train", "evaluate", "quantize"):
+    for stage in ("base", "prepare@legal", "train@legal", "evaluate@legal", "quantize", "adapter@legal"):
         assert f"Running stage '{stage}'" in out, stage
     assert json.loads((repo / "models/base/config.json").read_text())["architectures"] == ["Qwen2ForCausalLM"]
     engine = load_engine("gguf", repo / "models/gguf/model-q8_0.gguf", threads=1, n_ctx=256)
@@ -134,18 +190,20 @@ def test_a_qwen2_model_goes_through_the_whole_pipeline(repo):
         assert engine.contract.stop_strings[0] == "<|im_end|>"
     finally:
         engine.close()
-    assert json.loads((repo / "metrics/eval.json").read_text())["stop_rate"] > 0
+    assert json.loads((repo / "metrics/legal/eval.json").read_text())["stop_rate"] > 0
 
 
 def test_exp_show_is_readable_after_the_experiments(repo):
-    """After the experiments above, a row is the changed params plus at most 20 headline metrics (it was 351
-    metric and 150 param columns when every metrics file was declared)."""
+    """After the experiments above, a row is the changed params plus at most 20 headline metrics per domain (it
+    was 351 metric and 150 param columns when every metrics file was declared)."""
     header = run(["dvc", "exp", "show", "--only-changed", "--csv"], repo).stdout.splitlines()[0].split(",")
-    metrics = [c for c in header
-               if c.split(".")[0] in ("quality", "training", "gguf", "rerank", "retrieval", "grounded")]
+    # with several metrics files a column is "<file>:<section>.<name>"
+    metrics = [c for c in header if c.split(":")[-1].split(".")[0] in
+               ("quality", "training", "gguf", "rerank", "retrieval", "grounded")]
     print(f"\ndvc exp show --only-changed: {len(header)} columns, {len(metrics)} of them metrics: {header}")
-    assert 3 <= len(metrics) <= 20, header  # --only-changed: the headline metrics that moved
-    assert len(header) <= 40, f"{len(header)} columns: {header}"
+    assert 3 <= len(metrics) <= 20 * len(DOMAINS), header  # --only-changed: the headline metrics that moved
+    assert any(c.startswith("metrics/legal/headline.json:") for c in metrics), header
+    assert len(header) <= 20 + 20 * len(DOMAINS), f"{len(header)} columns: {header}"
     assert "train.lora.r" in header and "model.family" in header  # the params the experiments changed
 
 
@@ -165,18 +223,19 @@ def test_dashboard_shows_the_pipeline_and_its_experiments(repo, tmp_path):
             rows = page.locator("#experiments tbody tr")
             kinds = rows.locator("td:nth-child(3)").all_inner_texts()
             assert kinds.count("experiment") >= 2 and "commit" in kinds, kinds
-            assert "quality.rougeL" in page.locator("#experiments th").all_inner_texts()
+            assert "legal.quality.rougeL" in page.locator("#experiments th").all_inner_texts()
             wait_until(lambda: page.locator("#loss-curve").evaluate("img => img.complete && img.naturalWidth") > 100)
             rows.nth(1).locator("input").check()            # the commit with the pipeline run
             rows.filter(has_text="experiment").first.locator("input").check()
             page.click("#compare-button")
             compared = page.locator("#comparison tbody td:first-child").all_inner_texts()
-            assert "quality.rougeL" in compared and "training.eval_loss" in compared, compared
+            assert "legal.quality.rougeL" in compared and "healthcare.training.eval_loss" in compared, compared
             assert page.locator("#param-diff tbody tr").count() >= 1
-            assert "q8_0" in page.locator("#quantization tbody td:first-child").all_inner_texts()
+            entries = page.locator("#quantization tbody td:first-child").all_inner_texts()
+            assert "q8_0" in entries and "legal: adapter_q8_0" in entries, entries
             rankers = page.locator("#reranker tbody td:first-child").all_inner_texts()
             assert {"bm25", "biencoder", "trained"} <= set(rankers), rankers
-            assert page.locator("details.doc summary", has_text="models/merged/README.md").count() == 1
+            assert page.locator("details.doc summary", has_text="models/merged/legal/README.md").count() == 1
             log.assert_clean()
     finally:
         server.stop()

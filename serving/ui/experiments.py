@@ -22,6 +22,8 @@ from typing import Any
 from stages.errors import StageError
 
 HEADLINE_FILE = "metrics/headline.json"
+# headline@<domain> writes one per domain; its metrics are shown as "<domain>.<section>.<name>".
+DOMAIN_HEADLINE = re.compile(r"^metrics/([a-z0-9][a-z0-9_-]*)/headline\.json$")
 PARAMS_FILE = "params.yaml"
 GIT_SHA = re.compile(r"^[0-9a-f]{7,40}$")
 CURVES = {"train loss": "metrics/train_live/plots/metrics/train/loss.tsv",
@@ -62,7 +64,11 @@ def run_dvc_json(args: list[str], repo: Path, timeout_s: float = 120) -> Any:
 def _row(entry: dict, kind: str, name: str | None) -> ExperimentRow:
     data = entry.get("data") or {}
     params = flatten(((data.get("params") or {}).get(PARAMS_FILE) or {}).get("data") or {})
-    metrics = flatten(((data.get("metrics") or {}).get(HEADLINE_FILE) or {}).get("data") or {})
+    metrics: dict[str, Any] = {}
+    for path, content in sorted((data.get("metrics") or {}).items()):
+        domain = DOMAIN_HEADLINE.match(path)
+        if path == HEADLINE_FILE or domain:
+            metrics.update(flatten((content or {}).get("data") or {}, domain.group(1) if domain else ""))
     rev = entry.get("rev") or "?"
     error = entry.get("error") or None
     return ExperimentRow(rev=rev, name=name or (rev if rev == "workspace" else rev[:7]), kind=kind,
@@ -136,11 +142,21 @@ def parse_curve(text: str) -> list[tuple[float, float]]:
     return points
 
 
-def loss_curves(repo: Path, revs: list[tuple[str, str]]) -> dict[str, dict[str, list[tuple[float, float]]]]:
-    """{label: {"train loss": points, "eval loss": points}} for each (rev, label)."""
-    curves: dict[str, dict[str, list]] = {}
-    for rev, label in revs:
+def curve_files(repo: Path) -> dict[str, str]:
+    """Series name -> dvclive TSV: the single-model layout, and each domain's (metrics/<domain>/train_live)."""
+    files = dict(CURVES)
+    for live in sorted((repo / "metrics").glob("*/train_live")):
         for series, path in CURVES.items():
+            files[f"{live.parent.name} {series}"] = path.replace("metrics/", f"metrics/{live.parent.name}/", 1)
+    return files
+
+
+def loss_curves(repo: Path, revs: list[tuple[str, str]]) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """{label: {"train loss": points, "eval loss": points, "<domain> train loss": ...}} for each (rev, label)."""
+    curves: dict[str, dict[str, list]] = {}
+    series_files = curve_files(repo)
+    for rev, label in revs:
+        for series, path in series_files.items():
             text = read_at(repo, rev, path)
             if text:
                 curves.setdefault(label, {})[series] = parse_curve(text)
@@ -156,9 +172,12 @@ def read_json(repo: Path, path: str) -> dict:
 
 
 def quantization_table(repo: Path) -> list[dict]:
-    """One row per GGUF type from metrics/quantize.json (size, ΔPPL, KL, tokens/s)."""
-    return [{"type": qtype, **values} for qtype, values in read_json(repo, "metrics/quantize.json").items()
-            if isinstance(values, dict)]
+    """One row per GGUF type from metrics/quantize.json (size, ΔPPL, KL, tokens/s), then each domain's adapter
+    and merged model from metrics/<domain>/quantize.json as "<domain>: <entry>"."""
+    files = [("", "metrics/quantize.json")] + [(f"{p.parent.name}: ", str(p.relative_to(repo)))
+                                             for p in sorted((repo / "metrics").glob("*/quantize.json"))]
+    return [{"type": prefix + qtype, **values} for prefix, path in files
+            for qtype, values in read_json(repo, path).items() if isinstance(values, dict)]
 
 
 def reranker_table(repo: Path) -> list[dict]:
@@ -176,9 +195,11 @@ MODEL_CARDS = ("models/base/README.md", "models/merged/README.md", "models/gguf/
 
 
 def documents(repo: Path) -> dict[str, str]:
-    """The data report and the model cards that exist, path -> markdown."""
+    """The data reports and the model cards that exist (also each domain's), path -> markdown."""
     found = {}
-    for path in ("metrics/data_report.md", *MODEL_CARDS):
+    per_domain = [str(p.relative_to(repo)) for pattern in ("metrics/*/data_report.md", "models/merged/*/README.md")
+                  for p in sorted(repo.glob(pattern))]
+    for path in ("metrics/data_report.md", *MODEL_CARDS, *per_domain):
         file = repo / path
         if file.is_file():
             found[path] = file.read_text(errors="replace")

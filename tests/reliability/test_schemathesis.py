@@ -45,7 +45,7 @@ def fuzzed_server(gguf_model, tmp_path_factory):
     from stages.index.main import main as build_index
 
     root = tmp_path_factory.mktemp("fuzz_index")  # /api/v1/ask answers from the healthcare fact sheets
-    build_index(compose([f"index.docs_dir={root / 'no-docs'}", f"paths.index={root / 'index'}",
+    build_index(compose(["domains=[healthcare]", f"index.docs_dir={root / 'no-docs'}", f"paths.index={root / 'index'}",
                          f"paths.metrics={root}"]))
     running = start_server_process(gguf_model, *SERVE_SETTINGS, f"serve.index={root / 'index'}",
                                    env={"DOMAIN_LLM_API_KEY": API_KEY, "DOMAIN_LLM_ADMIN_TOKEN": ADMIN_TOKEN})

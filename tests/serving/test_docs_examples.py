@@ -36,7 +36,7 @@ def fact_sheet_index(tmp_path_factory):
     from stages.index.main import main
 
     root = tmp_path_factory.mktemp("doc_index")
-    main(compose([f"index.docs_dir={root / 'no-docs'}", f"paths.index={root / 'index'}", f"paths.metrics={root}"]))
+    main(compose(["domains=[healthcare]", f"index.docs_dir={root / 'no-docs'}", f"paths.index={root / 'index'}", f"paths.metrics={root}"]))
     return root / "index"
 
 

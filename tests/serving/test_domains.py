@@ -18,7 +18,7 @@ MEDICAL_QUESTION = "Which medication lowers cholesterol?"
 
 
 def adapter_overrides(files: dict) -> list[str]:
-    return [f"serve.model={files['base']}", "serve.index=null", "serve.rerank=false", "serve.ui=false",
+    return [f"serve.model={files['base']}", "serve.index=null", "serve.rerank=false", "serve.ui=true",
             "serve.n_ctx=256", "serve.parallel=4",
             f"serve.adapters={{legal:'{files['legal']}',healthcare:'{files['healthcare']}'}}"]
 
@@ -118,3 +118,28 @@ def test_a_bad_adapter_file_stops_the_server_in_one_line(tiny_adapters):
     log = server.process.log_file.name
     errors = [line for line in open(log, encoding="utf-8") if "not a LoRA adapter GGUF" in line]
     assert len(errors) == 1 and str(tiny_adapters["base"]) in errors[0]
+
+
+def test_the_playground_offers_auto_and_each_domain_and_says_which_answered(served):
+    from tests.browser import chromium_path, offline_page
+
+    chromium_path()  # skips with the reason when no browser is installed
+    with offline_page() as (page, log):
+        page.goto(f"{served.url}/ui/playground")
+        page.wait_for_selector("#model-line[data-ready]")
+        options = page.locator("#model-select option").all_inner_texts()
+        assert options == ["auto", "base", "domain-llm-legal", "domain-llm-healthcare"], options
+        page.fill("#temperature", "0")
+        page.fill("#max-tokens", "8")
+        page.fill("#message", MEDICAL_QUESTION)  # auto: routed to healthcare
+        page.click("#send")
+        page.wait_for_selector("#stats[data-finish]", timeout=60_000)
+        assert page.locator("#stats").inner_text().endswith("domain: healthcare")
+        page.select_option("#model-select", "domain-llm-legal")
+        page.click("#clear")
+        page.fill("#message", MEDICAL_QUESTION)
+        page.click("#send")
+        page.wait_for_function("document.querySelectorAll('.msg.assistant').length == 1 && "
+                               "document.getElementById('stats').innerText.includes('domain: legal')",
+                               timeout=60_000)
+        log.assert_clean()

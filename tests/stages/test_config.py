@@ -54,3 +54,33 @@ def test_stage_config_refuses_params_and_overrides_together(tmp_path):
         stage_config(str(out), ["domain=legal"])
     with pytest.raises(StageError, match="params file not found"):
         load_params(tmp_path / "missing.yaml")
+
+
+def test_a_new_domain_file_with_its_own_data_gets_its_own_paths(tmp_path, monkeypatch):
+    """conf/domain/<name>.yaml is all a domain needs: its `data` block replaces the shared data source, and its
+    stage runs write into folders of their own."""
+    import shutil
+
+    from stages.config import domain_names, for_domain
+
+    shutil.copytree(REPO_ROOT / "conf", tmp_path / "conf")
+    (tmp_path / "conf" / "domain" / "tax.yaml").write_text(
+        "# dvc exp run -S 'domains=[tax]'\nname: tax\ndomains: [tax]\nsystem_prompt: You answer tax questions.\n"
+        "data:\n  source: local_file\n  path: data/raw/tax.jsonl\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = for_domain(compose(["domains=[healthcare,tax]", "data=synthetic"]), "tax")
+    assert domain_names(cfg) == ["healthcare", "tax"]
+    assert (cfg.domain.name, cfg.domain.system_prompt) == ("tax", "You answer tax questions.")
+    assert (cfg.data.source, cfg.data.path) == ("local_file", "data/raw/tax.jsonl")
+    assert cfg.data.held_out_facts == 0.15  # the shared data settings it does not replace stay
+    assert (cfg.paths.adapter, cfg.paths.merged, cfg.paths.metrics, cfg.paths.adapter_gguf) == (
+        "models/adapter/tax", "models/merged/tax", "metrics/tax", "models/adapters/tax")
+    assert (cfg.train.checkpoint_dir, cfg.train.live_dir) == ("models/checkpoints/tax", "metrics/tax/train_live")
+    with pytest.raises(StageError, match=r"domains: 'atlantis' has no .*atlantis.yaml") as err:
+        for_domain(compose([]), "atlantis")
+    assert "\n" not in str(err.value)
+    (tmp_path / "conf" / "domain" / "wrong.yaml").write_text("name: other\n")
+    with pytest.raises(StageError, match=r"wrong.yaml: name must be 'wrong'"):
+        for_domain(compose([]), "wrong")
+    with pytest.raises(StageError, match="names a domain twice"):
+        domain_names(compose(["domains=[tax,tax]"]))

@@ -25,13 +25,14 @@ def write_metrics(folder, quantize_types=("q4_k_m", "q8_0")) -> None:
                           **{t: {"size_mb": 100.0 + i, "delta_ppl_pct": 1.0 + i, "decode_tokens_per_s": 110.0}
                              for i, t in enumerate(quantize_types)}},
     }
-    for name, content in files.items():
-        (folder / name).write_text(json.dumps(content))
+    folder.mkdir(exist_ok=True)
+    for name, content in files.items():  # the shared reranker's metrics sit beside the domains' folders
+        (folder.parent if name == "reranker.json" else folder).joinpath(name).write_text(json.dumps(content))
 
 
 def test_headline_picks_the_few_numbers(tmp_path):
-    write_metrics(tmp_path)
-    headline = headline_metrics(tmp_path)
+    write_metrics(tmp_path / "legal")
+    headline = headline_metrics(tmp_path / "legal")
     assert headline["quality"] == {"rougeL": 0.49, "exact_match": 0.05, "semantic_similarity": 0.87,
                                    "perplexity": 3.75, "stop_rate": 0.983, "repetition_rate": 0.033,
                                    "rougeL_vs_base": 0.3}
@@ -47,13 +48,14 @@ def test_headline_picks_the_few_numbers(tmp_path):
 
 def test_headline_stays_within_its_column_budget(tmp_path):
     many = ("q2_k", "q3_k_m", "q4_0", "q4_k_m", "q5_0", "q5_k_m", "q6_k", "q8_0", "iq4_xs")
-    write_metrics(tmp_path, many)
-    headline = headline_metrics(tmp_path)
+    write_metrics(tmp_path / "legal", many)
+    headline = headline_metrics(tmp_path / "legal")
     assert sum(len(v) for v in headline.values()) == MAX_HEADLINE
     assert "q4_k_m_size_mb" in headline["gguf"]  # the served type's size and speed are kept
 
 
 def test_missing_or_broken_metrics_file_is_one_line(tmp_path):
+    tmp_path = tmp_path / "legal"
     write_metrics(tmp_path)
     (tmp_path / "train.json").unlink()
     with pytest.raises(StageError, match=r"train.json: missing; run the stage that writes it"):

@@ -43,6 +43,17 @@ async function loadModelInfo() {
   }
   const info = await response.json();
   modelId = info.model_id;
+  // One id per domain adapter besides the base: `auto` (the default) routes each question to its domain.
+  const models = await fetch("/v1/models").then((r) => r.ok ? r.json() : { data: [] });
+  const ids = (models.data || []).map((m) => m.id);
+  const select = $("model-select");
+  select.textContent = "";
+  for (const id of (ids.length > 1 ? ["auto", ...ids] : [modelId])) {
+    const option = document.createElement("option");
+    option.value = id;
+    option.textContent = id;
+    select.append(option);
+  }
   line.dataset.ready = "1";
   line.textContent = `Model ${info.model_id} · ${info.architecture || info.type || ""} ` +
     `${info.quantization || ""} · context ${info.n_ctx_per_sequence || info.n_ctx || "?"} tokens per request`;
@@ -73,7 +84,8 @@ function requestBody() {
   if (system) messages.push({ role: "system", content: system });
   messages.push(...history);
   const body = {
-    model: modelId || "domain-llm", messages, stream: true, stream_options: { include_usage: true },
+    model: $("model-select").value || modelId || "domain-llm", messages, stream: true,
+    stream_options: { include_usage: true },
     max_tokens: numberOrNull("max-tokens"), temperature: numberOrNull("temperature"),
     top_p: numberOrNull("top-p"),
   };
@@ -121,7 +133,7 @@ async function sendChat(event) {
   $("stats").textContent = "…";
   delete $("stats").dataset.finish;
   const started = performance.now();
-  let firstToken = null, finish = null, usage = null, chunks = 0, answer = "";
+  let firstToken = null, finish = null, usage = null, chunks = 0, answer = "", domain = null;
   try {
     const response = await fetch("/v1/chat/completions", {
       method: "POST", headers: { "Content-Type": "application/json" },
@@ -130,6 +142,7 @@ async function sendChat(event) {
     if (!response.ok) throw new Error(await errorMessage(response));
     await readEvents(response, (chunk) => {
       if (chunk.usage) usage = chunk.usage;
+      if (chunk.domain) domain = chunk.domain;
       for (const choice of chunk.choices || []) {
         const piece = (choice.delta && choice.delta.content) || "";
         if (piece) {
@@ -145,7 +158,8 @@ async function sendChat(event) {
     const tokens = usage ? usage.completion_tokens : chunks;
     const seconds = (performance.now() - (firstToken || started)) / 1000;
     $("stats").textContent = `${tokens} tokens · ${(tokens / Math.max(seconds, 1e-3)).toFixed(1)} tokens/s · ` +
-      `first token ${(((firstToken || performance.now()) - started) / 1000).toFixed(2)} s · finish: ${finish}`;
+      `first token ${(((firstToken || performance.now()) - started) / 1000).toFixed(2)} s · finish: ${finish}` +
+      (domain ? ` · domain: ${domain}` : "");
     $("stats").dataset.finish = finish || "none";
   } catch (e) {
     history.pop();

@@ -15,7 +15,8 @@ from stages.quantize.main import main
 
 
 def stage_cfg(cfg_factory, model_dir: Path, root: Path, records: list[dict], *extra: str):
-    cfg = cfg_factory(f"paths.merged={model_dir}", f"paths.processed={root}/processed", f"paths.gguf={root}/gguf",
+    cfg = cfg_factory(f"quantize.source={model_dir}", "domains=[healthcare]", f"paths.processed={root}/processed",
+                      f"paths.gguf={root}/gguf",
                       f"paths.metrics={root}/metrics", "threads=1", "quantize.benchmark.max_examples=4",
                       "quantize.benchmark.decode_tokens=8", "quantize.benchmark.n_ctx=256", *extra)
     write_jsonl(root / "processed" / cfg.domain.name / "test.jsonl", records)
@@ -57,7 +58,7 @@ def test_failures_leave_previous_outputs(cfg_factory, tiny_model_dir, test_recor
     with pytest.raises(StageError, match="q9_9"):
         main(cfg)
     cfg = stage_cfg(cfg_factory, tmp_path / "missing", tmp_path, test_records)
-    with pytest.raises(StageError, match="domain-llm train"):
+    with pytest.raises(StageError, match="dvc repro base"):
         main(cfg)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert (published / "model-q8_0.gguf").read_bytes() == b"previous"
@@ -101,22 +102,17 @@ def test_manifest_and_modelfile_carry_the_system_prompt_the_model_was_trained_wi
     import shutil
 
     from stages.manifest import served_model_facts, write_manifest
-    from stages.prepare.records import make_record
 
-    trained = "You are a legal information assistant; you are not a lawyer."
-    train = [make_record("legal", "What is a tort?", "A civil wrong.", "synthetic", system_prompt=trained)] * 3
-    # The current config says healthcare; the model was trained on legal data with another prompt.
+    # The shared base was trained for no domain: no system prompt, whatever the config's domain says.
     cfg = stage_cfg(cfg_factory, tiny_model_dir, tmp_path, test_records, "quantize.types=[q8_0]")
-    write_jsonl(tmp_path / "processed" / cfg.domain.name / "train.jsonl", train)
     main(cfg)
     out = tmp_path / "gguf"
-    assert served_model_facts(out / "model-q8_0.gguf")["system_prompt"] == trained
-    assert f'SYSTEM """{trained}"""' in (out / "Modelfile").read_text()
-    assert cfg.domain.system_prompt not in (out / "Modelfile").read_text()
-
-    # The merged folder's own manifest (written by train) wins over the data.
+    assert served_model_facts(out / "model-q8_0.gguf")["system_prompt"] is None
+    assert "SYSTEM" not in (out / "Modelfile").read_text()
+    # A merged model (quantize.source) carries the one its manifest says (train writes it).
     merged = tmp_path / "merged"
     shutil.copytree(tiny_model_dir, merged)
     write_manifest(merged, {}, {}, {}, {}, served={"domain": "legal", "system_prompt": "From the train stage."})
     main(stage_cfg(cfg_factory, merged, tmp_path, test_records, "quantize.types=[q8_0]"))
     assert served_model_facts(out / "model-q8_0.gguf") == {"domain": "legal", "system_prompt": "From the train stage."}
+    assert 'SYSTEM """From the train stage."""' in (out / "Modelfile").read_text()

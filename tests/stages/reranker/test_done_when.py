@@ -29,9 +29,11 @@ def test_trained_cross_encoder_beats_bm25_and_bi_encoder(cfg_factory, tmp_path):
     write_jsonl(data / "validation.jsonl", rest[:60])
     write_jsonl(data / "test.jsonl", test)
     write_jsonl(data / "test_facts.jsonl", unseen)
-    index_stage(cfg_factory(f"paths.index={tmp_path / 'index'}", f"paths.metrics={tmp_path / 'metrics'}",
+    index_stage(cfg_factory("domains=[healthcare]", f"paths.index={tmp_path / 'index'}",
+                            f"paths.metrics={tmp_path / 'metrics'}",
                             f"index.docs_dir={tmp_path / 'no_docs'}"))  # the healthcare fact sheets
-    main(cfg_factory(f"paths.processed={tmp_path / 'processed'}", f"paths.reranker={tmp_path / 'reranker'}",
+    main(cfg_factory("domains=[healthcare]", f"paths.processed={tmp_path / 'processed'}",
+                     f"paths.reranker={tmp_path / 'reranker'}",
                      f"paths.metrics={tmp_path / 'metrics'}", f"paths.index={tmp_path / 'index'}", "threads=1"))
     metrics = json.loads((tmp_path / "metrics" / "reranker.json").read_text())
     assert metrics["benchmark_split"] == "test_facts" and metrics["test_questions"] == len(unseen) > 40

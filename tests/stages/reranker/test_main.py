@@ -15,7 +15,8 @@ from stages.reranker.train import RerankerTrainArgs, load_base_cross_encoder, tr
 
 
 def stage_cfg(cfg_factory, tmp_path, base, *extra):
-    return cfg_factory(f"paths.processed={tmp_path / 'processed'}", f"paths.reranker={tmp_path / 'models' / 'reranker'}",
+    return cfg_factory("domains=[healthcare]", f"paths.processed={tmp_path / 'processed'}",
+                       f"paths.reranker={tmp_path / 'models' / 'reranker'}",
                        f"paths.metrics={tmp_path / 'metrics'}", f"reranker.base={base}", "threads=1",
                        "reranker.batch_size=8", "reranker.eval_candidates=8", "reranker.topic_negatives=0",
                        *([] if any(e.startswith("paths.index=") for e in extra) else [f"paths.index={tmp_path / 'x'}"]),

@@ -84,3 +84,4 @@ def test_model_hf_adapts_every_linear_layer_of_any_family(tmp_path):
     model = apply_lora(model, settings.lora, gradient_checkpointing=False)
     adapted = {name.split(".lora_A")[0].split(".")[-1] for name, _ in model.named_parameters() if "lora_A" in name}
     assert adapted == {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"}
+
