@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="print a generation from an HF model folder or a GGUF file")
     p.add_argument("prompt")
-    p.add_argument("--model", default="models/merged")
+    p.add_argument("--model", default="models/merged/healthcare")
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--system", default=None, help="system prompt (default: the domain's, from params.yaml)")
 

@@ -1,7 +1,8 @@
 """`domain-llm generate`: answer one question with an HF model folder or a GGUF file.
 
-    domain-llm generate "What are the symptoms of asthma?"                       # models/merged
-    domain-llm generate "What is consideration in contract law?" --model models/gguf/model-q4_k_m.gguf
+    domain-llm generate "What are the symptoms of asthma?"                       # models/merged/healthcare
+    domain-llm generate "What is consideration in contract law?" --model models/merged/legal
+    domain-llm generate "What is a tort?" --model models/gguf/model-q4_k_m.gguf       # the shared base alone
 
 The system prompt defaults to the one the model was fine-tuned with (its manifest.json); --system overrides it.
 """

@@ -110,7 +110,7 @@ def test_the_shared_system_prompt_is_computed_once_and_copied_into_new_sequences
         shared = next(i for i in range(len(ids[0])) if ids[0][i] != ids[1][i])
         run_alone(scheduler, ids[0], forget_slots=False)
         run_alone(scheduler, ids[1], forget_slots=False)  # reuses slot 0's cache; the holder learns the prefix
-        assert scheduler.holder_tokens == ids[0][:shared] and shared > 20
+        assert scheduler.holders[None].tokens == ids[0][:shared] and shared > 20
         assert scheduler.stats["prefix_tokens_reused"] == shared
         copied = [run_alone(scheduler, prompt, forget_slots=True) for prompt in ids[2:]]
         # The 3rd and 4th prompts started from the holder's copy instead of computing the prefix again.
