@@ -150,9 +150,15 @@ def build_tiny_random(cfg: DictConfig, out: Path, seed: int) -> dict:
     # the eos logit at 0 and no fine-tune could teach the tiny model to stop.
     with torch.no_grad():
         model.get_input_embeddings().weight[tokenizer.pad_token_id].normal_(0.0, config.initializer_range)
-    return save_folder(model, tokenizer, out, license_id="apache-2.0",
+    info = save_folder(model, tokenizer, out, license_id="apache-2.0",
                        origin=f"random {family} weights (seed {seed}), tokenizer from SmolLM2 when installed",
                        chat_template=cfg.get("chat_template"))
+    # transformers loads some families' tokenizers with the family's own pre-tokenizer (Qwen2's regex over
+    # SmolLM2's digit split): save what it loads, so the folder, a GGUF converted from it and training agree.
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(out).save_pretrained(out)
+    return info
 
 
 def fetch_hf(cfg: DictConfig, out: Path) -> dict:

@@ -71,6 +71,7 @@ class RerankerArgs:
     max_length: int = 256
     eval_candidates: int = 50
     eval_batch_size: int = 64
+    eval_untrained: bool = False
 
     @classmethod
     def from_cfg(cls, section: DictConfig) -> RerankerArgs:
@@ -164,7 +165,8 @@ def main(cfg: DictConfig) -> None:
 
     model = load_base_cross_encoder(args.base, args.max_length, seed)
     reranker = Reranker(model, batch_size=args.eval_batch_size)
-    measure("untrained", lambda sets: score_pairs(sets, reranker.predict))
+    if args.eval_untrained:
+        measure("untrained", lambda sets: score_pairs(sets, reranker.predict))
 
     train_args = RerankerTrainArgs(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr,
                                    warmup_ratio=args.warmup_ratio, seed=seed,
@@ -190,6 +192,6 @@ def main(cfg: DictConfig) -> None:
         for path in tmp.rglob("*"):  # safetensors writes its file 0600; a published model is world-readable
             path.chmod(0o755 if path.is_dir() else 0o644)
     write_json(Path(cfg.paths.metrics) / "reranker.json", metrics)
-    log.info("reranker -> %s; MRR@10 trained %.3f vs BM25 %.3f, bi-encoder %.3f, untrained %.3f", out,
+    log.info("reranker -> %s; MRR@10 trained %.3f vs BM25 %.3f, bi-encoder %.3f, untrained %s", out,
              metrics["trained_mrr_at_10"], metrics["bm25_mrr_at_10"], metrics["biencoder_mrr_at_10"],
-             metrics["untrained_mrr_at_10"])
+             metrics.get("untrained_mrr_at_10", "not measured"))

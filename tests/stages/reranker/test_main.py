@@ -15,16 +15,19 @@ from stages.reranker.train import RerankerTrainArgs, load_base_cross_encoder, tr
 
 
 def stage_cfg(cfg_factory, tmp_path, base, *extra):
-    return cfg_factory("domains=[healthcare]", f"paths.processed={tmp_path / 'processed'}",
+    domains = [] if any(e.startswith("domains=") for e in extra) else ["domains=[healthcare]"]
+    return cfg_factory(*domains, f"paths.processed={tmp_path / 'processed'}",
                        f"paths.reranker={tmp_path / 'models' / 'reranker'}",
                        f"paths.metrics={tmp_path / 'metrics'}", f"reranker.base={base}", "threads=1",
                        "reranker.batch_size=8", "reranker.eval_candidates=8", "reranker.topic_negatives=0",
+                       "reranker.eval_untrained=true",
                        *([] if any(e.startswith("paths.index=") for e in extra) else [f"paths.index={tmp_path / 'x'}"]),
                        *extra)
 
 
 def test_stage_writes_model_card_and_metrics(cfg_factory, tmp_path, prepared_dir, tiny_cross_encoder_dir):
-    cfg = stage_cfg(cfg_factory, tmp_path, tiny_cross_encoder_dir, "reranker.epochs=2")
+    cfg = stage_cfg(cfg_factory, tmp_path, tiny_cross_encoder_dir, "reranker.epochs=2", "reranker.hard_negatives=3",
+                    "reranker.random_negatives=2")
     main(cfg)
     out = tmp_path / "models" / "reranker"
     assert (out / "model.safetensors").is_file() and not list(out.glob("*.bin"))
@@ -67,7 +70,8 @@ def test_benchmark_is_the_held_out_facts_with_the_paraphrase_split_beside(cfg_fa
 def test_stage_adds_same_subject_and_passage_pairs(cfg_factory, tmp_path, prepared_dir, tiny_cross_encoder_dir,
                                                   subject_index):
     main(stage_cfg(cfg_factory, tmp_path, tiny_cross_encoder_dir, "reranker.epochs=1", f"paths.index={subject_index}",
-                   "reranker.chunk_negatives=2", "reranker.topic_negatives=2", "reranker.hard_negatives=0"))
+                   "reranker.chunk_negatives=2", "reranker.topic_negatives=2", "reranker.hard_negatives=0",
+                   "reranker.random_negatives=2"))
     metrics = json.loads((tmp_path / "metrics" / "reranker.json").read_text())
     # 18 questions x (1 + 2 same-subject + 2 random) answers, and x (1 + 2) passages
     assert metrics["chunk_pairs"] == 18 * 3 and metrics["train_pairs"] == 18 * 5 + 18 * 3
@@ -108,5 +112,5 @@ def test_config_errors_are_one_line(cfg_factory, tmp_path, prepared_dir):
     with pytest.raises(StageError, match="not a model folder"):
         load_base_cross_encoder(str(tmp_path / "missing-folder"), max_length=32, seed=0)
     with pytest.raises(StageError, match="prepared split not found"):
-        main(stage_cfg(cfg_factory, tmp_path, "bundled", "domain=legal"))
+        main(stage_cfg(cfg_factory, tmp_path, "bundled", "domains=[legal]"))
     assert not (tmp_path / "models").exists()
