@@ -4,7 +4,7 @@ greedy settings, side by side in one run. Prints the examples/s ratio (goal >= 4
 bench/results/eval_generation.json with the command.
 
     python bench/eval_generation.py --model /tmp/smol_base --n-prompts 16 --batch-size 16 --max-new-tokens 96 --threads 1
-    python bench/eval_generation.py --model models/merged --test-file data/processed/healthcare/test.jsonl
+    python bench/eval_generation.py --model models/merged/healthcare --test-file data/processed/healthcare/test.jsonl
 
 Both sides run on the same loaded model and thread count, after a warm-up; each repetition runs the
 sequential loop then the batched path, and the medians over repetitions are reported.

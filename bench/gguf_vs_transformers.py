@@ -3,7 +3,7 @@ same prompts, same max_new_tokens, greedy, same thread count, one prompt at a ti
 side by side in one run. Prints completion tokens/s of each and the ratio; writes
 bench/results/gguf_vs_transformers.json with the command.
 
-    python bench/gguf_vs_transformers.py --gguf models/gguf/model-q4_k_m.gguf --hf-model models/merged
+    python bench/gguf_vs_transformers.py --gguf models/gguf/model-q4_k_m.gguf --hf-model models/merged/healthcare
     python bench/gguf_vs_transformers.py --gguf "$(python -c 'from stages.base.materialize import smollm2_gguf_path as p; print(p())')" \
         --hf-model /tmp/smol_base --quick
 
@@ -40,7 +40,7 @@ def timed_generation(engine, prompts: list[str], params: SamplingParams) -> tupl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gguf", type=Path, default=ROOT / "models" / "gguf" / "model-q4_k_m.gguf")
-    parser.add_argument("--hf-model", type=Path, default=ROOT / "models" / "merged")
+    parser.add_argument("--hf-model", type=Path, default=ROOT / "models" / "merged" / "healthcare")
     parser.add_argument("--threads", type=int, default=2, help="torch and llama.cpp threads (the same for both)")
     parser.add_argument("--n-prompts", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=48)

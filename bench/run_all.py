@@ -7,7 +7,7 @@ exact command, versions, machine, load average before/after) and bench/results/s
     python bench/run_all.py --gguf "$(python -c 'from stages.base.materialize import smollm2_gguf_path as p; print(p())')" \
         --hf-model /tmp/smol_base --only api_throughput,gguf_vs_transformers
 
-Inputs default to the pipeline's outputs: models/gguf/model-q4_k_m.gguf, models/merged, models/reranker,
+Inputs default to the pipeline's outputs: models/gguf/model-q4_k_m.gguf, models/merged/healthcare, models/reranker,
 data/processed/healthcare/train.jsonl (prepared into a temp dir when absent). Each benchmark runs in its own
 process, one after another, so none competes with another for the CPU.
 """
@@ -130,7 +130,7 @@ def print_ratios(results: dict[str, dict]) -> None:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gguf", type=Path, default=ROOT / "models" / "gguf" / "model-q4_k_m.gguf")
-    parser.add_argument("--hf-model", type=Path, default=ROOT / "models" / "merged")
+    parser.add_argument("--hf-model", type=Path, default=ROOT / "models" / "merged" / "healthcare")
     parser.add_argument("--reranker", type=Path, default=ROOT / "models" / "reranker",
                         help="trained cross-encoder; absent -> the bundled MiniLM with a fresh head (same cost)")
     parser.add_argument("--train-data", type=Path, default=ROOT / "data" / "processed" / "healthcare" / "train.jsonl")
