@@ -180,6 +180,7 @@ def main() -> None:
                 asyncio.run(load(server.url, [("x", p) for p in prompts[domain][:args.clients]], args.clients,
                                  args.max_tokens, count))
             merged_rss = [rss_mb(s) for s in servers]
+            merged_mb = round(sum(merged[d].stat().st_size for d in domains) / 1e6, 1)
         finally:
             for server in servers:
                 stop(server)
@@ -195,7 +196,7 @@ def main() -> None:
               "rss_mb": {"base_plus_adapters": shared_rss, "merged_servers": round(sum(merged_rss), 1),
                          "merged_each": dict(zip(domains, merged_rss, strict=True))},
               "file_mb": {"base_plus_adapters": round(args.gguf.stat().st_size / 1e6 + adapters_mb, 1),
-                          "merged": round(sum(merged[d].stat().st_size for d in domains) / 1e6, 1)}}
+                          "merged": merged_mb}}
     result["rss_ratio"] = round(shared_rss / result["rss_mb"]["merged_servers"], 3)
     write_json(args.output, result)
     write_text(args.output.with_suffix(".md"), markdown(result))
