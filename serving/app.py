@@ -132,7 +132,9 @@ def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
                 torch.set_num_threads(settings.threads)
             return load(settings.reranker)
         rerank = EngineWorker("reranker", load_reranker, settings.queue_size)
-    domains = resolve_adapters(settings)  # a bad adapter file stops the server here, naming it
+    # The domains are the adapters of the engine served: a caller's engine brought its own (or none); otherwise the
+    # configured ones, checked now so that a bad adapter file stops the server here, naming it.
+    domains = dict(getattr(engine, "adapters", None) or {}) if engine is not None else resolve_adapters(settings)
     domain_router = None
     if domains:
         def load_router():

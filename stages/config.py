@@ -96,6 +96,8 @@ def for_domain(cfg: DictConfig, name: str | None = None) -> DictConfig:
     """The config of one domain's stage run: with `name`, that domain's conf/domain/<name>.yaml (its `data`
     block over the shared `data`); without, the composed `domain`. Per-domain outputs get their own folders:
     models/adapter/<name>, models/merged/<name>, models/adapters/<name>, metrics/<name>, models/checkpoints/<name>."""
+    if cfg.get("domain_run") is not None and name in (None, cfg.domain_run):
+        return cfg  # already one domain's (e.g. the params file `accelerate launch` hands its workers)
     cfg = copy.deepcopy(cfg)
     OmegaConf.set_struct(cfg, False)  # a domain's `data` block may bring keys the shared one lacks
     if name is not None:
@@ -108,10 +110,14 @@ def for_domain(cfg: DictConfig, name: str | None = None) -> DictConfig:
     from stages.inference.adapters import check_domain_name
 
     check_domain_name(name, "domain.name")
+    metrics_root, live = str(cfg.paths.metrics), str(cfg.train.live_dir)
     for key in ("adapter", "merged", "adapter_gguf", "metrics"):
         cfg.paths[key] = f"{cfg.paths[key]}/{name}"
     cfg.train.checkpoint_dir = f"{cfg.train.checkpoint_dir}/{name}"
-    cfg.train.live_dir = f"{cfg.paths.metrics}/train_live"
+    # curves inside the metrics folder move into the domain's (metrics/<name>/train_live), others get a subfolder
+    cfg.train.live_dir = (f"{cfg.paths.metrics}{live[len(metrics_root):]}" if live.startswith(metrics_root + "/")
+                          else f"{live}/{name}")
+    cfg.domain_run = name
     return cfg
 
 

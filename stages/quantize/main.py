@@ -86,12 +86,12 @@ def main(cfg: DictConfig) -> dict:
     if not (model_dir / "config.json").is_file():
         raise StageError(f"{model_dir}: no HF model here (config.json missing); run `dvc repro base` first "
                          "or point quantize.source at an HF model folder")
-    records = all_domains_split(cfg, "test")
     types = [str(t).lower() for t in q.types]
     tensor_types = tensor_type_overrides(q.get("tensor_types"))
     imatrix_enabled = bool((q.get("imatrix") or {}).get("enabled", False))
     for name in types:  # a typo in quantize.types fails before the importance matrix loads the model
         file_type(name, have_imatrix=imatrix_enabled)
+    records = all_domains_split(cfg, "test")
     imatrix = importance_matrix(cfg, model_dir)
     outtype = str(q.outtype)
     threads = int(cfg.threads)

@@ -75,8 +75,8 @@ ROWS = {
     "negative_max_examples": Row("evaluate", ("eval.max_examples=-3",), ("eval.max_examples=-3", ">= 1")),
     "eval_batch_size_zero": Row("evaluate", ("eval.batch_size=0",), ("eval.batch_size=0", ">= 1")),
     # quantize
-    "quantize_missing_merged_model": Row("quantize", ("paths.merged={inp}/no_merged",),
-                                         ("no_merged", "no merged model", "domain-llm train")),
+    "quantize_missing_merged_model": Row("quantize", ("quantize.source={inp}/no_merged",),
+                                         ("no_merged", "no HF model here", "dvc repro base")),
     "unknown_quant_type": Row("quantize", ("quantize.types=[q4_k_m,q9_9]",), ("quantize.types", "'q9_9'")),
     # reranker
     "unknown_reranker_miner": Row("reranker", ("reranker.negative_miner=bogus",),
@@ -132,7 +132,8 @@ def stage_paths(stage: str, inp: Path, out: Path, model: Path) -> list[str]:
     if stage == "base":
         return [*writes, f"paths.base_model={out}/base"]
     merged = f"{out}/merged" if stage == "train" else str(model)
-    return [*writes, "model=tiny-random", f"paths.processed={inp}/processed", f"paths.base_model={model}",
+    return [*writes, "model=tiny-random", "domains=[healthcare]", f"paths.processed={inp}/processed",
+            f"paths.base_model={model}",
             f"paths.merged={merged}", "serve.port=1", "serve.rerank=false"]
 
 

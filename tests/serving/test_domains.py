@@ -121,7 +121,7 @@ def test_a_bad_adapter_file_stops_the_server_in_one_line(tiny_adapters):
 
 
 def test_the_playground_offers_auto_and_each_domain_and_says_which_answered(served):
-    from tests.browser import chromium_path, offline_page
+    from tests.browser import chromium_path, offline_page, wait_until
 
     chromium_path()  # skips with the reason when no browser is installed
     with offline_page() as (page, log):
@@ -139,7 +139,6 @@ def test_the_playground_offers_auto_and_each_domain_and_says_which_answered(serv
         page.click("#clear")
         page.fill("#message", MEDICAL_QUESTION)
         page.click("#send")
-        page.wait_for_function("document.querySelectorAll('.msg.assistant').length == 1 && "
-                               "document.getElementById('stats').innerText.includes('domain: legal')",
-                               timeout=60_000)
+        wait_until(lambda: page.locator(".msg.assistant").count() == 1
+                   and "domain: legal" in page.locator("#stats").inner_text(), timeout_s=60)
         log.assert_clean()

@@ -27,7 +27,7 @@ def previous_outputs(tmp_path) -> tuple[list[str], dict[str, bytes]]:
         cli_main(["prepare", "domain=legal", "data=local_file", f"data.path={good}", *paths])
     assert exit_info.value.code == 0
     before = snapshot(tmp_path / "out")
-    assert "data/legal/train.jsonl" in before and "metrics/data.json" in before
+    assert "data/legal/train.jsonl" in before and "metrics/legal/data.json" in before
     return paths, before
 
 

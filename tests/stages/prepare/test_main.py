@@ -14,11 +14,12 @@ def test_outputs_replace_the_processed_dir_and_report_everything(tmp_path, prep_
                                   {"instruction": "WHAT IS NEGLIGENCE?", "output": "Duplicate prompt."}]
     path = write_rows(tmp_path / "in.jsonl", rows)
     main(prep_cfg("domain=legal", "data=local_file", f"data.path={path}"))
-    (tmp_path / "data" / "legal" / "stale.txt").write_text("left over from an older run")
+    (tmp_path / "data" / "finance").mkdir()
+    (tmp_path / "data" / "finance" / "stale.txt").write_text("left over from an older run")
     metrics = main(prep_cfg("domain=finance", "data=local_file", f"data.path={path}", "data.license=CC-BY-4.0"))
 
-    # one DVC output: the previous domain's folder (and anything stale) is gone, the new one is complete
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["finance"]
+    # one DVC output per domain (prepare@<domain>): the other domain's folder stays, this one is replaced whole
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["finance", "legal"]
     assert sorted(p.name for p in (tmp_path / "data" / "finance").iterdir()) == [
         "dataset_card.md", "test.jsonl", "test_facts.jsonl", "train.jsonl", "validation.jsonl",
         "validation_facts.jsonl"]

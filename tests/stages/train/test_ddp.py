@@ -13,14 +13,17 @@ from stages.train.settings import TrainSettings
 
 
 def test_two_process_ddp_run_splits_the_data_and_writes_outputs_once(train_cfg, tmp_path):
-    main(train_cfg("train.launcher=accelerate", "train.num_processes=2", "threads=2"))
-    metrics = json.loads((tmp_path / "metrics" / "train.json").read_text())
+    from stages.config import for_domain
+
+    main(for_domain(train_cfg("train.launcher=accelerate", "train.num_processes=2", "threads=2")))
+    # the workers got this domain's config as it is: its paths, once
+    metrics = json.loads((tmp_path / "metrics" / "healthcare" / "train.json").read_text())
     assert metrics["world_size"] == 2
     # 16 rows, 4 per process per step, 2 processes: 2 steps per epoch, so 8 steps are 4 epochs (1 process: 2).
     assert metrics["steps"] == 8 and metrics["epochs"] == pytest.approx(4.0)
     assert metrics["final_eval_loss"] < metrics["initial_eval_loss"]
-    assert (tmp_path / "models" / "merged" / "model.safetensors").is_file()
-    assert (tmp_path / "models" / "adapter" / "adapter_model.safetensors").is_file()
+    assert (tmp_path / "models" / "merged" / "healthcare" / "model.safetensors").is_file()
+    assert (tmp_path / "models" / "adapter" / "healthcare" / "adapter_model.safetensors").is_file()
 
 
 def test_accelerate_command_uses_torchrun_launcher_or_a_given_config(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.config import compose
+from stages.config import compose, for_domain
 from stages.fileio import write_jsonl
 from stages.train.checkpoints import is_complete
 from stages.train.main import main
@@ -51,17 +51,17 @@ def kill_after_first_checkpoint(overrides: list[str], checkpoint: Path, timeout:
 def test_rerun_after_kill_9_resumes_and_matches_an_uninterrupted_run(tmp_path, tiny_model_dir):
     killed = make_root(tmp_path / "killed")
     overrides = train_overrides(killed, tiny_model_dir, *RUN)
-    ckpt_dir = killed / "models" / "checkpoints"
+    ckpt_dir = killed / "models" / "checkpoints" / "healthcare"  # `domain-llm train` runs for a domain
     kill_after_first_checkpoint(overrides, ckpt_dir / "checkpoint-4")
-    assert not (killed / "metrics" / "train.json").exists()  # it really died mid-run
+    assert not (killed / "metrics" / "healthcare" / "train.json").exists()  # it really died mid-run
     assert not (ckpt_dir / "checkpoint-24").exists()
 
-    main(compose(overrides))  # the rerun: same command, same experiment
-    resumed = json.loads((killed / "metrics" / "train.json").read_text())
+    main(for_domain(compose(overrides)))  # the rerun: the same command's config, same experiment
+    resumed = json.loads((killed / "metrics" / "healthcare" / "train.json").read_text())
 
     clean = make_root(tmp_path / "clean")
-    main(compose(train_overrides(clean, tiny_model_dir, *RUN)))
-    uninterrupted = json.loads((clean / "metrics" / "train.json").read_text())
+    main(for_domain(compose(train_overrides(clean, tiny_model_dir, *RUN))))
+    uninterrupted = json.loads((clean / "metrics" / "healthcare" / "train.json").read_text())
 
     assert resumed["resumed_from_step"] >= 4 and uninterrupted["resumed_from_step"] == 0
     assert resumed["steps"] == uninterrupted["steps"] == 24
@@ -70,8 +70,8 @@ def test_rerun_after_kill_9_resumes_and_matches_an_uninterrupted_run(tmp_path, t
     assert resumed["final_eval_loss"] < resumed["initial_eval_loss"]
     # The curves too: the rows the killed run logged after its checkpoint are replaced, not duplicated.
     for curve in ("eval/loss.tsv", "train/loss.tsv"):
-        killed_rows = read_tsv(killed / "metrics" / "live" / "plots" / "metrics" / curve)
-        clean_rows = read_tsv(clean / "metrics" / "live" / "plots" / "metrics" / curve)
+        killed_rows = read_tsv(killed / "metrics" / "healthcare" / "live" / "plots" / "metrics" / curve)
+        clean_rows = read_tsv(clean / "metrics" / "healthcare" / "live" / "plots" / "metrics" / curve)
         assert [step for step, _ in killed_rows] == [step for step, _ in clean_rows]
         assert [v for _, v in killed_rows] == pytest.approx([v for _, v in clean_rows], abs=1e-6)
 
