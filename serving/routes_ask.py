@@ -1,7 +1,7 @@
 """POST /api/v1/ask: retrieve passages from the index (hybrid BM25 + MiniLM, optionally reranked), answer from
 them with the served model, and return the passages as numbered citations.
 
-The prompt (stages/inference/grounding.py, shared with the evaluate_grounded stage) numbers the passages and
+The prompt (stages/inference/grounding.py, shared with the grounded stage) numbers the passages and
 asks the model to answer from them and cite by number. Every `[n]` in the
 answer is checked against the passages given: numbers that do not exist are removed from the answer and listed
 in `invalid_citations`, so a client never follows a citation to nothing.

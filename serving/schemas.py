@@ -134,7 +134,7 @@ def build_schemas(limits: Limits, ask_top_k: int = 1) -> SimpleNamespace:
             {"question": "How is asthma treated?", "top_k": 3, "max_tokens": 96, "temperature": 0.0}]})
         question: prompt_str
         top_k: int = Field(ask_top_k, ge=1, le=10, description="context passages retrieved and shown to the model "
-                                                             "(default serve.ask_top_k, what evaluate_grounded "
+                                                             "(default serve.ask_top_k, what the grounded stage "
                                                              "measures)")
 
     class RerankRequest(Request):
