@@ -96,8 +96,10 @@ def for_domain(cfg: DictConfig, name: str | None = None) -> DictConfig:
     """The config of one domain's stage run: with `name`, that domain's conf/domain/<name>.yaml (its `data`
     block over the shared `data`); without, the composed `domain`. Per-domain outputs get their own folders:
     models/adapter/<name>, models/merged/<name>, models/adapters/<name>, metrics/<name>, models/checkpoints/<name>."""
-    if cfg.get("domain_run") is not None and name in (None, cfg.domain_run):
-        return cfg  # already one domain's (e.g. the params file `accelerate launch` hands its workers)
+    if cfg.get("domain_run") is not None:  # already one domain's (the params file `accelerate launch` hands over)
+        if name not in (None, cfg.domain_run):
+            raise StageError(f"--domain {name}: this config is already domain {cfg.domain_run!r}'s")
+        return cfg
     cfg = copy.deepcopy(cfg)
     OmegaConf.set_struct(cfg, False)  # a domain's `data` block may bring keys the shared one lacks
     if name is not None:
