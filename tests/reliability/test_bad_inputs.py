@@ -119,6 +119,8 @@ def workspace(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
     (inp / "extra.csv").write_text("instruction,output\nWhat is a lien?,A claim on property.\n"
                                    "What is a tort?,A civil wrong, not a crime.\n")
     (inp / "nothing").mkdir()
+    (inp / "merged").mkdir()
+    (inp / "merged" / "healthcare").symlink_to(tiny_model_dir)  # a stage run for healthcare reads merged/healthcare
     return {"inp": inp, "out": root / "out", "model": tiny_model_dir}
 
 
@@ -131,7 +133,7 @@ def stage_paths(stage: str, inp: Path, out: Path, model: Path) -> list[str]:
         return [*writes, f"paths.processed={out}/processed", f"paths.base_model={inp}/no_base"]
     if stage == "base":
         return [*writes, f"paths.base_model={out}/base"]
-    merged = f"{out}/merged" if stage == "train" else str(model)
+    merged = f"{out}/merged" if stage == "train" else f"{inp}/merged"  # <merged>/healthcare is the tiny model
     return [*writes, "model=tiny-random", "domains=[healthcare]", f"paths.processed={inp}/processed",
             f"paths.base_model={model}",
             f"paths.merged={merged}", "serve.port=1", "serve.rerank=false"]

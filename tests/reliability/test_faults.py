@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.config import compose
+from stages.config import compose, for_domain
 from stages.fileio import write_jsonl
 from stages.manifest import sha256_file
 from stages.prepare.records import make_record
@@ -42,23 +42,24 @@ def test_train_killed_twice_resumes_to_the_uninterrupted_losses(tmp_path, tiny_m
     torch.set_num_threads(1)
     killed = make_root(tmp_path / "killed")
     overrides = train_overrides(killed, tiny_model_dir, *RUN)
-    checkpoints = killed / "models" / "checkpoints"
+    checkpoints = killed / "models" / "checkpoints" / "healthcare"  # `domain-llm train` runs for a domain
     kill_after_first_checkpoint(overrides, checkpoints / "checkpoint-4")    # first run: dies after step 4
     kill_after_first_checkpoint(overrides, checkpoints / "checkpoint-12")   # the rerun resumes, dies after 12
-    assert not (killed / "metrics" / "train.json").exists() and not (killed / "models" / "merged").exists()
+    assert not (killed / "metrics" / "healthcare" / "train.json").exists()
+    assert not (killed / "models" / "merged" / "healthcare").exists()
     result = run_cli("train", *overrides, timeout=600)                        # the third run finishes
     assert result.returncode == 0, result.stderr[-3000:]
-    resumed = json.loads((killed / "metrics" / "train.json").read_text())
+    resumed = json.loads((killed / "metrics" / "healthcare" / "train.json").read_text())
 
     clean = make_root(tmp_path / "clean")
-    train_main(compose(train_overrides(clean, tiny_model_dir, *RUN)))
-    uninterrupted = json.loads((clean / "metrics" / "train.json").read_text())
+    train_main(for_domain(compose(train_overrides(clean, tiny_model_dir, *RUN))))
+    uninterrupted = json.loads((clean / "metrics" / "healthcare" / "train.json").read_text())
     print(f"\ntrain killed at 4 and 12: resumed from {resumed['resumed_from_step']}, final eval loss "
           f"{resumed['final_eval_loss']:.6f} vs uninterrupted {uninterrupted['final_eval_loss']:.6f}")
     assert resumed["resumed_from_step"] >= 12 and resumed["steps"] == uninterrupted["steps"] == 24
     assert resumed["final_eval_loss"] == pytest.approx(uninterrupted["final_eval_loss"], abs=1e-6)
     assert resumed["final_train_loss"] == pytest.approx(uninterrupted["final_train_loss"], abs=1e-6)
-    assert (killed / "models" / "merged" / "config.json").is_file()
+    assert (killed / "models" / "merged" / "healthcare" / "config.json").is_file()
 
 
 # --- quantize: SIGKILL while GGUFs are being written ---------------------------------------------------------
@@ -70,7 +71,8 @@ QA = [("What is hypertension?", "Persistently high blood pressure, 130/80 mmHg o
 
 
 def quantize_overrides(root: Path, model_dir: Path, types: str) -> list[str]:
-    return [f"paths.merged={model_dir}", f"paths.processed={root / 'processed'}", f"paths.gguf={root / 'models' / 'gguf'}",
+    return [f"quantize.source={model_dir}", "domains=[healthcare]", f"paths.processed={root / 'processed'}",
+            f"paths.gguf={root / 'models' / 'gguf'}",
             f"paths.metrics={root / 'metrics'}", "threads=1", f"quantize.types={types}",
             "quantize.benchmark.max_examples=4", "quantize.benchmark.decode_tokens=8", "quantize.benchmark.n_ctx=256"]
 
