@@ -1,5 +1,5 @@
 """Choose the grounded-answer settings (serve.ask_top_k, serve.ask_rerank) on the validation_facts split, never on
-test_facts: runs the evaluate_grounded stage's entry point once per setting and writes
+test_facts: runs the grounded stage's entry point once per setting and writes
 bench/results/grounded_sweep.{json,md}.
 
     python bench/grounded_sweep.py                              # top_k 1,2,3,4, reranked, params.yaml's model

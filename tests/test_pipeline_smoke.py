@@ -43,7 +43,7 @@ reranker:
   batch_size: 16
   eval_candidates: 8
 serve:
-  model: models/gguf/model-q8_0.gguf   # the only type quantized here; evaluate_grounded runs what is served
+  model: models/gguf/model-q8_0.gguf   # the only type quantized here; grounded@<domain> runs what is served
 """
 
 

@@ -1,8 +1,8 @@
-"""`domain-llm grounded` (the `evaluate_grounded` stage): the served GGUF answering questions about facts it never
+"""`domain-llm grounded` (the `grounded@<domain>` stages): the served GGUF answering questions about facts it never
 saw in training (the test_facts split), alone and with retrieved passages, through the same prompt as
-/api/v1/ask -> metrics/grounded.json and metrics/grounded/predictions.jsonl.
+/api/v1/ask -> metrics/<domain>/grounded.json and metrics/<domain>/grounded/predictions.jsonl.
 
-    domain-llm grounded --params params.yaml
+    domain-llm grounded --params params.yaml --domain legal     # as dvc.yaml runs grounded@legal
     domain-llm grounded eval.grounded.top_k=2 eval.grounded.rerank=true
 
 Per condition ("closed_book": the question alone; "retrieval": the top_k passages from the index, numbered,

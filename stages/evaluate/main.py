@@ -1,7 +1,7 @@
 """The `evaluate` stage: fine-tuned (and base, and GGUF) models on the test split, every metric with a
 95% bootstrap CI, per domain, plus generation speed.
 
-    domain-llm evaluate --params params.yaml                 # as dvc.yaml runs it
+    domain-llm evaluate --params params.yaml --domain legal  # as dvc.yaml runs evaluate@legal
     domain-llm evaluate model=tiny-random eval.max_examples=8 eval.compare_base=false
 
 Writes (atomically, and only after every model finished, so a crash leaves the previous outputs whole):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ from stages.fileio import read_jsonl
 from stages.inference import Engine, Generation, SamplingParams
 
 log = logging.getLogger(__name__)
+WARMUP_TOKENS = 8
 
 
 @dataclass
@@ -85,11 +86,14 @@ def _percentile(values: list[float], q: float) -> float:
 def generate_timed(engine: Engine, prompts: list[str], params: SamplingParams, batch_size: int,
                    warmup_examples: int = 0, desc: str = "generate") -> tuple[list[Generation], dict[str, float]]:
     """Generate in chunks of `batch_size` prompts of similar token length (one `engine.generate` call each;
-    results come back in input order), after generating the first `warmup_examples` prompts untimed (first calls pay for allocation and kernel selection).
+    results come back in input order), after generating the first `warmup_examples` prompts untimed: first
+    calls pay for allocation and kernel selection, which a few tokens each cover (a full-length warm-up cost
+    ~5 s per model on the default CPU run).
     Speed: examples/s and completion tokens/s over the summed chunk wall times; latency of an example
     = the wall time of the chunk it was generated in (it is returned when its whole batch is done)."""
     if warmup_examples > 0:
-        engine.generate(prompts[:warmup_examples], params)
+        warmup = replace(params, max_new_tokens=min(WARMUP_TOKENS, params.max_new_tokens))
+        engine.generate(prompts[:warmup_examples], warmup)
     # Batch prompts of similar token length together (less left padding), then restore the input order.
     order = sorted(range(len(prompts)), key=lambda i: engine.count_tokens(prompts[i])) if batch_size > 1 \
         else list(range(len(prompts)))

@@ -1,8 +1,8 @@
-"""`domain-llm retrieval` (the `evaluate_retrieval` stage): how well each retriever finds the passage that
-holds a test question's answer -> metrics/retrieval.json, on the held-out-facts split (test_facts: facts no
+"""`domain-llm retrieval` (the `retrieval@<domain>` stages): how well each retriever finds the passage that
+holds a test question's answer -> metrics/<domain>/retrieval.json, on the held-out-facts split (test_facts: facts no
 training record states) with the paraphrase test split beside it (`paraphrase_split`).
 
-    domain-llm retrieval --params params.yaml
+    domain-llm retrieval --params params.yaml --domain legal    # as dvc.yaml runs retrieval@legal
 
 A question's relevant chunks are those whose text contains its reference answer verbatim (the fact sheets hold
 every answer as a paragraph); questions with none (your own documents) are left out and counted. Chunk level,

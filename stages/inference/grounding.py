@@ -1,6 +1,6 @@
 """The grounded-answer prompt: numbered passages before the question, an instruction to answer from them and cite
 by number, and the check of the citations in the answer. Shared by the server (/api/v1/ask, the chat
-`retrieval` extension) and the evaluate_grounded stage, so what is measured is what is served.
+`retrieval` extension) and the grounded@<domain> stages, so what is measured is what is served.
 
     messages = grounded_messages([{"role": "user", "content": "How is gout treated?"}],
                                  [Passage("Gout", "Acute gout is treated with ...")])

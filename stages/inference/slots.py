@@ -37,7 +37,8 @@ import llama_cpp
 
 from stages.errors import StageError
 from stages.inference.sampler import build_sampler
-from stages.inference.types import EngineClosed, Generation, SamplingParams, ShouldStop, StopStringFilter
+from stages.inference.sequence_request import SequenceRequest
+from stages.inference.types import EngineClosed, Generation, StopStringFilter
 
 log = logging.getLogger(__name__)
 
@@ -46,45 +47,6 @@ MIN_SHARED_PREFIX = 4  # shorter common prefixes are not worth a copy
 # llama-server does by default). On this CPU it made 8 batched sequences ~1.4x faster.
 FLASH_ATTN = {"auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO, "on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
               "off": llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED}
-
-
-@dataclass
-class SequenceRequest:
-    """One prompt to complete. Events arrive on `events`: ("piece", str)..., then ("done", Generation) or
-    ("error", Exception); after `hand_pieces_to(emit)`, pieces go to `emit` on the decode thread instead."""
-
-    ids: list[int]
-    params: SamplingParams
-    should_stop: ShouldStop = lambda: False
-    adapter: str | None = None  # a LoRA adapter loaded into the scheduler, None = the base model
-    events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
-    sampler: object = None  # built by the caller (a grammar is parsed off the decode thread); owned from submit
-    on_piece: Callable[[str], None] | None = None
-    _handoff: threading.Lock = field(default_factory=threading.Lock)
-
-    def put_piece(self, piece: str) -> None:
-        """Decode thread: to the consumer's `emit` if it gave one, else onto `events`."""
-        with self._handoff:
-            emit = self.on_piece
-            if emit is None:
-                self.events.put(("piece", piece))
-                return
-        emit(piece)
-
-    def hand_pieces_to(self, emit: Callable[[str], None]) -> tuple | None:
-        """From now on pieces go straight to `emit`; the ones already queued go there first, in order.
-        Returns the final event if the request already ended (nothing more will come)."""
-        with self._handoff:
-            while True:
-                try:
-                    kind, value = self.events.get_nowait()
-                except queue.Empty:
-                    break
-                if kind != "piece":
-                    return kind, value
-                emit(value)
-            self.on_piece = emit
-        return None
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Grounded answers end to end on real components: grounded training examples built over a real index, and the
-evaluate_grounded stage running the real SmolLM2 GGUF closed-book and with retrieved passages."""
+grounded stage running the real SmolLM2 GGUF closed-book and with retrieved passages."""
 
 from __future__ import annotations
 
