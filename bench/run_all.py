@@ -59,8 +59,8 @@ def benchmark_args(name: str, i: Inputs) -> list[str]:
         return ["--gguf", str(i.gguf), "--hf-model", str(i.hf_model), "--threads", t,
                 *(["--quick"] if i.quick else ["--repeats", "3", "--n-prompts", "4", "--max-new-tokens", "48"])]
     if name == "eval_generation":
-        # 16 prompts in one batch of 16 (the evaluate stage's eval.batch_size); 48 tokens keeps 3 repetitions
-        # of the one-at-a-time loop to a few minutes.
+        # 16 prompts in one batch (the evaluate stage generates a domain's test split in one batch of
+        # eval.batch_size); 48 tokens keeps 3 repetitions of the one-at-a-time loop to a few minutes.
         size = ["4", "4", "16", "1"] if i.quick else ["16", "16", "48", "3"]
         return ["--model", str(i.hf_model), "--threads", t, "--n-prompts", size[0], "--batch-size", size[1],
                 "--max-new-tokens", size[2], "--repeats", size[3]]
