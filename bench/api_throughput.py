@@ -344,6 +344,7 @@ def main() -> None:
                         help="where llama-server is built once (env DOMAIN_LLM_PEER_CACHE)")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "api_throughput.json")
     args = parser.parse_args()
+    args.gguf = args.gguf.resolve()  # the servers run in a temp directory: a relative path would not reach them
     if not args.gguf.is_file():
         sys.exit(f"error: {args.gguf}: GGUF not found; run `make run` (quantize stage) or pass --gguf FILE")
     repeats = 1 if args.quick else args.repeats
