@@ -1,7 +1,7 @@
 # The two commands:
 #   make run    - create/refresh .venv, compose params.yaml from conf/, run the DVC pipeline (dvc repro)
 #   make test   - create/refresh .venv, run the test suite (what CI runs)
-# Others: make setup | params | test-all | lint | bench | report | serve | clean-venv
+# Others: make setup | native | params | test-all | lint | bench | report | serve | clean-venv
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM := false
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
 PYTEST_ARGS ?=
 
-.PHONY: setup run params test test-all lint bench report serve clean-venv
+.PHONY: setup native run params test test-all lint bench report serve clean-venv
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 setup: $(VENV)/.installed
+
+# llama.cpp rebuilt for this machine's CPU (GGML_NATIVE=ON: AVX-512 and the like where present; ~5 min). The build
+# then runs only on CPUs like this one. 8 streaming clients here: 242 tokens/s, 196 with the portable build a run
+# earlier (bench/results/api_throughput_native.md, _recheck.md). Back to the portable build: make clean-venv setup.
+native: setup
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=ON" $(BIN)/python -m pip install --force-reinstall --no-deps \
+		--no-cache-dir "llama-cpp-python==$$($(BIN)/python -c 'import llama_cpp; print(llama_cpp.__version__)')"
+	$(BIN)/python -c "import llama_cpp; print(llama_cpp.llama_print_system_info().decode())"
 
 params: setup
 	domain-llm params

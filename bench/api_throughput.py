@@ -8,6 +8,7 @@ bench/results/api_throughput.json (with the exact command) and a markdown table 
     python bench/api_throughput.py --gguf "$(python -c 'from stages.base.materialize import smollm2_gguf_path as p; print(p())')" --quick
     python bench/api_throughput.py --gguf FILE --llama-server /path/to/llama-server --parallel 4 --max-tokens 48
     python bench/api_throughput.py --gguf FILE --no-llama-server --concurrency 1,8
+    python bench/api_throughput.py --native --concurrency 1,8 --max-tokens 48   # all three on llama.cpp for this CPU
 
 llama-server is built once from the llama.cpp sources that the installed llama-cpp-python was built from (its
 sdist's vendor/llama.cpp) into --peer-cache (default ~/.cache/domain-llm/peers, env DOMAIN_LLM_PEER_CACHE); see
@@ -73,6 +74,7 @@ from bench.run_info import (  # noqa: E402
 from stages.fileio import write_json  # noqa: E402
 
 OURS = "domain-llm serve"
+INSTALLED_BUILD = "the installed llama-cpp-python's build"  # the llama.cpp the venv's llama_cpp package carries
 
 
 @dataclass
@@ -285,6 +287,7 @@ def identical(a: dict[int, str], b: dict[int, str]) -> str:
 def markdown(result: dict) -> str:
     peers = [name for name in result["server_commands"] if name != OURS]
     lines = ["# API throughput", "", "```", result["command"], "```", "",
+             f"llama.cpp for every server: {result.get('llama_cpp_build', INSTALLED_BUILD)}. "
              f"{result['threads']} threads, parallel {result['parallel']}, {result['repetitions']} repetition(s), "
              "medians; latency and TTFT in seconds. tokens/s: completion text tokenized with the GGUF's "
              "tokenizer, the same count for every server; own count: each server's own (from "
@@ -342,6 +345,9 @@ def main() -> None:
                         "e.g. the commit before a serving change")
     parser.add_argument("--peer-cache", type=Path, default=DEFAULT_CACHE,
                         help="where llama-server is built once (env DOMAIN_LLM_PEER_CACHE)")
+    parser.add_argument("--native", action="store_true",
+                        help="every server on llama.cpp built for this CPU (GGML_NATIVE=ON, built once into the "
+                        "peer cache): llama-server, and ours and llama_cpp.server through LLAMA_CPP_LIB_PATH")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "api_throughput.json")
     args = parser.parse_args()
     args.gguf = args.gguf.resolve()  # the servers run in a temp directory: a relative path would not reach them
@@ -352,6 +358,15 @@ def main() -> None:
     levels = [(m, int(c)) for m in max_tokens for c in args.concurrency.split(",")]
     identity_tokens = min(max_tokens)
     record = run_record()
+    if args.native:
+        if args.llama_server or args.no_llama_server:
+            sys.exit("error: --native builds and runs its own llama-server; leave out --llama-server/--no-llama-server")
+        native_server = find_or_build(args.peer_cache.expanduser(), native=True)
+        # The servers are subprocesses: they inherit it and load that build's libllama instead of the venv's.
+        os.environ["LLAMA_CPP_LIB_PATH"] = str(native_server.parent)
+        args.llama_server = native_server
+    lib = os.environ.get("LLAMA_CPP_LIB_PATH")
+    record["llama_cpp_build"] = f"the build in {lib} (LLAMA_CPP_LIB_PATH)" if lib else INSTALLED_BUILD
     servers = [our_server(args.gguf, args.threads, args.n_ctx, args.parallel, args.flash_attn),
                python_peer(args.gguf, args.threads, args.n_ctx, args.flash_attn)]
     if not args.no_llama_server:

@@ -5,7 +5,10 @@
     binary = find_or_build(Path("~/.cache/domain-llm/peers").expanduser())
 
 The cache (default ~/.cache/domain-llm/peers, env DOMAIN_LLM_PEER_CACHE) holds the sdist, its extracted tree and
-the CPU build (GGML_NATIVE=OFF, no curl, no tests or examples) in `<sdist>/vendor/llama.cpp/build/bin`.
+the CPU build (GGML_NATIVE=OFF like `make setup`'s llama-cpp-python, no curl, no tests or examples) in
+`<sdist>/vendor/llama.cpp/build/bin`. `native=True` builds for this CPU instead (GGML_NATIVE=ON: AVX-512 and the
+like where the CPU has them) into `build-native/bin`, with shared libraries that llama-cpp-python loads through
+LLAMA_CPP_LIB_PATH, so every server of a bench can run the same native llama.cpp.
 """
 
 from __future__ import annotations
@@ -24,21 +27,27 @@ def source_dir(cache: Path, version: str) -> Path:
     return cache / f"llama_cpp_python-{version}" / "vendor" / "llama.cpp"
 
 
-def find_or_build(cache: Path) -> Path:
+def build_dir(cache: Path, version: str, native: bool = False) -> Path:
+    return source_dir(cache, version) / ("build-native" if native else "build")
+
+
+def find_or_build(cache: Path, native: bool = False) -> Path:
     """The cached `llama-server` for the installed llama-cpp-python version; downloads its sdist and builds
-    the binary first when it is missing (minutes; a lock file keeps two runs from building at once)."""
+    the binary first when it is missing (minutes; a lock file keeps two runs from building at once).
+    Its folder also holds the build's shared libraries (LLAMA_CPP_LIB_PATH for llama-cpp-python)."""
     import llama_cpp
 
     version = llama_cpp.__version__
-    binary = source_dir(cache, version) / "build" / "bin" / "llama-server"
+    binary = build_dir(cache, version, native) / "bin" / "llama-server"
+    kind = "native" if native else "portable"
     if binary.is_file():
-        print(f"llama-server: using {binary} (llama.cpp of llama-cpp-python {version})", flush=True)
+        print(f"llama-server: using {binary} ({kind} build of llama-cpp-python {version}'s llama.cpp)", flush=True)
         return binary
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / "llama-server.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not binary.is_file():
-            build(cache, version)
+            build(cache, version, native)
     if not binary.is_file():
         sys.exit(f"error: the build finished but {binary} is missing")
     return binary
@@ -64,13 +73,15 @@ def fetch_sources(cache: Path, version: str | None = None) -> Path:
     return src
 
 
-def build(cache: Path, version: str) -> None:
+def build(cache: Path, version: str, native: bool = False) -> None:
     src = fetch_sources(cache, version)
     jobs = str(os.cpu_count() or 1)
-    print(f"llama-server: building it in {src} with {jobs} jobs (minutes, once)", flush=True)
-    run(["cmake", "-B", "build", "-DGGML_NATIVE=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
+    folder = build_dir(cache, version, native).name
+    print(f"llama-server: building it in {src}/{folder} with {jobs} jobs (minutes, once)", flush=True)
+    flags = ["-DGGML_NATIVE=ON", "-DBUILD_SHARED_LIBS=ON"] if native else ["-DGGML_NATIVE=OFF"]
+    run(["cmake", "-B", folder, *flags, "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
          "-DLLAMA_BUILD_EXAMPLES=OFF", "-DCMAKE_BUILD_TYPE=Release"], cwd=src)
-    run(["cmake", "--build", "build", "--target", "llama-server", f"-j{jobs}"], cwd=src)
+    run(["cmake", "--build", folder, "--target", "llama-server", f"-j{jobs}"], cwd=src)
 
 
 def run(argv: list[str], cwd: Path | None = None) -> None:

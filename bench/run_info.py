@@ -77,7 +77,10 @@ def run_record(argv: list[str] | None = None) -> dict:
     args = sys.argv if argv is None else argv
     script = Path(args[0])
     shown = script.relative_to(ROOT).as_posix() if script.is_absolute() and script.is_relative_to(ROOT) else args[0]
-    return {"command": " ".join(["python", shown, *args[1:]]), "versions": package_versions(),
+    # llama-cpp-python loads its llama.cpp from here when set (e.g. a build for this CPU): part of the command.
+    lib = os.environ.get("LLAMA_CPP_LIB_PATH")
+    env = [f"LLAMA_CPP_LIB_PATH={lib}"] if lib else []
+    return {"command": " ".join([*env, "python", shown, *args[1:]]), "versions": package_versions(),
             "machine": machine_info()}
 
 
