@@ -365,6 +365,13 @@ def main() -> None:
         # The servers are subprocesses: they inherit it and load that build's libllama instead of the venv's.
         os.environ["LLAMA_CPP_LIB_PATH"] = str(native_server.parent)
         args.llama_server = native_server
+    elif not args.llama_server and not args.no_llama_server:
+        import llama_cpp
+
+        # `make native` gives our server and llama_cpp.server AVX-512 kernels the portable peer build lacks.
+        if "AVX512 = 1" in llama_cpp.llama_print_system_info().decode():
+            print("warning: the installed llama-cpp-python is a native (AVX-512) build and the cached llama-server "
+                  "a portable one; add --native to compare like for like", flush=True)
     lib = os.environ.get("LLAMA_CPP_LIB_PATH")
     record["llama_cpp_build"] = f"the build in {lib} (LLAMA_CPP_LIB_PATH)" if lib else INSTALLED_BUILD
     servers = [our_server(args.gguf, args.threads, args.n_ctx, args.parallel, args.flash_attn),
