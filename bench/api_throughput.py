@@ -46,14 +46,12 @@ import argparse
 import asyncio
 import json
 import math
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,108 +59,32 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from bench.llama_server_peer import DEFAULT_CACHE, find_or_build, llama_server_argv  # noqa: E402
+from bench.llama_server_peer import (  # noqa: E402
+    DEFAULT_CACHE,
+    INSTALLED_BUILD,
+    find_or_build,
+    installed_build_has_avx512,
+    runtime_build,
+    use_native_build,
+)
 from bench.run_info import (  # noqa: E402
     QUESTIONS,
     RESULTS_DIR,
     chat_messages,
     finish_record,
-    free_port,
     percentile,
     run_record,
 )
+from bench.servers import (  # noqa: E402
+    OURS,
+    baseline_server,
+    cpp_peer,
+    our_server,
+    python_peer,
+    start,
+    stop,
+)
 from stages.fileio import write_json  # noqa: E402
-
-OURS = "domain-llm serve"
-INSTALLED_BUILD = "the installed llama-cpp-python's build"  # the llama.cpp the venv's llama_cpp package carries
-
-
-@dataclass
-class Server:
-    name: str
-    argv: list[str]
-    ready_path: str  # GET answers 200 once the model is loaded
-    port: int
-    process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-def our_server(gguf: Path, threads: int, n_ctx: int, parallel: int, flash_attn: str) -> Server:
-    port = free_port()
-    # rerank=false: the reranker (torch) is not part of this comparison; queue 64 so no client is refused;
-    # adapters={}: the peers serve the GGUF as it is, so ours does too (bench/domain_serving.py measures adapters).
-    argv = [str(Path(sys.executable).parent / "domain-llm"), "serve", f"serve.model={gguf}", f"serve.port={port}",
-            "serve.host=127.0.0.1", f"threads={threads}", f"serve.n_ctx={n_ctx}", f"serve.parallel={parallel}",
-            f"serve.flash_attn={flash_attn}", "serve.adapters={}",
-            "serve.rerank=false", "serve.queue_size=64"]
-    return Server(OURS, argv, "/api/v1/health", port)
-
-
-def baseline_server(ref: str, gguf: Path, threads: int, n_ctx: int, tmp: Path) -> Server:
-    """Our server as of git `ref` (e.g. the engine before this change), from a temporary worktree. The
-    editable install's import hook is dropped so that `stages`/`serving` come from the worktree."""
-    worktree = tmp / "baseline"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(worktree), ref], check=True)
-    launcher = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f)]; "
-                f"sys.path.insert(0, {str(worktree)!r}); sys.argv[0] = 'domain-llm'; "
-                "from stages.cli import main; main()")
-    port = free_port()
-    argv = [sys.executable, "-c", launcher, "serve", f"serve.model={gguf}", f"serve.port={port}",
-            "serve.host=127.0.0.1", f"threads={threads}", f"serve.n_ctx={n_ctx}", "serve.rerank=false",
-            "serve.queue_size=64"]
-    return Server(f"domain-llm serve @{ref}", argv, "/api/v1/health", port)
-
-
-def python_peer(gguf: Path, threads: int, n_ctx: int, flash_attn: str) -> Server:
-    # interrupt_requests False: by default a new streamed request cuts off the one being generated; this way
-    # it waits its turn, as without streaming.
-    port = free_port()
-    argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-            "--port", str(port), "--n_threads", str(threads), "--n_threads_batch", str(threads),
-            "--n_ctx", str(n_ctx), "--verbose", "False", "--interrupt_requests", "False",
-            "--flash_attn", str(flash_attn == "on")]
-    return Server("llama_cpp.server", argv, "/v1/models", port)
-
-
-def cpp_peer(binary: Path, gguf: Path, threads: int, n_ctx: int, parallel: int, flash_attn: str) -> Server:
-    port = free_port()
-    return Server("llama-server", llama_server_argv(binary, gguf, port, threads, n_ctx, parallel, flash_attn),
-                  "/health", port)
-
-
-def start(server: Server, log_dir: Path, timeout_s: float = 180) -> None:
-    log = (log_dir / f"{server.port}.log").open("w")
-    server.process = subprocess.Popen(server.argv, stdout=log, stderr=subprocess.STDOUT, cwd=log_dir,
-                                      env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            tail = (log_dir / f"{server.port}.log").read_text()[-2000:]
-            sys.exit(f"{server.name} exited with {server.process.returncode} at start:\n{tail}")
-        try:
-            response = httpx.get(server.url + server.ready_path, timeout=2)
-            if response.status_code == 200:  # ours and llama-server answer 503 until the model is loaded
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    stop(server)
-    sys.exit(f"{server.name} did not become ready within {timeout_s:.0f} s")
-
-
-def stop(server: Server) -> None:
-    """SIGTERM by PID (all servers drain and exit), SIGKILL if one hangs."""
-    if server.process is None or server.process.poll() is not None:
-        return
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait(timeout=10)
 
 
 def chat_prompts(gguf: Path) -> tuple[list[str], list[str]]:
@@ -361,19 +283,11 @@ def main() -> None:
     if args.native:
         if args.llama_server or args.no_llama_server:
             sys.exit("error: --native builds and runs its own llama-server; leave out --llama-server/--no-llama-server")
-        native_server = find_or_build(args.peer_cache.expanduser(), native=True)
-        # The servers are subprocesses: they inherit it and load that build's libllama instead of the venv's.
-        os.environ["LLAMA_CPP_LIB_PATH"] = str(native_server.parent)
-        args.llama_server = native_server
-    elif not args.llama_server and not args.no_llama_server:
-        import llama_cpp
-
-        # `make native` gives our server and llama_cpp.server AVX-512 kernels the portable peer build lacks.
-        if "AVX512 = 1" in llama_cpp.llama_print_system_info().decode():
-            print("warning: the installed llama-cpp-python is a native (AVX-512) build and the cached llama-server "
-                  "a portable one; add --native to compare like for like", flush=True)
-    lib = os.environ.get("LLAMA_CPP_LIB_PATH")
-    record["llama_cpp_build"] = f"the build in {lib} (LLAMA_CPP_LIB_PATH)" if lib else INSTALLED_BUILD
+        args.llama_server = use_native_build(args.peer_cache.expanduser())
+    elif not args.llama_server and not args.no_llama_server and installed_build_has_avx512():
+        print("warning: the installed llama-cpp-python is a native (AVX-512) build and the cached llama-server "
+              "a portable one; add --native to compare like for like", flush=True)
+    record["llama_cpp_build"] = runtime_build()
     servers = [our_server(args.gguf, args.threads, args.n_ctx, args.parallel, args.flash_attn),
                python_peer(args.gguf, args.threads, args.n_ctx, args.flash_attn)]
     if not args.no_llama_server:

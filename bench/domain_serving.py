@@ -32,8 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from bench.api_throughput import Server, one_request, start, stop, token_counter  # noqa: E402
+from bench.api_throughput import one_request, token_counter  # noqa: E402
 from bench.run_info import RESULTS_DIR, finish_record, free_port, percentile, run_record  # noqa: E402
+from bench.servers import Server, start, stop  # noqa: E402
 from stages.fileio import read_jsonl, write_json, write_text  # noqa: E402
 
 

@@ -23,6 +23,30 @@ from pathlib import Path
 DEFAULT_CACHE = Path(os.environ.get("DOMAIN_LLM_PEER_CACHE") or Path.home() / ".cache" / "domain-llm" / "peers")
 
 
+INSTALLED_BUILD = "the installed llama-cpp-python's build"  # the llama.cpp the venv's llama_cpp package carries
+
+
+def use_native_build(cache: Path) -> Path:
+    """llama.cpp built for this CPU (once) for every server of a bench: returns its llama-server and points
+    llama-cpp-python in this process's subprocesses at the build's libraries (LLAMA_CPP_LIB_PATH)."""
+    binary = find_or_build(cache, native=True)
+    os.environ["LLAMA_CPP_LIB_PATH"] = str(binary.parent)
+    return binary
+
+
+def runtime_build() -> str:
+    """Which llama.cpp llama-cpp-python loads in this process's subprocesses (for a result file)."""
+    lib = os.environ.get("LLAMA_CPP_LIB_PATH")
+    return f"the build in {lib} (LLAMA_CPP_LIB_PATH)" if lib else INSTALLED_BUILD
+
+
+def installed_build_has_avx512() -> bool:
+    """True after `make native` on an AVX-512 CPU: kernels the portable llama-server build lacks."""
+    import llama_cpp
+
+    return "AVX512 = 1" in llama_cpp.llama_print_system_info().decode()
+
+
 def source_dir(cache: Path, version: str) -> Path:
     return cache / f"llama_cpp_python-{version}" / "vendor" / "llama.cpp"
 

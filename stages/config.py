@@ -98,7 +98,8 @@ def for_domain(cfg: DictConfig, name: str | None = None) -> DictConfig:
     models/adapter/<name>, models/merged/<name>, models/adapters/<name>, metrics/<name>, models/checkpoints/<name>."""
     if cfg.get("domain_run") is not None:  # already one domain's (the params file `accelerate launch` hands over)
         if name not in (None, cfg.domain_run):
-            raise StageError(f"--domain {name}: this config is already domain {cfg.domain_run!r}'s")
+            raise StageError(f"--domain {name}: this config was already made for domain {cfg.domain_run!r}; "
+                             f"pass --domain {cfg.domain_run} or the params file `domain-llm params` writes")
         return cfg
     cfg = copy.deepcopy(cfg)
     OmegaConf.set_struct(cfg, False)  # a domain's `data` block may bring keys the shared one lacks

@@ -84,3 +84,18 @@ def test_a_new_domain_file_with_its_own_data_gets_its_own_paths(tmp_path, monkey
         for_domain(compose([]), "wrong")
     with pytest.raises(StageError, match="names a domain twice"):
         domain_names(compose(["domains=[tax,tax]"]))
+
+
+def test_a_domain_config_is_kept_for_its_domain_and_refused_for_another():
+    """`accelerate launch` workers get a config already made for one domain: for_domain leaves it as it is
+    (no second suffix), and refuses to turn it into another domain's."""
+    from stages.config import for_domain
+
+    legal = for_domain(compose([]), "legal")
+    assert legal.paths.metrics.endswith("metrics/legal")
+    again = for_domain(legal, "legal")
+    assert again.paths.metrics == legal.paths.metrics and again.train.checkpoint_dir == legal.train.checkpoint_dir
+    assert for_domain(legal).paths.adapter == legal.paths.adapter
+    with pytest.raises(StageError, match="already made for domain 'legal'; pass --domain legal") as err:
+        for_domain(legal, "finance")
+    assert "\n" not in str(err.value)
