@@ -108,31 +108,46 @@ def token_counter(gguf: Path) -> Callable[[str], int]:
 
 
 async def one_request(http: httpx.AsyncClient, url: str, body: dict) -> dict:
-    """One streamed completion: latency, time to the first non-empty text chunk, text, completion tokens (from
-    the usage chunk, else the number of text chunks, and `usage` says which)."""
+    """One streamed completion: latency, time to the first non-empty text chunk, text (and when each piece of it
+    arrived), completion tokens (from the usage chunk, else the number of text chunks, and `usage` says which).
+    A keep-alive connection the server closed before answering is retried once on a new one (llama-server's
+    HTTP library does that now and then between requests); the time lost counts against the server."""
     started = time.perf_counter()
-    first, pieces, usage_tokens, ok, reason = None, [], None, False, ""
-    try:
-        async with http.stream("POST", url + "/v1/completions", json=body) as response:
-            ok = response.status_code == 200
-            reason = "" if ok else f"HTTP {response.status_code}"
-            async for line in response.aiter_lines():
-                if not ok or not line.startswith("data:") or (data := line[5:].strip()) == "[DONE]":
-                    continue
-                chunk = json.loads(data)
-                if "error" in chunk:
-                    ok, reason = False, f"error event: {str(chunk['error'])[:120]}"
-                text = (chunk.get("choices") or [{}])[0].get("text") or ""
-                if text:
-                    first = first or time.perf_counter()
-                    pieces.append(text)
-                if (chunk.get("usage") or {}).get("completion_tokens") is not None:
-                    usage_tokens = chunk["usage"]["completion_tokens"]
-    except httpx.TransportError as e:  # the server closed the stream early: a failed request
-        ok, reason = False, f"{type(e).__name__}: {str(e)[:120]}"
+    for attempt in (1, 2):
+        first, pieces, arrived, usage_tokens, ok, reason = None, [], [], None, False, ""
+        try:
+            async with http.stream("POST", url + "/v1/completions", json=body) as response:
+                ok = response.status_code == 200
+                reason = "" if ok else f"HTTP {response.status_code}"
+                async for line in response.aiter_lines():
+                    if not ok or not line.startswith("data:") or (data := line[5:].strip()) == "[DONE]":
+                        continue
+                    chunk = json.loads(data)
+                    if "error" in chunk:
+                        ok, reason = False, f"error event: {str(chunk['error'])[:120]}"
+                    text = (chunk.get("choices") or [{}])[0].get("text") or ""
+                    if text:
+                        first = first or time.perf_counter()
+                        pieces.append(text)
+                        arrived.append(time.perf_counter())
+                    if (chunk.get("usage") or {}).get("completion_tokens") is not None:
+                        usage_tokens = chunk["usage"]["completion_tokens"]
+        except httpx.RemoteProtocolError as e:  # no response at all: a closed keep-alive connection
+            ok, reason = False, f"{type(e).__name__}: {str(e)[:120]}"
+            if attempt == 1 and "without sending a response" in str(e):
+                continue
+        except httpx.TransportError as e:  # the server closed the stream early: a failed request
+            ok, reason = False, f"{type(e).__name__}: {str(e)[:120]}"
+        break
     latency = time.perf_counter() - started
-    return {"ok": ok, "reason": reason, "latency": latency, "ttft": (first - started) if first else latency, "text": "".join(pieces),
+    return {"ok": ok, "reason": reason, "latency": latency, "ttft": (first - started) if first else latency,
+            "text": "".join(pieces), "pieces": pieces, "arrived": arrived, "retried": attempt == 2,
             "tokens": len(pieces) if usage_tokens is None else usage_tokens, "usage": usage_tokens is not None}
+
+
+def text_by(result: dict, moment: float) -> str:
+    """The part of a request's text that had arrived by `moment`."""
+    return "".join(piece for piece, at in zip(result["pieces"], result["arrived"], strict=True) if at <= moment)
 
 
 async def one_level(url: str, prompts: list[str], clients: int, per_client: int, max_tokens: int,
@@ -140,6 +155,7 @@ async def one_level(url: str, prompts: list[str], clients: int, per_client: int,
     """`clients` concurrent closed-loop clients, each sending `per_client` requests back to back."""
     results: list[dict] = []
     texts: dict[int, str] = {}
+    client_done: list[float] = []
 
     async def client(index: int, http: httpx.AsyncClient) -> None:
         for k in range(per_client):
@@ -151,6 +167,7 @@ async def one_level(url: str, prompts: list[str], clients: int, per_client: int,
             results.append(result)
             if result["ok"]:
                 texts.setdefault(prompt_index, result["text"])
+        client_done.append(time.perf_counter())
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(timeout=300, limits=limits) as http:
@@ -160,11 +177,17 @@ async def one_level(url: str, prompts: list[str], clients: int, per_client: int,
     ok = [r for r in results if r["ok"]]
     lengths = [count(r["text"]) for r in ok]
     tokens = sum(lengths)
+    # Sustained: tokens streamed while every client was still sending (until the first one had sent all its
+    # requests). The rest of the run is the drain, when fewer clients are left than the level says.
+    full_until = min(client_done)
+    sustained = sum(count(text_by(r, full_until)) for r in ok)
     tpots = [(r["latency"] - r["ttft"]) / (n - 1) for r, n in zip(ok, lengths, strict=True) if n > 1]
     latencies, ttfts = [r["latency"] for r in results], [r["ttft"] for r in results]
     return {"requests": len(results), "failures": len(results) - len(ok),
             "failure_reasons": sorted({r["reason"] for r in results if not r["ok"]}), "seconds": wall, "completion_tokens": tokens,
-            "tokens_per_s": tokens / wall, "reported_tokens_per_s": sum(r["tokens"] for r in ok) / wall,
+            "tokens_per_s": tokens / wall, "sustained_tokens_per_s": sustained / (full_until - started),
+            "sustained_share_of_run": (full_until - started) / wall, "retried": sum(r["retried"] for r in results),
+            "reported_tokens_per_s": sum(r["tokens"] for r in ok) / wall,
             "requests_per_s": len(results) / wall,
             "p50_latency_s": percentile(latencies, 50), "p95_latency_s": percentile(latencies, 95),
             "p50_ttft_s": percentile(ttfts, 50), "p95_ttft_s": percentile(ttfts, 95),
@@ -185,10 +208,11 @@ def requests_per_client(clients: int, quick: bool) -> int:
 
 
 def summarize(runs: list[dict]) -> dict:
-    keys = ("tokens_per_s", "reported_tokens_per_s", "requests_per_s", "p50_latency_s", "p95_latency_s", "p50_ttft_s",
+    keys = ("tokens_per_s", "sustained_tokens_per_s", "sustained_share_of_run", "reported_tokens_per_s", "requests_per_s", "p50_latency_s", "p95_latency_s", "p50_ttft_s",
             "p95_ttft_s", "p50_tpot_s", "p95_tpot_s", "tokens_per_request")
     out = {k: round(statistics.median(r.get(k, 0.0) for r in runs), 4) for k in keys}
     out.update(requests=sum(r["requests"] for r in runs), failures=sum(r["failures"] for r in runs),
+               retried=sum(r.get("retried", 0) for r in runs),
                repetitions=len(runs), per_repetition_tokens_per_s=[round(r["tokens_per_s"], 2) for r in runs],
                without_usage=sum(r["without_usage"] for r in runs),
                failure_reasons=sorted({x for r in runs for x in r["failure_reasons"]}))
@@ -198,7 +222,8 @@ def summarize(runs: list[dict]) -> dict:
 def ratios(a: dict, b: dict) -> dict:
     def ratio(key: str) -> float | None:
         return round(a[key] / b[key], 3) if b[key] else None
-    return {"tokens_per_s": ratio("tokens_per_s"), "p95_latency": ratio("p95_latency_s"),
+    return {"tokens_per_s": ratio("tokens_per_s"), "sustained_tokens_per_s": ratio("sustained_tokens_per_s"),
+            "p95_latency": ratio("p95_latency_s"),
             "p95_ttft": ratio("p95_ttft_s"), "p95_tpot": ratio("p95_tpot_s")}
 
 
@@ -214,25 +239,29 @@ def markdown(result: dict) -> str:
              "medians; latency and TTFT in seconds. tokens/s: completion text tokenized with the GGUF's "
              "tokenizer, the same count for every server; own count: each server's own (from "
              + ", ".join(f"{k}: {v}" for k, v in result["tokens_counted_from"].items()) + ").", "",
-             "| max_tokens | clients | server | tokens/s | own count tok/s | requests/s | tokens/request | p50 latency "
-             "| p95 latency | p50 TTFT | p95 TTFT | p95 TPOT ms | failures |",
-             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "Sustained tokens/s: the tokens streamed while every client was still sending (until the first client "
+             "had sent all its requests), over that time; the rest of the run, the drain, has fewer clients than "
+             "the level (share: that time over the run).", "",
+             "| max_tokens | clients | server | tokens/s | sustained tok/s (share) | own count tok/s | requests/s "
+             "| tokens/request | p50 latency | p95 latency | p50 TTFT | p95 TTFT | p95 TPOT ms | failures (retried) |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for level in result["levels"]:
         for name, s in level["servers"].items():
             lines.append(f"| {level['max_tokens']} | {level['clients']} | {name} | {s['tokens_per_s']:.1f} | "
+                         f"{s.get('sustained_tokens_per_s', 0):.1f} ({s.get('sustained_share_of_run', 0):.0%}) | "
                          f"{s.get('reported_tokens_per_s', 0):.1f} | {s['requests_per_s']:.2f} | "
                          f"{s.get('tokens_per_request', 0):.1f} | {s['p50_latency_s']:.2f} | {s['p95_latency_s']:.2f} | "
                          f"{s['p50_ttft_s']:.2f} | {s['p95_ttft_s']:.2f} | {1000 * s.get('p95_tpot_s', 0):.1f} | "
-                         f"{s['failures']} |")
+                         f"{s['failures']} ({s.get('retried', 0)}) |")
     lines += ["", "Ours / peer (tokens/s: > 1 is better; p95 latency, TTFT and TPOT: < 1 is better):", "",
-              "| max_tokens | clients | peer | tokens/s | p95 latency | p95 TTFT | p95 TPOT |",
-              "|---:|---:|---|---:|---:|---:|---:|"]
+              "| max_tokens | clients | peer | tokens/s | sustained tok/s | p95 latency | p95 TTFT | p95 TPOT |",
+              "|---:|---:|---|---:|---:|---:|---:|---:|"]
     for level in result["levels"]:
         for peer in peers:
             r = level["ratios"][peer]
             lines.append(f"| {level['max_tokens']} | {level['clients']} | {peer} | " + " | ".join(
                 "-" if r.get(k) is None else f"{r[k]:.2f}x"
-                for k in ("tokens_per_s", "p95_latency", "p95_ttft", "p95_tpot")) + " |")
+                for k in ("tokens_per_s", "sustained_tokens_per_s", "p95_latency", "p95_ttft", "p95_tpot")) + " |")
     lines += ["", f"Identical greedy texts ({result['identity_max_tokens']} tokens), ours vs peer at 1 client: "
               + ", ".join(f"{k} {v}" for k, v in result["identical_texts_at_1_client"].items())
               + "; each server at 8 vs 1 clients: "
@@ -321,11 +350,12 @@ def main() -> None:
                             clients, args.quick), tokens, stop_strings, count))
                         runs[server.name][(tokens, clients)].append(run)
                         print(f"rep {rep + 1} {server.name:16s} {tokens:4d} tokens {clients:2d} clients: "
-                              f"{run['tokens_per_s']:6.1f} tok/s {run['requests_per_s']:5.2f} req/s "
+                              f"{run['tokens_per_s']:6.1f} tok/s (sustained {run['sustained_tokens_per_s']:.1f}) "
+                              f"{run['requests_per_s']:5.2f} req/s "
                               f"latency p50 {run['p50_latency_s']:.2f} p95 {run['p95_latency_s']:.2f} s "
                               f"TTFT p50 {run['p50_ttft_s']:.2f} p95 {run['p95_ttft_s']:.2f} s "
                               f"TPOT p95 {1000 * run['p95_tpot_s']:.1f} ms {run['tokens_per_request']:.0f} tok/req "
-                              f"failures {run['failures']}", flush=True)
+                              f"failures {run['failures']} (retried {run['retried']})", flush=True)
             # What the shared prompt prefix and the slots' prompt caches saved over the whole run.
             batching = httpx.get(servers[0].url + "/api/v1/model/info", timeout=10).json().get("batching", {})
         finally:
@@ -365,7 +395,7 @@ def main() -> None:
     for row in rows:
         for peer, r in row["ratios"].items():
             print(f"  {row['max_tokens']:4d} tokens {row['clients']:2d} clients vs {peer:16s}: throughput "
-                  f"{r['tokens_per_s']}x, p95 latency {r['p95_latency']}x, p95 TTFT {r['p95_ttft']}x, "
+                  f"{r['tokens_per_s']}x (sustained {r['sustained_tokens_per_s']}x), p95 latency {r['p95_latency']}x, p95 TTFT {r['p95_ttft']}x, "
                   f"p95 TPOT {r['p95_tpot']}x")
     print(f"identical greedy texts at 1 client: {result['identical_texts_at_1_client']}; 8 vs 1 clients: "
           f"{result['identical_8_vs_1_clients']} -> {args.output} and {args.output.with_suffix('.md')}")

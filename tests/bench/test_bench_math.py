@@ -44,11 +44,21 @@ def test_throughput_summary_takes_medians_and_compares_per_token_latency():
     from bench.api_throughput import ratios, summarize
 
     def run(tok_s: float, tpot: float) -> dict:
-        return {"tokens_per_s": tok_s, "reported_tokens_per_s": tok_s, "requests_per_s": 1.0, "p50_latency_s": 1.0,
+        return {"tokens_per_s": tok_s, "sustained_tokens_per_s": 1.25 * tok_s, "reported_tokens_per_s": tok_s, "requests_per_s": 1.0, "p50_latency_s": 1.0,
                 "p95_latency_s": 2.0, "p50_ttft_s": 0.1, "p95_ttft_s": 0.2, "p50_tpot_s": tpot, "p95_tpot_s": tpot,
                 "tokens_per_request": 30.0, "requests": 4, "failures": 0, "without_usage": 0, "failure_reasons": []}
 
     ours = summarize([run(100, 0.010), run(120, 0.008), run(90, 0.012)])
     assert ours["tokens_per_s"] == 100 and ours["p95_tpot_s"] == 0.01 and ours["requests"] == 12
     peer = summarize([run(50, 0.020)])
-    assert ratios(ours, peer) == {"tokens_per_s": 2.0, "p95_latency": 1.0, "p95_ttft": 1.0, "p95_tpot": 0.5}
+    assert ratios(ours, peer) == {"tokens_per_s": 2.0, "sustained_tokens_per_s": 2.0, "p95_latency": 1.0,
+                                  "p95_ttft": 1.0, "p95_tpot": 0.5}
+
+
+def test_sustained_window_keeps_only_the_text_that_arrived_in_time():
+    from bench.api_throughput import text_by
+
+    result = {"pieces": ["Para", "cetamol", " eases", " pain"], "arrived": [1.0, 1.5, 2.0, 2.5]}
+    assert text_by(result, 2.0) == "Paracetamol eases"
+    assert text_by(result, 0.5) == ""
+    assert text_by(result, 9.0) == "Paracetamol eases pain"
