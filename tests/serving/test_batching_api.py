@@ -151,16 +151,20 @@ def test_the_deadline_stops_every_sequence_in_flight(gguf_overrides, gguf_engine
 def test_requests_at_the_configured_limits_finish_within_the_timeout(gguf_overrides, gguf_engine_shared):
     """The default limits are consistent: the largest batch they allow (serve.max_batch_size prompts x
     serve.max_batch_tokens) and one request at serve.max_tokens_limit finish before serve.request_timeout_s
-    on the default-size model, even at 1 thread. Raw story prompts keep going instead of ending early."""
+    on the default-size model, even at 1 thread. Raw counting prompts ("101, 102, ...,") go on counting to the
+    limit whatever the batch's rounding; a story's greedy continuation can end early when the batch changes."""
     from serving.settings import Limits, ServeSettings
+
+    def counting(start: int) -> str:
+        return ", ".join(str(k) for k in range(start, start + 12)) + ","
 
     limits, timeout_s = Limits(), ServeSettings().request_timeout_s
     server = start_thread_server(*gguf_overrides, "serve.rerank=false", engine=gguf_engine_shared)
     try:
         n = limits.max_batch_size
-        batch = {"prompts": [f"Chapter {i + 1}. The dragon of the northern mountains" for i in range(n)],
+        batch = {"prompts": [counting(100 * i + 1) for i in range(n)],
                  "max_tokens": limits.max_batch_tokens // n, "temperature": 0, "use_chat_template": False}
-        single = {"prompt": "Chapter 1. The dragon of the northern mountains", "max_tokens": limits.max_tokens_limit,
+        single = {"prompt": counting(7), "max_tokens": limits.max_tokens_limit,
                   "temperature": 0, "use_chat_template": False}
         for path, body, most in (("/api/v1/generate/batch", batch, limits.max_batch_tokens),
                                  ("/api/v1/generate", single, limits.max_tokens_limit)):

@@ -13,7 +13,7 @@ import pytest
 from bench.run_info import QUESTIONS, chat_messages
 from stages.errors import StageError
 from stages.inference import SamplingParams, load_engine
-from stages.inference.slots import SequenceRequest, SlotScheduler
+from stages.inference.slots import PACKING_WORTH, SequenceRequest, SlotScheduler, common_prefix
 from stages.inference.types import Generation
 
 GREEDY = SamplingParams(max_new_tokens=24)
@@ -149,6 +149,42 @@ def test_a_long_prompt_is_prefilled_in_chunks_while_others_keep_decoding(engine)
         while scheduler.step():
             pass
         assert drain(long)[1].completion_tokens == 4
+    finally:
+        scheduler.close()
+
+
+def test_busy_slots_stay_packed_at_the_bottom_unless_a_kept_prompt_saves_more(engine):
+    """llama.cpp decodes a batch over per-sequence KV streams as one ubatch per run of consecutive sequence ids:
+    a new request takes the lowest free slot and the batch's rows go in slot order, unless another free slot's
+    kept KV holds PACKING_WORTH more of the prompt."""
+    scheduler = scheduler_for(engine)
+    try:
+        running = SequenceRequest(chat_ids(engine, QUESTIONS[0]), SamplingParams(max_new_tokens=400))
+        brief = SequenceRequest(chat_ids(engine, QUESTIONS[1]), SamplingParams(max_new_tokens=2))
+        long_ids = chat_ids(engine, " ".join(QUESTIONS) * 2)
+        long = SequenceRequest(long_ids, SamplingParams(max_new_tokens=2))
+        for request in (running, brief, long):
+            scheduler.submit(request)
+        scheduler.step()  # all three admitted: slots 0, 1 and 2
+        while scheduler.slots[1].request is not None or scheduler.slots[2].request is not None:
+            scheduler.step()
+        assert scheduler.slots[0].request is running  # slots 1 and 2 free with their prompt caches, 3 unused
+        shared = common_prefix(scheduler.slots[1].cached, long_ids)
+        assert len(long_ids) - 1 - shared >= PACKING_WORTH
+        again = SequenceRequest(long_ids, SamplingParams(max_new_tokens=2))
+        scheduler.submit(again)
+        scheduler.step()
+        assert scheduler.slots[2].request is again, "its own kept prompt saves more than packing is worth"
+        new = SequenceRequest(chat_ids(engine, QUESTIONS[2]), SamplingParams(max_new_tokens=2))
+        scheduler.submit(new)
+        scheduler.step()
+        assert scheduler.slots[1].request is new, "the lowest free slot, not the unused one"
+        rows = [scheduler.batch.seq_id[i][0] for i in range(scheduler.batch.n_tokens)]
+        assert rows == sorted(rows) and set(rows) == {0, 1, 2}, "rows in slot order, the prompt chunk in its place"
+        running.should_stop = lambda: True
+        while scheduler.step():
+            pass
+        assert drain(again)[1].completion_tokens == 2 and drain(new)[1].completion_tokens == 2
     finally:
         scheduler.close()
 
