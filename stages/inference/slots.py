@@ -43,8 +43,8 @@ from stages.inference.types import EngineClosed, Generation, StopStringFilter
 log = logging.getLogger(__name__)
 
 MIN_SHARED_PREFIX = 4  # shorter common prefixes are not worth a copy
-# Prompt tokens a slot's kept KV must save over the lowest free slot to be chosen instead: ~0.2 s of prefill
-# here, about what a 48-token answer loses when its slot breaks the run of busy slots (see _pick_slot).
+# What one more run of busy sequence ids (one more graph run per step, see _pick_slot) is worth in prompt
+# tokens: ~0.2 s of prefill here, about what it costs a 48-token answer.
 PACKING_WORTH = 128
 # llama.cpp's flash-attention switch; "auto" lets llama.cpp use it where the backend supports it (as
 # llama-server does by default). On this CPU it made 8 batched sequences ~1.4x faster.
@@ -203,15 +203,21 @@ class SlotScheduler:
             self._start(self._pick_slot(free, request), request)
 
     def _pick_slot(self, free: list[Slot], request: SequenceRequest) -> Slot:
-        """The lowest free slot, unless another one's kept KV saves PACKING_WORTH more prompt tokens.
-        With one KV stream per sequence llama.cpp splits a batch into one ubatch (one graph run) per run of
-        consecutive sequence ids, so a batch of slots 0, 2, 5 and 7 costs four decodes: keeping the busy slots
-        at the bottom keeps a step at one decode."""
+        """The free slot that saves the most prompt tokens (its own kept KV, or the shared prefix any slot can
+        copy), where breaking the busy slots' run of consecutive sequence ids costs PACKING_WORTH tokens and
+        closing a gap in it earns as much; among equals the lowest. With one KV stream per sequence llama.cpp
+        decodes a batch as one ubatch (one graph run) per such run: slots 0, 2, 5 and 7 cost four."""
         shared = common_prefix(self.holders[request.adapter].tokens, request.ids)
-        reuse = {s.seq_id: max(self._own_prefix(s, request), shared) for s in free}
-        best = max(free, key=lambda s: (reuse[s.seq_id], -s.seq_id))
-        lowest = min(free, key=lambda s: s.seq_id)
-        return lowest if reuse[best.seq_id] - reuse[lowest.seq_id] < PACKING_WORTH else best
+        busy = {s.seq_id for s in self.slots if s.request is not None}
+
+        def runs(ids: set[int]) -> int:
+            return sum(i - 1 not in ids for i in ids)
+
+        def worth(slot: Slot) -> tuple[int, int]:
+            reuse = max(self._own_prefix(slot, request), shared)
+            return reuse - PACKING_WORTH * (runs(busy | {slot.seq_id}) - runs(busy)), -slot.seq_id
+
+        return max(free, key=worth)
 
     @staticmethod
     def _own_prefix(slot: Slot, request: SequenceRequest) -> int:

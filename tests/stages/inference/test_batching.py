@@ -134,7 +134,7 @@ def test_a_long_prompt_is_prefilled_in_chunks_while_others_keep_decoding(engine)
         scheduler.submit(short)
         while scheduler.slots[0].pending is None:  # until it is decoding
             scheduler.step()
-        long_ids = chat_ids(engine, " ".join(QUESTIONS) * 2)
+        long_ids = chat_ids(engine, " ".join(QUESTIONS) * 4)
         long = SequenceRequest(long_ids, SamplingParams(max_new_tokens=4))
         scheduler.submit(long)
         steps, decoded = 0, []
@@ -153,15 +153,16 @@ def test_a_long_prompt_is_prefilled_in_chunks_while_others_keep_decoding(engine)
         scheduler.close()
 
 
-def test_busy_slots_stay_packed_at_the_bottom_unless_a_kept_prompt_saves_more(engine):
+def test_busy_slots_stay_consecutive_unless_a_kept_prompt_saves_more(engine):
     """llama.cpp decodes a batch over per-sequence KV streams as one ubatch per run of consecutive sequence ids:
-    a new request takes the lowest free slot and the batch's rows go in slot order, unless another free slot's
-    kept KV holds PACKING_WORTH more of the prompt."""
+    a new request takes a free slot next to the busy ones (or in a gap between them) and the batch's rows go in
+    slot order, unless another slot's kept KV saves more than PACKING_WORTH prompt tokens; with nothing busy,
+    the slot that saves the most."""
     scheduler = scheduler_for(engine)
     try:
         running = SequenceRequest(chat_ids(engine, QUESTIONS[0]), SamplingParams(max_new_tokens=400))
         brief = SequenceRequest(chat_ids(engine, QUESTIONS[1]), SamplingParams(max_new_tokens=2))
-        long_ids = chat_ids(engine, " ".join(QUESTIONS) * 2)
+        long_ids = chat_ids(engine, " ".join(QUESTIONS) * 4)
         long = SequenceRequest(long_ids, SamplingParams(max_new_tokens=2))
         for request in (running, brief, long):
             scheduler.submit(request)
@@ -170,7 +171,7 @@ def test_busy_slots_stay_packed_at_the_bottom_unless_a_kept_prompt_saves_more(en
             scheduler.step()
         assert scheduler.slots[0].request is running  # slots 1 and 2 free with their prompt caches, 3 unused
         shared = common_prefix(scheduler.slots[1].cached, long_ids)
-        assert len(long_ids) - 1 - shared >= PACKING_WORTH
+        assert len(long_ids) - 1 - PACKING_WORTH > shared
         again = SequenceRequest(long_ids, SamplingParams(max_new_tokens=2))
         scheduler.submit(again)
         scheduler.step()
@@ -178,13 +179,19 @@ def test_busy_slots_stay_packed_at_the_bottom_unless_a_kept_prompt_saves_more(en
         new = SequenceRequest(chat_ids(engine, QUESTIONS[2]), SamplingParams(max_new_tokens=2))
         scheduler.submit(new)
         scheduler.step()
-        assert scheduler.slots[1].request is new, "the lowest free slot, not the unused one"
+        assert scheduler.slots[1].request is new, "the gap between busy slots 0 and 2"
         rows = [scheduler.batch.seq_id[i][0] for i in range(scheduler.batch.n_tokens)]
         assert rows == sorted(rows) and set(rows) == {0, 1, 2}, "rows in slot order, the prompt chunk in its place"
         running.should_stop = lambda: True
         while scheduler.step():
             pass
         assert drain(again)[1].completion_tokens == 2 and drain(new)[1].completion_tokens == 2
+        repeat = SequenceRequest(new.ids, SamplingParams(max_new_tokens=2))
+        scheduler.submit(repeat)
+        scheduler.step()
+        assert scheduler.slots[1].request is repeat, "nothing busy: the slot holding the prompt"
+        while scheduler.step():
+            pass
     finally:
         scheduler.close()
 
