@@ -209,13 +209,14 @@ class SlotScheduler:
         decodes a batch as one ubatch (one graph run) per such run: slots 0, 2, 5 and 7 cost four."""
         shared = common_prefix(self.holders[request.adapter].tokens, request.ids)
         busy = {s.seq_id for s in self.slots if s.request is not None}
+        per_run = 0 if self.kv_unified else PACKING_WORTH  # a unified cache decodes any set in one ubatch
 
         def runs(ids: set[int]) -> int:
             return sum(i - 1 not in ids for i in ids)
 
         def worth(slot: Slot) -> tuple[int, int]:
             reuse = max(self._own_prefix(slot, request), shared)
-            return reuse - PACKING_WORTH * (runs(busy | {slot.seq_id}) - runs(busy)), -slot.seq_id
+            return reuse - per_run * (runs(busy | {slot.seq_id}) - runs(busy)), -slot.seq_id
 
         return max(free, key=worth)
 
