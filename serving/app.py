@@ -23,16 +23,19 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from omegaconf import DictConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from serving.components import inspect_components
 from serving.docs import add_offline_docs
 from serving.domains import resolve_adapters
 from serving.routes_api import build_api_routers
 from serving.routes_openai import build_openai_router
-from serving.schemas import build_schemas
-from serving.security import BodyLimitMiddleware, RequestLogMiddleware
+from serving.schemas import UNSUPPORTED_FIELD, build_schemas
+from serving.security import BodyLimitMiddleware, RequestLogMiddleware, UISessions
 from serving.service import ClientGone, JobRunner, ServingContext
 from serving.settings import ServeSettings
 from serving.worker import EngineWorker
+from stages.errors import StageError
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,7 @@ curl -s http://127.0.0.1:8000/api/v1/generate -H 'Content-Type: application/json
 ```python
 from openai import OpenAI
 client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="unused")
-client.chat.completions.create(model="domain-llm", messages=[{"role": "user", "content": "What is hypertension?"}])
+client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "What is hypertension?"}])
 ```
 """
 
@@ -97,6 +100,8 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
+        # A field we do not implement is refused by name, never accepted and ignored (serving/schemas.py).
+        errors = [{**e, "msg": UNSUPPORTED_FIELD} if e["type"] == "extra_forbidden" else e for e in errors]
         messages = ["{}: {}".format(".".join(str(p) for p in e["loc"] if p != "body") or "body", e["msg"])
                     for e in errors]
         details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
@@ -108,6 +113,12 @@ def add_error_handlers(app: FastAPI) -> None:
         details = [{"loc": ["body"], "msg": str(exc.detail), "type": "value_error"}] if exc.status_code == 422 else None
         return JSONResponse(error_body(exc.status_code, str(exc.detail), details), status_code=exc.status_code,
                             headers=exc.headers)
+
+    @app.exception_handler(StageError)
+    async def unusable_input(request: Request, exc: StageError) -> JSONResponse:
+        # Input the model cannot take, found in a route itself (e.g. a chat template that cannot keep message
+        # text apart from its control tokens); inside a job http_error maps it the same way.
+        return JSONResponse(error_body(422, str(exc)), status_code=422)
 
     @app.exception_handler(ClientGone)
     async def client_gone(request: Request, exc: ClientGone) -> Response:
@@ -121,8 +132,14 @@ def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
     # engine decodes `serve.parallel` sequences together on its own owner thread, an upstream client forwards
     # `serve.upstream_workers` requests, the HF engine takes one at a time.
     generation = EngineWorker("model", loader, settings.queue_size)
+    # The domains are the adapters of the engine served: a caller's engine brought its own (or none); otherwise the
+    # configured ones, checked now so that a bad adapter file stops the server here, naming it.
+    domains = dict(getattr(engine, "adapters", None) or {}) if engine is not None else resolve_adapters(settings)
+    components = inspect_components(settings, domains)
     rerank = None
     if settings.rerank:
+        use_trained = not components["reranker"].note  # the trained one measured below its bi-encoder: not it
+
         def load_reranker():
             import torch
 
@@ -130,11 +147,8 @@ def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
 
             if settings.threads > 0:
                 torch.set_num_threads(settings.threads)
-            return load(settings.reranker)
+            return load(settings.reranker if use_trained else None)
         rerank = EngineWorker("reranker", load_reranker, settings.queue_size)
-    # The domains are the adapters of the engine served: a caller's engine brought its own (or none); otherwise the
-    # configured ones, checked now so that a bad adapter file stops the server here, naming it.
-    domains = dict(getattr(engine, "adapters", None) or {}) if engine is not None else resolve_adapters(settings)
     domain_router = None
     if domains:
         def load_router():
@@ -148,28 +162,33 @@ def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
         domain_router = EngineWorker("router", load_router, settings.queue_size)
     index = None
     if settings.index:
+        missing_index = components["index"].missing
+
         def load_index():
             from stages.inference.retrieval import Retriever
 
+            if missing_index:  # said at start-up; every /ask says it again (503) instead of a stack trace
+                raise StageError(missing_index)
             return Retriever.load(settings.index)
         index = EngineWorker("index", load_index, settings.queue_size)
+
+    def runner(worker: EngineWorker | None) -> JobRunner | None:
+        return JobRunner(worker, settings.request_timeout_s) if worker is not None else None
+
     ctx = ServingContext(settings=settings, schemas=build_schemas(settings.limits, settings.ask_top_k),
-                         generation=JobRunner(generation, settings.request_timeout_s),
-                         rerank=JobRunner(rerank, settings.request_timeout_s) if rerank else None,
-                         model_id=public_model_id(settings),
-                         index=JobRunner(index, settings.request_timeout_s) if index else None,
-                         domains=domains, router=JobRunner(domain_router, settings.request_timeout_s) if domain_router else None)
+                         generation=runner(generation), rerank=runner(rerank), model_id=public_model_id(settings),
+                         index=runner(index), domains=domains, router=runner(domain_router),
+                         components=components, sessions=UISessions(settings.api_key, settings.ui_session_hours))
+    workers = [w for w in (generation, rerank, index, domain_router) if w is not None]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        for worker in (generation, rerank, index, domain_router):
-            if worker is not None:
-                worker.start()
+        for worker in workers:
+            worker.start()
         yield
         # uvicorn has already let in-flight requests finish; drain whatever is still queued, then stop.
-        for worker in (generation, rerank, index, domain_router):
-            if worker is not None:
-                await asyncio.to_thread(worker.stop, settings.request_timeout_s)
+        for worker in workers:
+            await asyncio.to_thread(worker.stop, settings.request_timeout_s)
         if engine is None and generation.engine is not None and hasattr(generation.engine, "close"):
             generation.engine.close()  # only what this app loaded; a caller's engine stays the caller's
 
@@ -189,10 +208,12 @@ def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
     if settings.ui:
         from serving.ui.routes import build_ui_router
 
-        app.include_router(build_ui_router(settings, Path.cwd(), served=True))
+        app.include_router(build_ui_router(settings, settings.root, served=True, sessions=ctx.sessions))
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
+    # DNS rebinding: a page of another site whose name resolves to this machine must not reach the API.
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts())
     app.add_middleware(RequestLogMiddleware, enabled=settings.log_requests)  # outermost: sees every request
     return app

@@ -105,24 +105,51 @@ class Choice:
         return {"domain": self.domain, **({"routing": self.routing} if self.routing is not None else {})}
 
 
-async def choose(ctx: ServingContext, request: Request, requested: str | None, text: str,
-                 field: str = "model") -> Choice:
-    """The model for a request that asked for `requested` (a model id, a domain, auto, or None)."""
-    if not ctx.domains:  # one model: the OpenAI `model` is informational; a seed-API domain must be its own
+def one_model_ids(ctx: ServingContext) -> set[str | None]:
+    """What a request may name on a server without adapters: its model id, `auto`/none, and the domain the one
+    model was trained for (a merged model's manifest) or `base` when it is a plain base model."""
+    served = (getattr(ctx.generation.worker.engine, "served", None) or {}).get("domain")
+    return {None, "", AUTO, ctx.model_id, *((served, domain_model_id(served)) if served else (BASE,))}
+
+
+def not_served(ctx: ServingContext, requested: str, field: str) -> HTTPException:
+    ids = served_model_ids(ctx) if ctx.domains else sorted(i for i in one_model_ids(ctx) if i)
+    return HTTPException(404, f"{field}: {requested!r} is not served here; use {AUTO} or one of "
+                              f"{', '.join(i for i in ids if i != AUTO)} (GET /v1/models)")
+
+
+def _fixed_choice(ctx: ServingContext, requested: str | None, field: str) -> Choice | None:
+    """The choice a request's own words make, or None when it must be routed (`auto` or nothing)."""
+    if not ctx.domains:  # one model answers everything it serves; any other name is a 404, never ignored
+        if requested not in one_model_ids(ctx):
+            raise not_served(ctx, requested, field)
         served = (getattr(ctx.generation.worker.engine, "served", None) or {}).get("domain")
-        name = (requested or "").removeprefix(DOMAIN_PREFIX)
-        if field == "domain" and requested not in (None, AUTO, BASE) and served and name != served:
-            raise HTTPException(422, f"domain: {requested!r} is not served here (this server: {served!r})")
         return Choice(served, ctx.model_id)
     if requested in (None, "", AUTO):
-        if ctx.router is None:
-            raise HTTPException(503, "routing is off on this server; name a domain")
-        domain, scores = await ctx.router.run(request, lambda router, job: router.route(text))
-        return Choice(domain, domain_model_id(domain), domain, scores)
+        return None
     if requested in (ctx.model_id, BASE):
         return Choice(None, ctx.model_id)
     name = requested.removeprefix(DOMAIN_PREFIX)
     if name in ctx.domains:
         return Choice(name, domain_model_id(name), name)
-    raise HTTPException(404, f"{field}: {requested!r} is not served here; use {AUTO} or one of "
-                             f"{', '.join(served_model_ids(ctx))} (GET /v1/models)")
+    raise not_served(ctx, requested, field)
+
+
+async def choose(ctx: ServingContext, request: Request, requested: str | None, text: str,
+                 field: str = "model") -> Choice:
+    """The model for a request that asked for `requested` (a model id, a domain, auto, or None)."""
+    [choice] = await choose_many(ctx, request, requested, [text], field)
+    return choice
+
+
+async def choose_many(ctx: ServingContext, request: Request, requested: str | None, texts: list[str],
+                      field: str = "model") -> list[Choice]:
+    """One choice per text; with `auto` every text is routed on its own, all in one router job (a batch of 16
+    prompts is one job under the request's deadline, not 16)."""
+    fixed = _fixed_choice(ctx, requested, field)
+    if fixed is not None:
+        return [fixed] * len(texts)
+    if ctx.router is None:
+        raise HTTPException(503, "routing is off on this server; name a domain")
+    routed = await ctx.router.run(request, lambda router, job: router.route_many(texts))
+    return [Choice(domain, domain_model_id(domain), domain, scores) for domain, scores in routed]

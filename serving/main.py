@@ -13,6 +13,7 @@ finish (up to serve.request_timeout_s), then exits 0.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -21,12 +22,15 @@ from serving.settings import ServeSettings
 log = logging.getLogger("serving")
 
 
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig, root: Path | None = None) -> None:
+    """`root`: the project folder relative serve.* paths mean (the CLI passes the composed config's folder)."""
     import uvicorn
 
     from serving.app import create_app, load_serving_engine
 
-    settings = ServeSettings.from_config(cfg)
+    settings = ServeSettings.from_config(cfg, root=root)
+    settings.check_exposure()  # before loading anything: a refusal costs no model load
+    log.info("project root %s (relative serve.* paths resolve here)", settings.root)
     engine = load_serving_engine(settings)  # a StageError here is the one-line start-up failure
     info = engine.info()
     app = create_app(settings, engine=engine)

@@ -4,73 +4,43 @@
 import time
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.background import BackgroundTask
 
-from serving.domains import Choice, choose
+from serving.components import health_status
+from serving.domains import Choice, choose_many
 from serving.prompts import default_system_prompt
+from serving.route_helpers import public_finish_reason, run_rerank, sampling_params
 from serving.schemas import BatchGenerateResponse, GenerateResponse, RerankResponse, RerankResult
 from serving.security import admin_check, api_key_check
 from serving.service import ServingContext, error_responses, http_error
-from serving.worker import EngineWorker, NotReady
-from stages.inference import Generation, SamplingParams
-
-
-def sampling_params(body) -> SamplingParams:
-    return SamplingParams(max_new_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
-                          top_k=body.top_k, stop=tuple(body.stop), seed=body.seed, min_p=body.min_p,
-                          repeat_penalty=body.repeat_penalty)
-
-
-def public_finish_reason(generation: Generation) -> str:
-    return "length" if generation.finish_reason == "length" else "stop"
+from serving.worker import NotReady
+from stages.inference import Generation
 
 
 def reranker_status(ctx: ServingContext) -> dict:
     if ctx.rerank is None:
         return {"state": "disabled", "detail": "serve.rerank=false"}
     worker = ctx.rerank.worker
+    component = ctx.components.get("reranker")
+    # what start-up found: a configured reranker that is missing, or one not served (below its bi-encoder)
+    said = {"detail": component.missing or component.note} if component and (component.missing or component.note) else {}
     if worker.state == "ready":
         info = worker.engine.info()
         if info.get("path"):
             info["path"] = Path(info["path"]).name
-        return {"state": "ready", **info}
+        return {"state": "ready", **info, **said}
     return {"state": worker.state, "detail": worker.describe_not_ready()}
 
 
-def component_status(worker: EngineWorker | None, disabled_detail: str) -> dict:
-    """One component's readiness for /health: its state, whether it serves requests, and why not."""
-    if worker is None:
-        return {"state": "disabled", "ready": False, "detail": disabled_detail}
-    state = worker.state  # read once: the loader thread may change it meanwhile
-    status = {"state": state, "ready": state == "ready"}
-    if state != "ready":
-        status["detail"] = worker.describe_not_ready(state)
-    return status
-
-
-def health_status(ctx: ServingContext) -> tuple[int, dict]:
-    """200 "ok" only when every enabled component is ready; else 503 naming the first one that is not
-    (the model first), so a load balancer never routes to a server whose /rerank would still answer 503."""
-    components = {"model": component_status(ctx.generation.worker, ""),
-                  "reranker": component_status(ctx.rerank.worker if ctx.rerank else None, "serve.rerank=false")}
-    if ctx.router is not None:  # `auto` needs it: reported, and waited for, only where adapters are served
-        components["router"] = component_status(ctx.router.worker, "")
-    blocking = next((c for c in components.values() if c["state"] != "disabled" and not c["ready"]), None)
-    body = {"status": blocking["state"] if blocking else "ok",
-            "model_loaded": components["model"]["ready"], "components": components}
-    if blocking:
-        body["detail"] = blocking["detail"]
-    return (503 if blocking else 200), body
-
-
 def build_api_routers(ctx: ServingContext) -> list[APIRouter]:
-    """Two routers under /api/v1: health without auth (load balancers probe it), the rest behind the key."""
+    """Two routers under /api/v1: health and shutdown without the API key (load balancers probe health;
+    shutdown has its own admin token, which must work whether or not an API key is set), the rest behind it."""
     S = ctx.schemas
     settings = ctx.settings
     open_router = APIRouter(prefix="/api/v1", tags=["seed API"])
-    router = APIRouter(prefix="/api/v1", tags=["seed API"], dependencies=[Depends(api_key_check(settings.api_key))],
+    router = APIRouter(prefix="/api/v1", tags=["seed API"], dependencies=[Depends(api_key_check(settings.api_key, ctx.sessions))],
                        responses=error_responses(settings))
     generation_worker = ctx.generation.worker
 
@@ -83,7 +53,7 @@ def build_api_routers(ctx: ServingContext) -> list[APIRouter]:
         """Each prompt answered by its domain's model (with `auto`, each is routed on its own); prompts of
         different domains still decode together."""
         params = sampling_params(body)
-        choices = [await choose(ctx, request, body.domain, p, field="domain") for p in prompts]
+        choices = await choose_many(ctx, request, body.domain, prompts, field="domain")  # `auto`: one routing job
         adapters = [c.adapter for c in choices]
 
         def generate(engine, job) -> list[Generation]:
@@ -104,9 +74,10 @@ def build_api_routers(ctx: ServingContext) -> list[APIRouter]:
                                 prompt_tokens=g.prompt_tokens, finish_reason=public_finish_reason(g),
                                 **choice.fields())
 
-    @open_router.get("/health", summary="Readiness of the model and the reranker (no API key needed)",
-                     responses={503: {"description": "the model or the enabled reranker is not ready "
-                                                     "(loading, failed or shutting down)"}})
+    @open_router.get("/health", summary="Readiness of every component (no API key needed)",
+                     responses={503: {"description": "a required component (serve.require; default every enabled "
+                                                     "one: model, adapters, router, reranker, index) is missing, "
+                                                     "loading, failed or shutting down"}})
     async def health() -> JSONResponse:
         status_code, status = health_status(ctx)
         body = {**status, "model": ctx.model_id, "engine": settings.engine, "queue": generation_worker.stats(),
@@ -143,21 +114,13 @@ def build_api_routers(ctx: ServingContext) -> list[APIRouter]:
             ranked, kind = await run_rerank(ctx, request, body.query, body.documents, body.top_k)
             return RerankResponse(query=body.query, results=[RerankResult(**r) for r in ranked], reranker=kind)
 
-    @router.post("/shutdown", summary="Stop the server gracefully (admin token required)",
+    @open_router.post("/shutdown", summary="Stop the server gracefully (admin token required)",
                  dependencies=[Depends(admin_check(settings.admin_token))],
-                 responses={403: {"description": "disabled: no serve.admin_token configured"}})
+                 responses={401: {"description": "missing or invalid admin token"},
+                            403: {"description": "disabled: no serve.admin_token configured"}})
     async def shutdown(request: Request) -> JSONResponse:
         # The answer goes out first; in-flight requests then finish before the process exits.
         return JSONResponse({"status": "shutting down"},
                             background=BackgroundTask(request.app.state.request_shutdown))
 
     return [open_router, router]
-
-
-async def run_rerank(ctx: ServingContext, request: Request, query: str, documents: list[str],
-                     top_k: int | None) -> tuple[list[dict], str]:
-    """Rerank on the reranker's own worker (torch), never on the generation worker's thread."""
-    if ctx.rerank is None:
-        raise HTTPException(503, "reranking is disabled on this server (serve.rerank=false)")
-    ranked = await ctx.rerank.run(request, lambda r, job: (r.rerank(query, documents, top_k=top_k), r.info()))
-    return ranked[0], ranked[1].get("type", "unknown")

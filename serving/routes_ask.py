@@ -8,34 +8,23 @@ in `invalid_citations`, so a client never follows a citation to nothing.
 """
 
 # No `from __future__ import annotations`: FastAPI must see the per-app request class (S.AskRequest) as an object.
-import time
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from serving.domains import choose
 from serving.prompts import default_system_prompt
-from serving.routes_api import public_finish_reason, sampling_params
+from serving.route_helpers import (
+    conversation,
+    fit_to_context,
+    public_finish_reason,
+    retrieve,
+    sampling_params,
+)
+from serving.schemas import Citation, Usage
 from serving.security import api_key_check
 from serving.service import ServingContext, error_responses
-from stages.inference.grounding import Passage, check_citations, grounded_messages
-from stages.inference.retrieval import fuse_reranked, reranker_text
-
-
-class Citation(BaseModel):
-    number: int = Field(description="the [n] the answer cites it by")
-    doc_id: str
-    title: str
-    chunk: str = Field(description="the passage's text, as given to the model")
-    score: float = Field(description="the retrieval score citations are ordered by: reciprocal rank fusion of "
-                                     "BM25, embeddings and (when reranked) the reranker")
-    rerank_score: float | None = Field(None, description="the reranker's relevance in 0..1; null when not reranked")
-
-
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
+from stages.inference.grounding import check_citations
 
 
 class AskResponse(BaseModel):
@@ -50,49 +39,10 @@ class AskResponse(BaseModel):
     routing: dict[str, float] | None = Field(None, description="domain=auto: each domain's similarity")
 
 
-def conversation(question: str, system: str | None) -> list[dict]:
-    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
-
-
-def fit_to_context(engine, messages: list[dict], citations: list[Citation],
-                   max_tokens: int) -> tuple[list[dict], list[Citation]]:
-    """The grounded messages with as many of the best passages as fit the model's context per sequence (room
-    left for max_tokens); the GGUF engine reports that size, other engines check prompts themselves."""
-    limit = engine.info().get("n_ctx_per_sequence")
-    kept = list(citations)
-    while True:
-        grounded = grounded_messages(messages, [Passage(c.title, c.chunk) for c in kept])
-        if not limit or len(engine.prompt_ids(engine.apply_chat_template(grounded))) + max_tokens <= limit:
-            return grounded, kept
-        if len(kept) == 1:
-            raise HTTPException(422, f"question: with the best passage and max_tokens {max_tokens} it exceeds the "
-                                     f"model's context ({limit} tokens, serve.n_ctx); lower max_tokens or index "
-                                     "smaller chunks (index.chunk_words)")
-        kept.pop()
-
-
-async def retrieve(ctx: ServingContext, request: Request, question: str, top_k: int) -> tuple[list[Citation], dict]:
-    """The top_k passages for the question as numbered citations, and how they were found."""
-    if ctx.index is None:
-        raise HTTPException(422, "retrieval: this server has no document index (serve.index is null)")
-    started = time.perf_counter()
-    rerank = ctx.settings.ask_rerank and ctx.rerank is not None
-    candidates = max(ctx.settings.ask_candidates, top_k) if rerank else top_k
-    hits = await ctx.index.run(request, lambda r, job: r.search(question, candidates, "hybrid"))
-    if rerank:
-        # scored on the reranker's own worker thread, then fused as Retriever.search(reranker=...) does
-        texts = [reranker_text(h.chunk) for h in hits]
-        ranked = await ctx.rerank.run(request, lambda r, job: r.rerank(question, texts))
-        hits = fuse_reranked(hits, ranked, top_k)
-    citations = [Citation(number=n, doc_id=h.chunk.doc_id, title=h.chunk.title, chunk=h.chunk.text,
-                          score=h.score, rerank_score=h.rerank_score) for n, h in enumerate(hits, start=1)]
-    return citations, {"mode": "hybrid", "reranked": rerank, "seconds": round(time.perf_counter() - started, 4)}
-
-
 def build_ask_router(ctx: ServingContext) -> APIRouter:
     S = ctx.schemas
     settings = ctx.settings
-    router = APIRouter(prefix="/api/v1", tags=["seed API"], dependencies=[Depends(api_key_check(settings.api_key))],
+    router = APIRouter(prefix="/api/v1", tags=["seed API"], dependencies=[Depends(api_key_check(settings.api_key, ctx.sessions))],
                        responses=error_responses(settings))
 
     @router.post("/ask", response_model=AskResponse,

@@ -15,8 +15,7 @@ from fastapi.responses import StreamingResponse
 
 from serving.domains import choose, served_model_ids
 from serving.prompts import default_system_prompt
-from serving.routes_api import public_finish_reason, run_rerank
-from serving.routes_ask import fit_to_context, retrieve
+from serving.route_helpers import fit_to_context, public_finish_reason, retrieve, run_rerank
 from serving.schemas import RerankV1Document, RerankV1Response, RerankV1Result
 from serving.security import api_key_check
 from serving.service import ServingContext, error_responses
@@ -45,7 +44,7 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
     S = ctx.schemas
     settings, limits = ctx.settings, ctx.settings.limits
     router = APIRouter(prefix="/v1", tags=["OpenAI-compatible API"],
-                       dependencies=[Depends(api_key_check(settings.api_key))], responses=error_responses(settings))
+                       dependencies=[Depends(api_key_check(settings.api_key, ctx.sessions))], responses=error_responses(settings))
 
     def params_of(body, max_tokens: int, grammar: str | None = None) -> SamplingParams:
         stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())

@@ -10,6 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 from serving.settings import Limits
 
 EXAMPLE_PROMPT = "What are the first-line treatments for hypertension?"
+# OpenAI fields this server does not implement yet: accepted only with a value that asks for nothing.
+UNSUPPORTED_FIELD = "not supported by this server; remove the field (it is refused, not ignored)"
+NO_OP_VALUES: dict[str, tuple] = {
+    "tools": (None, []), "tool_choice": (None, "none"), "parallel_tool_calls": (None, True, False),
+    "functions": (None, []), "function_call": (None, "none"), "logprobs": (None, False), "top_logprobs": (None, 0),
+    "logit_bias": (None, {}), "echo": (None, False), "best_of": (None, 1), "suffix": (None, ""),
+    "modalities": (None, ["text"]),
+}
 EXAMPLE_DOCS = ["ACE inhibitors and thiazide diuretics are first-line treatments for hypertension.",
                 "Consideration is required for a contract to be binding."]
 
@@ -41,6 +49,22 @@ class RerankResponse(BaseModel):
     query: str
     results: list[RerankResult]
     reranker: str = Field(description="cross-encoder, or bi-encoder when the fallback is serving")
+
+
+class Citation(BaseModel):
+    number: int = Field(description="the [n] the answer cites it by")
+    doc_id: str
+    title: str
+    chunk: str = Field(description="the passage's text, as given to the model")
+    score: float = Field(description="the retrieval score citations are ordered by: reciprocal rank fusion of "
+                                     "BM25, embeddings and (when reranked) the reranker")
+    rerank_score: float | None = Field(None, description="the reranker's relevance in 0..1; null when not reranked")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
 
 
 class RerankV1Document(BaseModel):
@@ -149,10 +173,23 @@ def build_schemas(limits: Limits, ask_top_k: int = 1) -> SimpleNamespace:
         include_usage: StrictBool = False
 
     class OpenAISampling(Request):
-        # Unknown OpenAI fields (logprobs, penalties, user, ...) are accepted and ignored, as other servers do.
-        model_config = ConfigDict(extra="ignore")
+        # A field we do not implement is refused (422 naming it), not accepted and ignored: a client asking for
+        # tools or logprobs must not get plain text with 200 and believe it was honoured.
+        model_config = ConfigDict(extra="forbid")
         model: str | None = Field(None, max_length=256,
-                                  description="informational: the server serves one model, never a path")
+                                  description="a model id of GET /v1/models (`domain-llm-<domain>`, the base "
+                                              "model's id) or `auto`; any other id is a 404")
+        user: str | None = Field(None, max_length=256, description="informational (the caller's end user)")
+
+        @model_validator(mode="before")
+        @classmethod
+        def _refuse_unimplemented(cls, data):
+            if isinstance(data, dict):
+                for name, value in data.items():
+                    if name in NO_OP_VALUES and value not in NO_OP_VALUES[name]:
+                        raise ValueError(f"{name}: {UNSUPPORTED_FIELD}")
+                data = {k: v for k, v in data.items() if k not in NO_OP_VALUES}
+            return data
         temperature: float = Field(1.0, ge=0.0, le=2.0)
         top_p: float = Field(1.0, gt=0.0, le=1.0)
         top_k: int = Field(0, ge=0, le=1000, description="extension; 0 = off")
@@ -167,8 +204,8 @@ def build_schemas(limits: Limits, ask_top_k: int = 1) -> SimpleNamespace:
         repeat_penalty: float = Field(1.0, gt=0.0, le=2.0, description="extension (llama.cpp); 1 = off")
 
     class CompletionRequest(OpenAISampling):
-        model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [
-            {"model": "domain-llm", "prompt": "Hypertension is", "max_tokens": 16, "temperature": 0}]})
+        model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+            {"model": "auto", "prompt": "Hypertension is", "max_tokens": 16, "temperature": 0}]})
         prompt: prompt_str | Annotated[list[prompt_str], Field(min_length=1, max_length=limits.max_batch_size)]
         max_tokens: tokens_int = min(16, limits.max_tokens_limit)
 
@@ -179,7 +216,7 @@ def build_schemas(limits: Limits, ask_top_k: int = 1) -> SimpleNamespace:
             return self
 
     class JSONSchemaFormat(Request):
-        model_config = ConfigDict(extra="ignore", populate_by_name=True)
+        model_config = ConfigDict(extra="forbid", populate_by_name=True)
         name: str = Field("response", max_length=64)
         description: str | None = Field(None, max_length=1000)
         json_schema: dict = Field(default_factory=dict, alias="schema", description="the JSON Schema to follow")
@@ -199,6 +236,7 @@ def build_schemas(limits: Limits, ask_top_k: int = 1) -> SimpleNamespace:
             return self
 
     class ChatMessage(Request):
+        model_config = ConfigDict(extra="forbid")  # name, tool_calls, ... are not rendered: refused, not dropped
         role: Literal["system", "user", "assistant"]
         content: Annotated[str, Field(max_length=limits.max_prompt_chars)]
 
@@ -208,8 +246,8 @@ def build_schemas(limits: Limits, ask_top_k: int = 1) -> SimpleNamespace:
                                                              "(default serve.ask_top_k)")
 
     class ChatCompletionRequest(OpenAISampling):
-        model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [
-            {"model": "domain-llm", "messages": [{"role": "user", "content": EXAMPLE_PROMPT}],
+        model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+            {"model": "auto", "messages": [{"role": "user", "content": EXAMPLE_PROMPT}],
              "max_tokens": 64, "temperature": 0}]})
         messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=256)]
         max_tokens: tokens_int | None = None
@@ -220,7 +258,7 @@ def build_schemas(limits: Limits, ask_top_k: int = 1) -> SimpleNamespace:
                               "carries `citations` (numbered passages) and `invalid_citations`")
 
     class RerankV1Request(Request):
-        model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [
+        model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
             {"model": "reranker", "query": "How is hypertension treated?", "documents": EXAMPLE_DOCS,
              "top_n": 1, "return_documents": True}]})
         model: str | None = Field(None, max_length=256)

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import secrets
+import threading
 import time
 import uuid
 from typing import Annotated
@@ -111,26 +112,62 @@ def token_matches(credentials: HTTPAuthorizationCredentials | None, expected: st
 
 
 # The web UI's session: a browser cannot add a Bearer header to a page load, so /ui/login turns the API key into
-# this cookie (HttpOnly, SameSite=Strict: never sent by another site's page, so no cross-site request forgery).
+# this cookie (HttpOnly, SameSite=Strict: never sent by another site's page, so no cross-site request forgery;
+# Secure when the page came over https). It expires, and /ui/logout revokes it on this server.
 UI_COOKIE = "domain_llm_ui"
+MAX_REVOKED = 10_000  # bounded memory: the oldest revocations go first (they expire anyway)
 
 
-def ui_session_token(api_key: str) -> str:
-    """Derived from the key (the key itself never sits in the browser); changes when the key does."""
-    return hmac.new(api_key.encode(), b"domain-llm web UI session", hashlib.sha256).hexdigest()
+class UISessions:
+    """Sign-in cookies of the web UI: `<expiry>.<nonce>.<hmac>`, keyed by the API key (the key itself never sits
+    in the browser; a new key invalidates every cookie), refused after its expiry or once logged out."""
+
+    def __init__(self, api_key: str | None, hours: float = 12.0):
+        self.api_key, self.lifetime_s = api_key, int(hours * 3600)
+        self._revoked: dict[str, float] = {}  # nonce -> expiry
+        self._lock = threading.Lock()
+
+    def _mac(self, payload: str) -> str:
+        return hmac.new(self.api_key.encode(), f"domain-llm web UI session {payload}".encode(),
+                        hashlib.sha256).hexdigest()
+
+    def issue(self) -> str:
+        payload = f"{int(time.time()) + self.lifetime_s}.{secrets.token_hex(16)}"
+        return f"{payload}.{self._mac(payload)}"
+
+    def valid(self, token: str) -> bool:
+        if not self.api_key or token.count(".") != 2:
+            return False
+        expiry, nonce, mac = token.split(".")
+        if not secrets.compare_digest(mac.encode(), self._mac(f"{expiry}.{nonce}").encode()):
+            return False
+        with self._lock:
+            revoked = nonce in self._revoked
+        return expiry.isdigit() and int(expiry) > time.time() and not revoked
+
+    def revoke(self, token: str) -> None:
+        if self.valid(token):
+            expiry, nonce, _ = token.split(".")
+            with self._lock:
+                now = time.time()
+                self._revoked = {n: e for n, e in self._revoked.items() if e > now}
+                while len(self._revoked) >= MAX_REVOKED:
+                    self._revoked.pop(next(iter(self._revoked)))
+                self._revoked[nonce] = float(expiry)
 
 
-def authorised(request: Request, credentials: HTTPAuthorizationCredentials | None, api_key: str) -> bool:
-    """The Bearer key, or the web UI's session cookie derived from it."""
+def authorised(request: Request, credentials: HTTPAuthorizationCredentials | None, api_key: str,
+               sessions: UISessions | None = None) -> bool:
+    """The Bearer key, or a valid web UI session cookie."""
     if token_matches(credentials, api_key):
         return True
     cookie = request.cookies.get(UI_COOKIE, "")
-    return bool(cookie) and secrets.compare_digest(cookie.encode(), ui_session_token(api_key).encode())
+    return bool(cookie) and sessions is not None and sessions.valid(cookie)
 
 
-def api_key_check(api_key: str | None):
-    """A dependency: no-op without a configured key, else 401 unless `Authorization: Bearer <key>` (or the web
-    UI's session cookie). Without a key the OpenAPI spec declares no security scheme (clients and fuzzers see
+def api_key_check(api_key: str | None, sessions: UISessions | None = None):
+    """A dependency: no-op without a configured key, else 401 unless `Authorization: Bearer <key>` (or a valid
+    web UI session cookie). Without a key the OpenAPI spec declares no security scheme (clients and fuzzers see
     the truth)."""
     async def open_access() -> None:
         return None
@@ -139,7 +176,7 @@ def api_key_check(api_key: str | None):
         return open_access
 
     async def check(request: Request, credentials: BearerCredentials) -> None:
-        if not authorised(request, credentials, api_key):
+        if not authorised(request, credentials, api_key, sessions):
             raise HTTPException(401, "missing or invalid API key: send `Authorization: Bearer <serve.api_key>`",
                                 headers={"WWW-Authenticate": "Bearer"})
     return check

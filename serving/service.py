@@ -1,8 +1,10 @@
 """Between the routes and the worker: submit a job, await it while watching the client, map failures to HTTP.
 
 Routes call `run(request, fn)` for a result or `stream(request, stream_of)` for text pieces; `fn(engine, job)`
-runs in the worker thread. The request path keeps its own deadline: whatever the worker is doing (a rerank or
-a long prefill that never polls), the request answers 504 at `serve.request_timeout_s` and marks its job
+runs in the worker thread. A request has ONE deadline, `serve.request_timeout_s` from its first job: routing,
+retrieval, reranking and generation (and their queue waits) all share it, so `/api/v1/ask` with `auto` answers
+within the timeout, not four times it. The request path keeps that deadline itself: whatever the worker is doing
+(a rerank or a long prefill that never polls), the request answers 504 when it passes and marks its job
 expired, so the worker skips it if still queued or stops it between tokens. A client that disconnects marks its
 job cancelled the same way, so nobody's tokens are generated for a closed socket.
 """
@@ -17,15 +19,19 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException, Request
 
+from serving.security import UISessions
 from serving.settings import ServeSettings
 from serving.worker import EngineWorker, Job, JobStopped, NotReady, QueueFull
 from stages.errors import StageError
 from stages.inference import Generation, ShouldStop, TextStream
 from stages.inference.adapters import AdapterFacts
+
+if TYPE_CHECKING:
+    from serving.components import Component
 from stages.inference.types import EngineClosed
 from stages.inference.upstream import UpstreamError
 
@@ -51,11 +57,14 @@ class ServingContext:
     index: JobRunner | None = None  # retrieval for /api/v1/ask (serve.index)
     domains: dict[str, AdapterFacts] = field(default_factory=dict)  # LoRA adapters served beside the base
     router: JobRunner | None = None  # `auto`: the nearest domain by embedding
+    components: dict[str, Component] = field(default_factory=dict)  # what start-up found (serving/components.py)
+    sessions: UISessions | None = None  # the web UI's sign-in cookies
 
 
 def error_responses(settings: ServeSettings) -> dict:
     """The failure statuses of a queued endpoint, for the OpenAPI spec."""
     responses = {400: {"description": "the body is not valid JSON"},
+                 404: {"description": "the model or domain named is not served here (GET /v1/models)"},
                  413: {"description": "request body larger than serve.max_body_bytes"},
                  429: {"description": "queue full; retry after the Retry-After seconds"},
                  503: {"description": "model not loaded (loading, failed or shutting down)"},
@@ -85,6 +94,14 @@ def http_error(e: BaseException, timeout_s: float) -> HTTPException:
         return HTTPException(501, str(e))
     log.error("generation failed", exc_info=e)
     return HTTPException(500, f"internal error: {type(e).__name__}: {e}")
+
+
+def request_deadline(request: Request, timeout_s: float) -> float:
+    """The request's one deadline (time.monotonic()), set by its first job and shared by every later one."""
+    deadline = getattr(request.state, "deadline", None)
+    if deadline is None:
+        deadline = request.state.deadline = time.monotonic() + timeout_s
+    return deadline
 
 
 class LoopMailbox:
@@ -128,9 +145,12 @@ class JobRunner:
             mailbox = self._mailbox = LoopMailbox(loop)
         return mailbox
 
-    def _submit(self, fn: Callable[[Any, Job], Any]) -> Job:
+    def _submit(self, request: Request, fn: Callable[[Any, Job], Any]) -> Job:
+        remaining = request_deadline(request, self.timeout_s) - time.monotonic()
+        if remaining <= 0:  # an earlier job of this request (routing, retrieval) used up its time
+            raise timeout_error(self.timeout_s)
         try:
-            return self.worker.submit(fn, self.timeout_s)
+            return self.worker.submit(fn, remaining)
         except (QueueFull, NotReady) as e:
             raise http_error(e, self.timeout_s) from None
 
@@ -145,7 +165,7 @@ class JobRunner:
         return False
 
     async def run(self, request: Request, fn: Callable[[Any, Job], Any]) -> Any:
-        job = self._submit(fn)
+        job = self._submit(request, fn)
         future = asyncio.wrap_future(job.future)
         try:
             while not future.done():
@@ -192,7 +212,7 @@ class JobRunner:
             finally:
                 stream.close()  # a no-op when exhausted; otherwise stops the engine after this token
 
-        job = self._submit(produce)
+        job = self._submit(request, produce)
 
         def finished(future: Future) -> None:
             if future.cancelled():  # the request gave up while the job was queued; nobody reads events now

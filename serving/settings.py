@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from stages.errors import StageError
 
 ENGINES = ("gguf", "hf", "openai_upstream")
+# What /api/v1/health reports; serve.require names the ones that must be ready for a 200.
+COMPONENTS = ("model", "adapters", "router", "reranker", "index")
+# serve.* keys holding a file or folder: relative ones resolve against the project root, never the cwd.
+PATH_KEYS = ("model", "adapter", "adapter_dir", "reranker", "index")
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 @dataclass
@@ -59,11 +66,19 @@ class ServeSettings:
     ask_rerank: bool = True
     ask_candidates: int = 20
     ask_top_k: int = 1  # conf/serve/default.yaml says why
+    require: list[str] | None = None  # components /health waits for; None: every enabled one
+    allowed_hosts: list[str] | None = None  # Host header values accepted; None: loopback names + host
+    allow_open: bool = False  # bind a non-loopback address without an API key
+    ui_session_hours: float = 12.0  # lifetime of the web UI's sign-in cookie
+    rerank_below_biencoder: bool = False  # serve a trained reranker that measured below its bi-encoder
     limits: Limits = field(default_factory=Limits)
+    # The folder relative paths resolve against: the project root (the folder holding the composed config).
+    root: Path = field(default_factory=Path.cwd)
 
     @classmethod
-    def from_config(cls, cfg: DictConfig) -> ServeSettings:
-        """cfg is the whole composed config (cfg.serve + cfg.threads)."""
+    def from_config(cls, cfg: DictConfig, root: str | Path | None = None) -> ServeSettings:
+        """cfg is the whole composed config (cfg.serve + cfg.threads); `root` the project folder its relative
+        paths mean (default: the project whose conf/ `compose` reads, see stages.config.project_root)."""
         raw = OmegaConf.to_container(cfg.serve, resolve=True)
         limit_keys = {f.name for f in fields(Limits)}
         known = {f.name for f in fields(cls)} | limit_keys
@@ -71,12 +86,50 @@ class ServeSettings:
         if unknown:
             raise StageError(f"serve.{unknown[0]}: unknown setting; see conf/serve/default.yaml for the keys")
         limits = Limits(**{k: raw.pop(k) for k in list(raw) if k in limit_keys})
-        settings = cls(**raw, limits=limits, threads=int(cfg.get("threads", 0) or 0))
+        if root is None:
+            from stages.config import project_root
+
+            root = project_root()
+        settings = cls(**raw, limits=limits, threads=int(cfg.get("threads", 0) or 0), root=Path(root).resolve())
+        settings.resolve_paths()
         # Secrets may come from the environment so they stay out of params.yaml and shell history.
         settings.api_key = settings.api_key or os.environ.get("DOMAIN_LLM_API_KEY") or None
         settings.admin_token = settings.admin_token or os.environ.get("DOMAIN_LLM_ADMIN_TOKEN") or None
         settings.validate()
         return settings
+
+    def resolve(self, path: str | Path | None) -> Path | None:
+        """An absolute path: relative ones against the project root (a systemd unit, a container WORKDIR or a
+        notebook starts the server elsewhere, and the same config must serve the same files)."""
+        if path is None or str(path) == "":
+            return None
+        path = Path(str(path)).expanduser()
+        return path if path.is_absolute() else self.root / path
+
+    def resolve_paths(self) -> None:
+        for key in PATH_KEYS:
+            value = self.resolve(getattr(self, key))
+            setattr(self, key, None if value is None else str(value))
+        if self.adapters is not None:
+            self.adapters = {str(d): str(self.resolve(p)) for d, p in self.adapters.items()}
+
+    def host_is_loopback(self) -> bool:
+        if self.host in LOOPBACK_NAMES:
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def trusted_hosts(self) -> list[str]:
+        """Host header values the server answers (DNS rebinding: a page of evil.example resolving to 127.0.0.1
+        must not reach this API); `serve.allowed_hosts` when set, else the loopback names plus serve.host."""
+        if self.allowed_hosts is not None:
+            return [str(h) for h in self.allowed_hosts]
+        hosts = ["localhost", "127.0.0.1", "::1", "[::1]"]
+        if self.host not in ("0.0.0.0", "::", *hosts):
+            hosts.append(self.host)
+        return hosts
 
     def validate(self) -> None:
         if isinstance(self.flash_attn, bool):  # YAML 1.1 reads on/off as booleans
@@ -96,3 +149,18 @@ class ServeSettings:
             raise StageError(f"serve.queue_size={self.queue_size}: must be >= 1")
         if self.request_timeout_s <= 0:
             raise StageError(f"serve.request_timeout_s={self.request_timeout_s}: must be > 0")
+        unknown = sorted(set(self.require or ()) - set(COMPONENTS))
+        if unknown:
+            raise StageError(f"serve.require: unknown component {unknown[0]!r}; use any of {', '.join(COMPONENTS)}")
+        if self.ui_session_hours <= 0:
+            raise StageError(f"serve.ui_session_hours={self.ui_session_hours}: must be > 0")
+        if self.allowed_hosts is not None and not self.allowed_hosts:
+            raise StageError("serve.allowed_hosts is empty: list the host names clients use (or null for "
+                             "the loopback names), e.g. serve.allowed_hosts=[api.example.com]")
+
+    def check_exposure(self) -> None:
+        """Refuse to listen beyond this machine without an API key (every endpoint would be open to the
+        network), unless the operator says so."""
+        if not self.host_is_loopback() and not self.api_key and not self.allow_open:
+            raise StageError(f"serve.host={self.host} listens beyond this machine with no API key: set "
+                             "serve.api_key (or DOMAIN_LLM_API_KEY), or serve.allow_open=true to serve it open")

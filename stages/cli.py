@@ -106,14 +106,17 @@ def run(argv: list[str]) -> int:
 
     from omegaconf.errors import MissingMandatoryValue
 
-    from stages.config import for_domain, stage_config
+    from stages.config import for_domain, project_root, stage_config
 
     cfg = stage_config(args.params, args.overrides)
     if args.command in PER_DOMAIN:
         cfg = for_domain(cfg, args.domain)
     module = importlib.import_module(STAGES[args.command][0])
     try:
-        module.main(cfg)
+        if args.command in ("serve", "ui"):  # long-running: relative paths mean the project, not the cwd
+            module.main(cfg, root=project_root(args.params))
+        else:
+            module.main(cfg)
     except MissingMandatoryValue as e:  # a `???` in conf/ the run needs but nobody set: name the key
         raise StageError(f"{e.full_key}: required but not set (??? in conf/); set {e.full_key}=<value>") from None
     return 0

@@ -25,6 +25,14 @@ def default_conf_dir() -> Path:
     return local if (local / "config.yaml").is_file() else CONF_DIR
 
 
+def project_root(params: str | Path | None = None) -> Path:
+    """The folder a run's relative paths mean: the folder holding the composed params file when one is read
+    (`--params`), else the project whose conf/ `compose` reads. Never simply the working directory."""
+    if params:
+        return Path(params).resolve().parent
+    return default_conf_dir().resolve().parent
+
+
 def compose(overrides: Sequence[str] = (), config_dir: str | Path | None = None) -> DictConfig:
     """Compose conf/config.yaml with Hydra override strings (`domain=legal`, `train.lr=1e-4`)."""
     config_dir = config_dir or default_conf_dir()

@@ -23,10 +23,12 @@ from stages.fileio import write_json
 log = logging.getLogger(__name__)
 
 MAX_HEADLINE = 20
-# (section, file, key in the file, headline name). Quality is the fine-tuned model on the test split. Section
-# names differ from the param groups (train, reranker, ...): `dvc exp show` prints both without their file.
+# (section, file, key in the file, headline name). Quality is the fine-tuned model on the first of eval.splits
+# (test): ROUGE-L, BLEU and perplexity are the design card's comparison. Section names differ from the param
+# groups (train, reranker, ...): `dvc exp show` prints both without their file.
 PICKS = (
     ("quality", "eval.json", "rougeL", "rougeL"),
+    ("quality", "eval.json", "bleu", "bleu"),
     ("quality", "eval.json", "exact_match", "exact_match"),
     ("quality", "eval.json", "semantic_similarity", "semantic_similarity"),
     ("quality", "eval.json", "perplexity", "perplexity"),
@@ -76,7 +78,10 @@ def headline_metrics(folder: Path) -> dict:
         value = (files["grounded.json"].get(condition) or {}).get(key)
         if isinstance(value, int | float):
             out.setdefault("grounded", {})[name] = round(value, 4)
-    delta = files["model_comparison.json"].get("deltas", {}).get("finetuned_vs_base", {}).get("rougeL", {})
+    # Fine-tuned minus base, both on the first split (model_comparison.json: deltas[split][pair][metric]).
+    comparison = files["model_comparison.json"]
+    first_split = next(iter(comparison.get("splits") or []), None)
+    delta = comparison.get("deltas", {}).get(first_split, {}).get("finetuned_vs_base", {}).get("rougeL", {})
     if isinstance(delta.get("delta"), int | float):
         out["quality"]["rougeL_vs_base"] = round(delta["delta"], 4)
     quantized = {t: m for t, m in sorted(files["quantize.json"].items())

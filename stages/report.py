@@ -16,12 +16,13 @@ import sys
 from pathlib import Path
 
 from stages.errors import StageError
+from stages.metric_direction import better
 
 EVAL_FILE = "eval.json"
-# Shown first, in this order; perplexity and latency are better when lower.
+# Shown first, in this order; which way is better comes from stages/metric_direction.py.
 HEADLINE = ("rougeL", "rouge1", "rouge2", "bleu", "perplexity", "f1", "exact_match", "token_accuracy",
-            "semantic_similarity", "numeric_accuracy", "tokens_per_second", "latency_p95_s")
-LOWER_IS_BETTER = frozenset({"perplexity", "latency_p50_s", "latency_p95_s"})
+            "semantic_similarity", "numeric_accuracy", "stop_rate", "repetition_rate", "tokens_per_second",
+            "latency_p95_s")
 
 
 def run_dvc(args: list[str], cwd: str | Path = ".") -> str:
@@ -47,8 +48,7 @@ def _verdict(name: str, old, new, ci: tuple | None, rev: str) -> str:
     """Whether the change is an improvement, and whether it leaves `rev`'s bootstrap interval."""
     if not isinstance(old, int | float) or not isinstance(new, int | float) or old == new:
         return ""
-    better = new < old if name in LOWER_IS_BETTER else new > old
-    mark = "better" if better else "worse"
+    mark = "better" if better(name, new - old) else "worse"
     if ci and all(isinstance(x, int | float) for x in ci):
         inside = ci[0] <= new <= ci[1]
         mark += f" ({'within' if inside else 'outside'} {rev}'s 95% CI)"

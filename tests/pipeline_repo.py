@@ -15,6 +15,7 @@ from stages import REPO_ROOT
 TINY_OVERRIDES = """
 data:
   num_samples: 60
+  test_questions: 10
 """
 
 

@@ -35,7 +35,7 @@ def test_repro_prepare_then_up_to_date_and_metrics(repo):
 def test_editing_conf_is_picked_up_by_the_main_command(repo):
     """`make run` = `domain-llm params` + `dvc repro`: a conf/ edit must reach the stage."""
     config = repo / "conf" / "data" / "synthetic.yaml"
-    config.write_text(config.read_text().replace("held_out_templates: 1", "held_out_templates: 1\n# edited"))
+    config.write_text(config.read_text().replace("held_out_templates: 2", "held_out_templates: 2\n# edited"))
     before = count_lines(repo / "data/processed/healthcare/train.jsonl")
     (repo / "conf" / "config.yaml").write_text((repo / "conf" / "config.yaml").read_text()
                                                .replace("num_samples: 60", "num_samples: 80"))

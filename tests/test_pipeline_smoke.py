@@ -20,6 +20,7 @@ DOMAINS = ("healthcare", "legal")
 SMOKE_CONF = """
 data:
   num_samples: 60
+  test_questions: 10
 train:
   max_steps: 4
   batch_size: 4

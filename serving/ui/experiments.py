@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from stages.errors import StageError
+from stages.metric_direction import better
 
 HEADLINE_FILE = "metrics/headline.json"
 # headline@<domain> writes one per domain; its metrics are shown as "<domain>.<section>.<name>".
@@ -28,8 +29,6 @@ PARAMS_FILE = "params.yaml"
 GIT_SHA = re.compile(r"^[0-9a-f]{7,40}$")
 CURVES = {"train loss": "metrics/train_live/plots/metrics/train/loss.tsv",
           "eval loss": "metrics/train_live/plots/metrics/eval/loss.tsv"}
-# Lower is better for these headline metrics (the deltas are coloured by it).
-LOWER_IS_BETTER = ("perplexity", "repetition_rate", "eval_loss", "dppl_pct", "size_mb")
 
 
 @dataclass
@@ -102,14 +101,9 @@ def metric_names(rows: list[ExperimentRow]) -> list[str]:
     return list(names)
 
 
-def better(name: str, delta: float) -> bool | None:
-    if delta == 0:
-        return None
-    return delta < 0 if name.endswith(LOWER_IS_BETTER) else delta > 0
-
-
 def compare_rows(a: ExperimentRow, b: ExperimentRow) -> dict:
-    """b against a: each headline metric with its delta (and whether it improved), and the differing params."""
+    """b against a: each headline metric with its delta (and whether it improved: stages/metric_direction.py,
+    matched by the name's ending), and the differing params."""
     metrics = []
     for name in metric_names([a, b]):
         old, new = a.metrics.get(name), b.metrics.get(name)

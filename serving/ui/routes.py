@@ -21,7 +21,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markdown_it import MarkdownIt
 from pydantic import BaseModel, Field
 
-from serving.security import UI_COOKIE, BearerCredentials, authorised, token_matches, ui_session_token
+from serving.security import UI_COOKIE, BearerCredentials, UISessions, authorised, token_matches
 from serving.settings import ServeSettings
 from serving.ui import experiments as exp
 from serving.ui.charts import loss_curves_svg
@@ -54,14 +54,17 @@ def page(name: str, status: int = 200, **context) -> HTMLResponse:
                         headers=SECURITY_HEADERS)
 
 
-def build_ui_router(settings: ServeSettings, repo: Path, served: bool) -> APIRouter:
-    """`served`: a model is behind this app (the playground works); False for `domain-llm ui`."""
+def build_ui_router(settings: ServeSettings, repo: Path, served: bool,
+                    sessions: UISessions | None = None) -> APIRouter:
+    """`served`: a model is behind this app (the playground works); False for `domain-llm ui`. `sessions`: the
+    sign-in cookies the API accepts too (one per app)."""
     router = APIRouter(prefix="/ui", include_in_schema=False)
     api_key = settings.api_key
+    sessions = sessions or UISessions(api_key, settings.ui_session_hours)
     nav = {"served": served, "login": api_key is not None}
 
     async def signed_in(request: Request, credentials: BearerCredentials) -> None:
-        if api_key is not None and not authorised(request, credentials, api_key):
+        if api_key is not None and not authorised(request, credentials, api_key, sessions):
             raise HTTPException(303, "sign in", headers={"Location": "/ui/login"})
 
     guarded = [Depends(signed_in)]
@@ -84,13 +87,24 @@ def build_ui_router(settings: ServeSettings, repo: Path, served: bool) -> APIRou
         return page("login.html", nav=nav, title="Sign in")
 
     @router.post("/login", status_code=204)
-    async def login(body: Login) -> Response:
+    async def login(body: Login, request: Request) -> Response:
         if api_key is None:
             return Response(status_code=204)
         if not token_matches(_bearer(body.api_key), api_key):
             raise HTTPException(401, "wrong API key (serve.api_key / DOMAIN_LLM_API_KEY)")
         response = Response(status_code=204)
-        response.set_cookie(UI_COOKIE, ui_session_token(api_key), httponly=True, samesite="strict", path="/")
+        # Secure under https (never sent back over plain http); expires with the session it carries.
+        response.set_cookie(UI_COOKIE, sessions.issue(), max_age=sessions.lifetime_s, httponly=True,
+                            samesite="strict", path="/", secure=request.url.scheme == "https")
+        return response
+
+    @router.post("/logout", status_code=204)
+    async def logout(request: Request) -> Response:
+        """Revoke this browser's session on the server (a copied cookie stops working too) and drop it."""
+        sessions.revoke(request.cookies.get(UI_COOKIE, ""))
+        response = Response(status_code=204)
+        response.delete_cookie(UI_COOKIE, path="/", httponly=True, samesite="strict",
+                               secure=request.url.scheme == "https")
         return response
 
     @router.get("/static/{name}")

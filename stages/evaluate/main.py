@@ -1,13 +1,15 @@
-"""The `evaluate` stage: fine-tuned (and base, and GGUF) models on the test split, every metric with a
-95% bootstrap CI, per domain, plus generation speed.
+"""The `evaluate` stage: fine-tuned (and base, and GGUF) models on each of eval.splits, every metric with a
+95% bootstrap CI, per domain, plus generation speed (stages/evaluate/speed.py).
 
     domain-llm evaluate --params params.yaml --domain legal  # as dvc.yaml runs evaluate@legal
     domain-llm evaluate model=tiny-random eval.max_examples=8 eval.compare_base=false
 
 Writes (atomically, and only after every model finished, so a crash leaves the previous outputs whole):
-    {paths.metrics}/eval.json               flat metrics of the fine-tuned model (dvc metrics diff)
-    {paths.metrics}/model_comparison.json   every model's metrics and the deltas against the fine-tuned one
-    {paths.metrics}/domain_evaluation.json  per-domain breakdown per model
+    {paths.metrics}/eval.json               flat metrics of the fine-tuned model (first split unprefixed,
+                                            others as `<split>_<metric>`); speed keys for the first split only
+    {paths.metrics}/model_comparison.json   every model's metrics per split, and the fine-tuned model's deltas
+                                            against each other model on the same split (see `comparison`)
+    {paths.metrics}/domain_evaluation.json  {split: {model: {domain: metrics}}}
     {paths.metrics}/eval/predictions.jsonl  prompt, reference, prediction and per-sample scores
 """
 
@@ -25,18 +27,22 @@ from stages.errors import StageError
 from stages.evaluate.metrics import SemanticSimilarity
 from stages.evaluate.runner import Example, ModelRun, load_examples, run_model
 from stages.evaluate.scoring import SampleScores, aggregate, aggregate_by_domain, json_safe, score_samples
+from stages.evaluate.speed import speed_summary, time_requests
 from stages.fileio import write_jsonl, write_text
 from stages.inference import SamplingParams, load_engine
+from stages.metric_direction import better
 
 log = logging.getLogger(__name__)
 
 FINETUNED = "finetuned"
-SPEED_KEYS = ("tokens_per_second", "examples_per_second", "latency_p50_s", "latency_p95_s")
-# Headline metrics shown in the comparison deltas (higher is better except perplexity and latency).
+SPEED_KEYS = ("tokens_per_second", "latency_p50_s", "latency_p95_s")
+# Metrics shown per model and compared in the deltas (which way is better: stages/metric_direction.py).
 COMPARED = ("rouge1", "rouge2", "rougeL", "bleu", "perplexity", "exact_match", "token_accuracy", "f1",
             "precision", "recall", "semantic_similarity", "numeric_accuracy", "stop_rate", "repetition_rate",
             *SPEED_KEYS)
-LOWER_IS_BETTER = frozenset({"perplexity", "repetition_rate", "latency_p50_s", "latency_p95_s"})
+# Shown per model beside them, not compared: how many new tokens the timed requests decoded (speed.py), and
+# how many examples the metrics are over.
+SHOWN = ("speed_completion_tokens", "n_examples")
 
 
 @dataclass
@@ -60,6 +66,8 @@ class EvalArgs:
     numeric_rel_tol: float = 1e-4
     semantic_similarity: bool = True
     perplexity: bool = True
+    speed_examples: int = 4
+    speed_tokens: int = 16
 
     @classmethod
     def from_cfg(cls, section: DictConfig) -> EvalArgs:
@@ -73,9 +81,14 @@ class EvalArgs:
         # A negative max_examples would slice examples[:-3] and silently evaluate fewer; 0 would mean "all".
         if self.max_examples is not None and int(self.max_examples) < 1:
             raise StageError(f"eval.max_examples={self.max_examples}: must be >= 1 (or null for the whole split)")
-        for name in ("batch_size", "max_new_tokens", "bootstrap_samples"):
+        for name in ("batch_size", "max_new_tokens", "bootstrap_samples", "speed_tokens"):
             if int(getattr(self, name)) < 1:
                 raise StageError(f"eval.{name}={getattr(self, name)}: must be >= 1")
+        for name in ("speed_examples", "warmup_examples"):
+            if int(getattr(self, name)) < 0:
+                raise StageError(f"eval.{name}={getattr(self, name)}: must be >= 0 (0 = none)")
+        if not self.splits or len(set(self.splits)) != len(self.splits):
+            raise StageError(f"eval.splits={list(self.splits)}: name each split once, at least one")
 
 
 @dataclass
@@ -83,6 +96,13 @@ class ModelSpec:
     label: str      # "finetuned" | "base" | "gguf:<file stem>"
     kind: str       # engine kind for load_engine
     path: Path
+
+
+@dataclass
+class SplitResult:
+    """One model on one split."""
+    run: ModelRun
+    samples: list[SampleScores]
 
 
 def models_to_evaluate(cfg: DictConfig, args: EvalArgs) -> list[ModelSpec]:
@@ -93,52 +113,80 @@ def models_to_evaluate(cfg: DictConfig, args: EvalArgs) -> list[ModelSpec]:
     return specs
 
 
-def evaluate_model(spec: ModelSpec, examples: list[Example], args: EvalArgs, seed: int, threads: int,
-                   similarity: SemanticSimilarity | None) -> tuple[ModelRun, list[SampleScores], dict]:
-    """Load one engine, generate + score every example, free the engine; returns the run, per-sample
-    scores and the engine's info()."""
+def evaluate_model(spec: ModelSpec, split_examples: dict[str, list[Example]], args: EvalArgs, seed: int,
+                   threads: int, similarity: SemanticSimilarity | None
+                   ) -> tuple[dict[str, SplitResult], dict[str, float], dict]:
+    """Load one engine once; time it (speed.py, on the first split's first prompts); generate + score every
+    split; free it. Returns {split: result}, the speed keys ({} when eval.speed_examples is 0) and info()."""
     engine = load_engine(spec.kind, spec.path, threads=threads, n_ctx=args.n_ctx, batch_size=args.batch_size,
                          parallel=args.batch_size)  # GGUF: that many sequences decode together
     try:
         info = engine.info()
         params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                 top_p=args.top_p, top_k=args.top_k, seed=seed)
-        run = run_model(engine, examples, params, args.batch_size, args.warmup_examples,
-                        score_references=args.perplexity, label=spec.label)
+        speed: dict[str, float] = {}
+        if args.speed_examples > 0:
+            # Before the quality pass: the timed prompts must be new to the engine (speed.py says why).
+            prompts = [engine.apply_chat_template(ex.messages) for ex in next(iter(split_examples.values()))]
+            timed, rest = prompts[:args.speed_examples], prompts[args.speed_examples:]
+            # Warm up on prompts that are not timed; a split too small for that warms up on the timed ones.
+            warmup = (rest or timed)[:args.warmup_examples]
+            speed = speed_summary(time_requests(engine, timed, params, args.speed_tokens, warmup))
+            log.info("%s: %.1f tokens/s, latency p50 %.3f s for %d new tokens, one request at a time",
+                     spec.label, speed["tokens_per_second"], speed["latency_p50_s"], args.speed_tokens)
+        runs = {split: run_model(engine, examples, params, args.batch_size, score_references=args.perplexity,
+                                 label=f"{spec.label} {split}")
+                for split, examples in split_examples.items()}
     finally:
         if hasattr(engine, "close"):
             engine.close()
         del engine
         gc.collect()
-    samples = score_samples([g.text for g in run.generations], [ex.reference for ex in examples],
-                            run.nll_sums, run.ref_token_counts, [ex.expected_number for ex in examples],
-                            [ex.domain for ex in examples], similarity, args.case_sensitive,
-                            args.numeric_abs_tol, args.numeric_rel_tol,
-                            finish_reasons=[g.finish_reason for g in run.generations])
-    return run, samples, info
+    results = {}
+    for split, run in runs.items():
+        examples = split_examples[split]
+        samples = score_samples([g.text for g in run.generations], [ex.reference for ex in examples],
+                                run.nll_sums, run.ref_token_counts, [ex.expected_number for ex in examples],
+                                [ex.domain for ex in examples], similarity, args.case_sensitive,
+                                args.numeric_abs_tol, args.numeric_rel_tol,
+                                finish_reasons=[g.finish_reason for g in run.generations])
+        results[split] = SplitResult(run, samples)
+    return results, speed, info
 
 
-def comparison(summaries: dict[str, dict], infos: dict[str, dict]) -> dict:
-    """Every model's headline metrics, and per other model `finetuned_vs_<model>`: for each metric both
-    values, `delta` = finetuned - other, and `finetuned_better` (delta > 0, or < 0 for perplexity and
-    latency). Fine-tuning worked when `finetuned_vs_base.rougeL.delta` > 0 and `.perplexity.delta` < 0."""
-    out: dict = {"models": {}, "deltas": {}}
-    for label, summary in summaries.items():
-        out["models"][label] = {"engine": infos[label].get("type"), "path": infos[label].get("path"),
-                                **{k: summary[k] for k in COMPARED if k in summary},
-                                "n_examples": summary["n_examples"]}
-    ft = summaries[FINETUNED]
-    for label, summary in summaries.items():
-        if label == FINETUNED:
-            continue
-        deltas = {}
-        for key in COMPARED:
-            if key in ft and key in summary and ft[key] is not None and summary[key] is not None:
-                delta = ft[key] - summary[key]
-                better = delta < 0 if key in LOWER_IS_BETTER else delta > 0
-                deltas[key] = {FINETUNED: ft[key], label: summary[key], "delta": delta,
-                               "finetuned_better": bool(better)}
-        out["deltas"][f"finetuned_vs_{label}"] = deltas
+def model_deltas(finetuned: dict, other: dict, label: str) -> dict:
+    """For each COMPARED metric both models have: both values, `delta` = finetuned - other, and
+    `finetuned_better` (the delta's sign read with stages/metric_direction.py)."""
+    deltas = {}
+    for key in COMPARED:
+        if finetuned.get(key) is not None and other.get(key) is not None:
+            delta = finetuned[key] - other[key]
+            deltas[key] = {FINETUNED: finetuned[key], label: other[key], "delta": delta,
+                           "finetuned_better": bool(better(key, delta))}  # no change: not better
+    return deltas
+
+
+def comparison(summaries: dict[str, dict[str, dict]], infos: dict[str, dict]) -> dict:
+    """model_comparison.json from {split: {model: summary}} (splits in eval.splits order):
+
+        {"splits": ["test", ...],                       # the first is eval.json's unprefixed one
+         "models": {model: {"engine", "path"}},
+         "metrics": {split: {model: {metric: value, ..., "n_examples": n}}},
+         "deltas": {split: {"finetuned_vs_<model>": {metric: {"finetuned", "<model>", "delta",
+                                                              "finetuned_better"}}}}}
+
+    Both sides of every delta are on the same split. Speed keys are in the first split only (measured once,
+    on its prompts). Fine-tuning worked when deltas[first]["finetuned_vs_base"]["rougeL"]["delta"] > 0 and
+    ["perplexity"]["delta"] < 0."""
+    out: dict = {"splits": list(summaries), "models": {}, "metrics": {}, "deltas": {}}
+    for label, info in infos.items():
+        out["models"][label] = {"engine": info.get("type"), "path": info.get("path")}
+    for split, by_model in summaries.items():
+        out["metrics"][split] = {label: {k: summary[k] for k in (*COMPARED, *SHOWN) if k in summary}
+                                 for label, summary in by_model.items()}
+        finetuned = by_model[FINETUNED]
+        out["deltas"][split] = {f"finetuned_vs_{label}": model_deltas(finetuned, summary, label)
+                                for label, summary in by_model.items() if label != FINETUNED}
     return out
 
 
@@ -156,30 +204,30 @@ def main(cfg: DictConfig) -> dict:
     args = EvalArgs.from_cfg(cfg.eval)
     metrics_dir = Path(cfg.paths.metrics)
     data_dir = Path(cfg.paths.processed) / cfg.domain.name
-    threads = int(cfg.threads)
+    threads, seed = int(cfg.threads), int(cfg.seed)
     split_examples = {split: load_examples(data_dir / f"{split}.jsonl", args.max_examples) for split in args.splits}
+    first_split = args.splits[0]
     similarity = SemanticSimilarity() if args.semantic_similarity else None
 
     eval_flat: dict = {}
-    summaries: dict[str, dict] = {}
-    by_domain: dict[str, dict] = {}
+    summaries: dict[str, dict[str, dict]] = {split: {} for split in args.splits}
+    by_domain: dict[str, dict[str, dict]] = {split: {} for split in args.splits}
     infos: dict[str, dict] = {}
     predictions: list[dict] = []
     for spec in models_to_evaluate(cfg, args):
-        for split_index, (split, examples) in enumerate(split_examples.items()):
-            log.info("evaluating %s (%s) on %s: %d examples", spec.label, spec.path, split, len(examples))
-            run, samples, infos[spec.label] = evaluate_model(spec, examples, args, int(cfg.seed), threads,
-                                                             similarity)
-            summary = aggregate(samples, args.bootstrap_samples, args.confidence, int(cfg.seed))
-            summary.update({k: run.speed[k] for k in SPEED_KEYS})
-            predictions += prediction_records(spec.label, split, examples, run, samples)
-            # The first split is the headline; further splits go to eval.json with a `<split>_` prefix.
-            key = spec.label if split_index == 0 else f"{spec.label}@{split}"
-            summaries[key] = summary
-            infos[key] = infos[spec.label]
-            by_domain[key] = aggregate_by_domain(samples, args.bootstrap_samples, args.confidence, int(cfg.seed))
+        log.info("evaluating %s (%s) on %s", spec.label, spec.path,
+                 ", ".join(f"{split} ({len(ex)} examples)" for split, ex in split_examples.items()))
+        results, speed, infos[spec.label] = evaluate_model(spec, split_examples, args, seed, threads, similarity)
+        for split, result in results.items():
+            summary = aggregate(result.samples, args.bootstrap_samples, args.confidence, seed)
+            if split == first_split:
+                summary.update(speed)  # measured once per model, on this split's prompts
+            summaries[split][spec.label] = summary
+            by_domain[split][spec.label] = aggregate_by_domain(result.samples, args.bootstrap_samples,
+                                                               args.confidence, seed)
+            predictions += prediction_records(spec.label, split, split_examples[split], result.run, result.samples)
             if spec.label == FINETUNED:
-                prefix = "" if split_index == 0 else f"{split}_"
+                prefix = "" if split == first_split else f"{split}_"
                 eval_flat.update({f"{prefix}{k}": v for k, v in summary.items()})
 
     # Serialise everything before writing anything: an error here must not leave a mix of old and new files.

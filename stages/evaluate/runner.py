@@ -1,8 +1,8 @@
-"""Generate and score the test examples with one engine, timing generation after a warm-up.
+"""Generate and score the examples with one engine (the quality pass; speed is stages/evaluate/speed.py's).
 
     examples = load_examples(Path("data/processed/healthcare/test.jsonl"), max_examples=None)
-    run = run_model(engine, examples, SamplingParams(max_new_tokens=96), batch_size=8, warmup_examples=2)
-    run.speed  # {"tokens_per_second": ..., "examples_per_second": ..., "latency_p50_s": ..., ...}
+    run = run_model(engine, examples, SamplingParams(max_new_tokens=96), batch_size=8)
+    run.generations[0].text, run.nll_sums[0]
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from stages.errors import StageError
@@ -21,7 +20,6 @@ from stages.fileio import read_jsonl
 from stages.inference import Engine, Generation, SamplingParams
 
 log = logging.getLogger(__name__)
-WARMUP_TOKENS = 8
 
 
 @dataclass
@@ -41,7 +39,6 @@ class ModelRun:
     generations: list[Generation]
     nll_sums: list[float | None]
     ref_token_counts: list[int | None]
-    speed: dict[str, float]
 
 
 def _line_numbers(path: Path) -> list[int]:
@@ -79,42 +76,29 @@ def load_examples(path: Path, max_examples: int | None = None) -> list[Example]:
     return examples[:max_examples] if max_examples else examples
 
 
-def _percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else math.nan
-
-
 def generate_timed(engine: Engine, prompts: list[str], params: SamplingParams, batch_size: int,
-                   warmup_examples: int = 0, desc: str = "generate") -> tuple[list[Generation], dict[str, float]]:
+                   desc: str = "generate") -> tuple[list[Generation], dict[str, float]]:
     """Generate in chunks of `batch_size` prompts of similar token length (one `engine.generate` call each;
-    results come back in input order), after generating the first `warmup_examples` prompts untimed: first
-    calls pay for allocation and kernel selection, which a few tokens each cover (a full-length warm-up cost
-    ~5 s per model on the default CPU run).
-    Speed: examples/s and completion tokens/s over the summed chunk wall times; latency of an example
-    = the wall time of the chunk it was generated in (it is returned when its whole batch is done)."""
-    if warmup_examples > 0:
-        warmup = replace(params, max_new_tokens=min(WARMUP_TOKENS, params.max_new_tokens))
-        engine.generate(prompts[:warmup_examples], warmup)
+    results come back in input order), and how long that took: examples/s and completion tokens/s over the
+    summed chunk wall times. These throughputs depend on how long the answers are (a chunk runs until its
+    longest answer ends), so they compare code paths on the same prompts (bench/eval_generation.py), never
+    models: the evaluate stage's speed comes from speed.py's fixed-length requests."""
     # Batch prompts of similar token length together (less left padding), then restore the input order.
     order = sorted(range(len(prompts)), key=lambda i: engine.count_tokens(prompts[i])) if batch_size > 1 \
         else list(range(len(prompts)))
     by_position: dict[int, Generation] = {}
-    latencies: list[float] = []
     total = 0.0
     for start in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch", leave=False):
         chunk = order[start:start + batch_size]
         t0 = time.perf_counter()
         out = engine.generate([prompts[i] for i in chunk], params)
-        elapsed = time.perf_counter() - t0
-        total += elapsed
+        total += time.perf_counter() - t0
         by_position.update(zip(chunk, out, strict=True))
-        latencies.extend([elapsed] * len(chunk))
     generations = [by_position[i] for i in range(len(prompts))]
     tokens = sum(g.completion_tokens for g in generations)
     speed = {
         "tokens_per_second": tokens / total if total > 0 else math.nan,
         "examples_per_second": len(prompts) / total if total > 0 else math.nan,
-        "latency_p50_s": _percentile(latencies, 50),
-        "latency_p95_s": _percentile(latencies, 95),
         "generation_seconds": total,
         "completion_tokens": tokens,
     }
@@ -122,12 +106,11 @@ def generate_timed(engine: Engine, prompts: list[str], params: SamplingParams, b
 
 
 def run_model(engine: Engine, examples: list[Example], params: SamplingParams, batch_size: int,
-              warmup_examples: int, score_references: bool = True, label: str = "") -> ModelRun:
-    """Predictions (timed) and, when `score_references`, each reference's NLL given its prompt."""
+              score_references: bool = True, label: str = "") -> ModelRun:
+    """Predictions and, when `score_references`, each reference's NLL given its prompt."""
     prompts = [engine.apply_chat_template(ex.messages) for ex in examples]
-    # An engine that decodes one sequence at a time gets chunks of 1: true per-example latency there.
     chunk = max(1, min(batch_size, engine.max_batch_size))
-    generations, speed = generate_timed(engine, prompts, params, chunk, warmup_examples, desc=f"{label} generate")
+    generations, throughput = generate_timed(engine, prompts, params, chunk, desc=f"{label} generate")
     nll: list[float | None] = [None] * len(examples)
     ntok: list[int | None] = [None] * len(examples)
     if score_references:
@@ -135,6 +118,5 @@ def run_model(engine: Engine, examples: list[Example], params: SamplingParams, b
                                               desc=f"{label} score", leave=False)):
             # The answer and the end-of-turn token: what training's loss and the quantize benchmark score.
             nll[i], ntok[i] = engine.score(prompt, ex.reference, close_turn=True)
-    log.info("%s: %d examples, %.2f examples/s, %.1f tokens/s", label, len(examples),
-             speed["examples_per_second"], speed["tokens_per_second"])
-    return ModelRun(prompts, generations, nll, ntok, speed)
+    log.info("%s: %d examples generated in %.1f s", label, len(examples), throughput["generation_seconds"])
+    return ModelRun(prompts, generations, nll, ntok)

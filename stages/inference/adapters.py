@@ -96,8 +96,13 @@ class DomainRouter:
         return self.embed(list(texts)) @ self.centroids.T
 
     def route(self, text: str) -> tuple[str, dict[str, float]]:
-        [row] = self.scores([text])
-        return self.domains[int(np.argmax(row))], {d: round(float(s), 4) for d, s in zip(self.domains, row, strict=True)}
+        [routed] = self.route_many([text])
+        return routed
+
+    def route_many(self, texts: Sequence[str]) -> list[tuple[str, dict[str, float]]]:
+        """Each text's nearest domain and every domain's cosine, from one embedding batch."""
+        return [(self.domains[int(np.argmax(row))], {d: round(float(s), 4) for d, s in zip(self.domains, row, strict=True)})
+                for row in self.scores(texts)]
 
     def info(self) -> dict:
         return {"domains": self.domains, "method": "nearest centroid of MiniLM embeddings"}

@@ -3,13 +3,14 @@
     from stages.inference import load_engine
     engine = load_engine("gguf", "models/gguf/model-q4_k_m.gguf", threads=2, n_ctx=2048, parallel=8)
 
-Prompts are token ids made once by the model's chat contract (template and BOS rule from the GGUF metadata),
-never text tokenized again by llama-cpp-python's completion API (which added a second BOS after templates
-that render one). Generation runs in a `SlotScheduler` (slots.py) on its own owner thread: up to `parallel`
-sequences share one llama.cpp context and one `llama_decode` per step, each with `n_ctx` tokens of context
-(prompt + completion). `generate`, `stream` and `chat` may be called from any number of threads: they only
-submit sequences and wait for their events. A sequence stops on the contract's end-of-turn ids and llama.cpp's
-end-of-generation tokens, on a stop string, at max_new_tokens, or when `should_stop()` says so.
+Prompts are token ids made once by the model's chat contract (template and BOS rule from the GGUF metadata;
+control-token text inside messages tokenized as plain text), never text tokenized again by llama-cpp-python's
+completion API (which added a second BOS after templates that render one). Generation runs in a
+`SlotScheduler` (slots.py) on its own owner thread: up to `parallel` sequences share one llama.cpp context and
+one `llama_decode` per step, each with `n_ctx` tokens of context (prompt + completion). `generate`, `stream`
+and `chat` may be called from any number of threads: they only submit sequences and wait for their events. A
+sequence stops on the contract's end-of-turn ids and llama.cpp's end-of-generation tokens, on a stop string,
+at max_new_tokens, or when `should_stop()` says so.
 Scoring uses a second context with logits for every position, created on the first `score()` call.
 
 LoRA adapters (`adapters={"legal": path, ...}`, GGUF adapters of this base model) are loaded once onto the one
@@ -28,7 +29,7 @@ from pathlib import Path
 
 from stages.errors import StageError
 from stages.inference.adapters import AdapterFacts, read_adapter_facts
-from stages.inference.chat import ChatContract
+from stages.inference.chat import ChatContract, llama_tokenizer
 from stages.inference.gguf import continuation_nll, load_llama, quantization_name
 from stages.inference.slots import FLASH_ATTN, SequenceRequest, SlotScheduler
 from stages.inference.types import ChatMixin, EngineClosed, Generation, SamplingParams, ShouldStop, TextStream
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 # The Llama object is kept for its model, vocabulary and metadata; its own context is never used for
 # generation, so it gets the smallest useful size.
 METADATA_CONTEXT = 64
+EXIT_WAIT_S = 10.0  # at interpreter exit: a step takes seconds at most; longer means stuck
 
 
 class GGUFEngine(ChatMixin):
@@ -64,6 +66,8 @@ class GGUFEngine(ChatMixin):
         self.llm = load_llama(self.path, threads=threads, n_ctx=METADATA_CONTEXT)
         self._scorers: dict[str | None, object] = {}
         self.contract = ChatContract.from_gguf(self.llm)
+        # Prompts and raw text parse control tokens; message text inside a rendered chat never does (chat.py).
+        self._tokenize, self._plain = llama_tokenizer(self.llm), llama_tokenizer(self.llm, control=False)
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm._model.model)
         self._is_eog = llama_cpp.llama_vocab_is_eog
         self._stop_ids = frozenset(self.contract.end_of_turn_ids)
@@ -84,10 +88,13 @@ class GGUFEngine(ChatMixin):
         except StageError:
             self.llm.close()
             raise
+        self._stopping: threading.Thread | None = None  # a decode thread told to stop, until it has
+        self._close_lock = threading.Lock()
         self._owner = threading.Thread(target=self.scheduler.run, name="gguf-decode", daemon=True)
         self._owner.start()
         # Free the contexts before interpreter teardown; llama-cpp-python's __del__ at exit prints tracebacks.
-        atexit.register(self.close)
+        # A decode thread still stuck at exit is waited for briefly only: nothing would free it anyway.
+        atexit.register(self.close, EXIT_WAIT_S)
 
     def _load_adapter(self, facts: AdapterFacts):
         """Load an adapter onto the model (freed with it)."""
@@ -107,25 +114,30 @@ class GGUFEngine(ChatMixin):
             raise StageError(f"adapter {name!r} is not loaded (loaded: {', '.join(self.adapters) or 'none'})")
         return AdapterEngine(self, name)
 
-    def close(self) -> None:
-        if self._owner is not None:
-            owner, self._owner = self._owner, None
-            self.scheduler.stop()  # requests in flight or waiting end with EngineClosed
-            owner.join(timeout=60)
-            if owner.is_alive():  # stuck in one long decode: freeing the context under it would crash
-                log.warning("%s: the decode thread did not stop within 60 s; its context is left allocated", self.path)
-                return
-            self.scheduler.close()
-        for llm in (*self._scorers.values(), self.llm):
-            llm.close()
-        self._scorers = {}
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Stop the decode thread (requests in flight or waiting end with EngineClosed), then free the model
+        and contexts. A decode thread that does not stop within `timeout_s` is still using them: nothing is
+        freed, and a later close() frees them only once that thread has stopped."""
+        with self._close_lock:
+            if self._owner is not None:
+                self._stopping, self._owner = self._owner, None
+                self.scheduler.stop()
+            if self._stopping is not None:
+                self._stopping.join(timeout=timeout_s)
+                if self._stopping.is_alive():  # stuck in one long decode: freeing under it would crash
+                    log.warning("%s: the decode thread did not stop within %.0f s; its model and context "
+                                "stay allocated", self.path, timeout_s)
+                    return
+                self._stopping = None
+                self.scheduler.close()
+            for llm in (*self._scorers.values(), self.llm):
+                llm.close()  # a second close of a Llama does nothing
+            self._scorers = {}
 
     # -- tokens ---------------------------------------------------------------------------------------------
-    def _tokenize(self, text: str) -> list[int]:
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True) if text else []
-
     def prompt_ids(self, prompt: str) -> list[int]:
-        return self.contract.prompt_ids(prompt, self._tokenize)
+        """A rendered chat (`apply_chat_template`'s ChatPrompt) or a raw prompt as ids; see ChatContract."""
+        return self.contract.prompt_ids(prompt, self._tokenize, self._plain)
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenize(text))
@@ -213,7 +225,8 @@ class GGUFEngine(ChatMixin):
               adapter: str | None = None) -> tuple[float, int]:
         """Sum of -log p(continuation token | everything before it), in nats, and the number of tokens.
         close_turn: the continuation is an assistant answer, followed by the model's end-of-turn token."""
-        context, target = self.contract.scored_ids(prompt, continuation, self._tokenize, close_turn)
+        context, target = self.contract.scored_ids(prompt, continuation, self._tokenize, close_turn,
+                                                   self._plain)
         if not target:
             return 0.0, 0
         if adapter not in self._scorers:  # a context with logits for every position, per adapter

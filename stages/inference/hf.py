@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from stages.errors import StageError
-from stages.inference.chat import ChatContract
+from stages.inference.chat import ChatContract, hf_tokenizer
 from stages.inference.types import (
     ChatMixin,
     Generation,
@@ -77,6 +77,8 @@ class HFEngine(ChatMixin):
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.contract = ChatContract.from_hf(tokenizer, model.generation_config)
+        # Prompts and raw text parse special tokens; message text inside a rendered chat never does (chat.py).
+        self._tokenize, self._plain = hf_tokenizer(tokenizer), hf_tokenizer(tokenizer, control=False)
         self.eos_ids = list(self.contract.end_of_turn_ids)
         self.served = served_model_facts(path) if path.is_dir() else {"domain": None, "system_prompt": None}
 
@@ -90,11 +92,9 @@ class HFEngine(ChatMixin):
         return PeftModel.from_pretrained(model, adapter).merge_and_unload()
 
     # -- text in, text out --------------------------------------------------------------------------------
-    def _tokenize(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
-
     def prompt_ids(self, prompt: str) -> list[int]:
-        return self.contract.prompt_ids(prompt, self._tokenize)
+        """A rendered chat (`apply_chat_template`'s ChatPrompt) or a raw prompt as ids; see ChatContract."""
+        return self.contract.prompt_ids(prompt, self._tokenize, self._plain)
 
     def _generation_config(self, params: SamplingParams):
         from transformers import GenerationConfig
@@ -109,6 +109,8 @@ class HFEngine(ChatMixin):
             top_k=(params.top_k or None) if sample else None, min_p=(params.min_p or None) if sample else None,
             repetition_penalty=params.repeat_penalty if params.repeat_penalty != 1.0 else None,
             stop_strings=list(params.stop) or None,
+            # ignore_eos: the end-of-turn ids are blocked until max_new_tokens (a fixed-length timing decode)
+            min_new_tokens=params.max_new_tokens if params.ignore_eos else None,
             eos_token_id=self.eos_ids, pad_token_id=self.tokenizer.pad_token_id)
 
     def _stopping(self, should_stop: ShouldStop | None):
@@ -225,7 +227,8 @@ class HFEngine(ChatMixin):
     def score(self, prompt: str, continuation: str, close_turn: bool = False) -> tuple[float, int]:
         """Sum of -log p(continuation token | everything before it), in nats, and the number of tokens.
         close_turn: the continuation is an assistant answer, followed by the model's end-of-turn token."""
-        context, target = self.contract.scored_ids(prompt, continuation, self._tokenize, close_turn)
+        context, target = self.contract.scored_ids(prompt, continuation, self._tokenize, close_turn,
+                                                   self._plain)
         if not target:
             return 0.0, 0
         ids = torch.tensor([context + target], device=self.device)

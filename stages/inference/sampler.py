@@ -5,6 +5,7 @@ on the decode thread; the scheduler owns and frees it from `submit` on."""
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import llama_cpp
 
@@ -14,10 +15,14 @@ from stages.inference.types import SamplingParams
 PENALTY_LAST_N = 64  # tokens the repeat/frequency/presence penalties look back over (llama.cpp's default)
 
 
-def build_sampler(vocab, params: SamplingParams, history: list[int]):
-    """llama.cpp sampler chain for one sequence; `history` (the prompt's tail) primes the penalties."""
+def build_sampler(vocab, params: SamplingParams, history: list[int], banned: Sequence[int] = ()):
+    """llama.cpp sampler chain for one sequence; `history` (the prompt's tail) primes the penalties; `banned`
+    tokens are never sampled (the end-of-turn tokens when params.ignore_eos asks for a fixed-length decode)."""
     chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
     add = lambda s: llama_cpp.llama_sampler_chain_add(chain, s)  # noqa: E731 - the chain owns what it is given
+    if banned:
+        biases = (llama_cpp.llama_logit_bias * len(banned))(*[(int(t), float("-inf")) for t in banned])
+        add(llama_cpp.llama_sampler_init_logit_bias(llama_cpp.llama_vocab_n_tokens(vocab), len(banned), biases))
     if params.grammar:
         grammar = llama_cpp.llama_sampler_init_grammar(vocab, params.grammar.encode("utf-8"), b"root")
         if not grammar:

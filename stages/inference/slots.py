@@ -125,6 +125,7 @@ class SlotScheduler:
                       "max_active": 0, "adapter_switches": 0}
         self.closed = threading.Event()
         self._submit_lock = threading.Lock()
+        self._end_ids: list[int] | None = None
 
     # -- any thread -----------------------------------------------------------------------------------------
     def submit(self, request: SequenceRequest) -> None:
@@ -133,12 +134,19 @@ class SlotScheduler:
             loaded = ", ".join(self.adapters) or "none"
             raise StageError(f"adapter {request.adapter!r} is not loaded (loaded: {loaded})")
         if request.sampler is None:
-            request.sampler = build_sampler(self.vocab, request.params, request.ids)
+            banned = self._end_tokens() if request.params.ignore_eos else ()
+            request.sampler = build_sampler(self.vocab, request.params, request.ids, banned)
         with self._submit_lock:  # never behind the end-of-work sentinel
             if self.closed.is_set():
                 llama_cpp.llama_sampler_free(request.sampler)
                 raise EngineClosed("the engine is shutting down")
             self.inbox.put(request)
+
+    def _end_tokens(self) -> list[int]:
+        """Every token that ends a sequence (scanned once, on the first fixed-length request)."""
+        if self._end_ids is None:
+            self._end_ids = [t for t in range(llama_cpp.llama_vocab_n_tokens(self.vocab)) if self.is_end(t)]
+        return self._end_ids
 
     # -- owner thread ---------------------------------------------------------------------------------------
     def run(self) -> None:

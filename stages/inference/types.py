@@ -38,6 +38,9 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
     grammar: str | None = None
+    # Never end on the end of turn: decode exactly max_new_tokens (evaluate's fixed-length timing pass). An
+    # engine that does not honour it ends as usual; Generation.completion_tokens says how many were decoded.
+    ignore_eos: bool = False
 
 
 @dataclass
@@ -54,6 +57,8 @@ class Engine(Protocol):
     # Threads that may call the engine at once; absent = 1. A server gives it that many worker threads.
     # concurrent_requests: int
 
+    # A ChatPrompt (chat.py, a str): pass it on unchanged to generate/stream/score/prompt_ids, which then
+    # tokenize control-token text inside its messages as plain text; `+` or slicing makes it a raw prompt.
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str: ...
 
     def generate(self, prompts: list[str], params: SamplingParams,
@@ -166,7 +171,8 @@ def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
 
 class ChatMixin:
     """`apply_chat_template`, `chat` and `stream_chat` in terms of the model's chat contract (`self.contract`),
-    `generate` and `stream`. A rendered chat is a prompt like any other: `prompt_ids` adds BOS at most once."""
+    `generate` and `stream`. A rendered chat is a ChatPrompt: `prompt_ids` adds BOS at most once and reads
+    control-token text inside its messages as plain text."""
 
     contract: ChatContract
 

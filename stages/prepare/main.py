@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from stages.errors import StageError
 from stages.fileio import atomic_dir, write_json, write_jsonl, write_text
 from stages.prepare.cleaning import CleaningConfig, clean_records, length_function
+from stages.prepare.held_out import HeldOutAnswers
 from stages.prepare.report import PrepareSummary, data_metrics, render_data_report, render_dataset_card
 from stages.prepare.sources import load_source
 from stages.prepare.splits import SPLITS, SplitRatios, remove_leakage, split_records
@@ -38,8 +39,10 @@ def validation_settings(cfg: DictConfig) -> ValidationSettings:
                               expected_domains=expected)
 
 
-def ground_train_split(cfg: DictConfig, train: list[dict], seed: int) -> tuple[list[dict], int]:
-    """prepare.grounded: a share of train as /api/v1/ask prompts over the index (see grounded.py)."""
+def ground_train_split(cfg: DictConfig, train: list[dict], seed: int,
+                       held_out: HeldOutAnswers | None = None) -> tuple[list[dict], int]:
+    """prepare.grounded: a share of train as /api/v1/ask prompts over the index (see grounded.py), their
+    passages free of `held_out` facts."""
     section = cfg.prepare.get("grounded") or {}
     share = float(section.get("share", 0.0))
     if not 0 <= share <= 1:
@@ -54,7 +57,8 @@ def ground_train_split(cfg: DictConfig, train: list[dict], seed: int) -> tuple[l
     from stages.inference.retrieval import Retriever
     from stages.prepare.grounded import ground_training_examples
 
-    return ground_training_examples(train, Retriever.load(index), share, int(section.get("top_k", 3)), seed)
+    return ground_training_examples(train, Retriever.load(index), share, int(section.get("top_k", 3)), seed,
+                                    held_out)
 
 
 def main(cfg: DictConfig) -> dict:
@@ -71,7 +75,10 @@ def main(cfg: DictConfig) -> dict:
     splits = split_records(records, ratios, seed)
     splits, leak_drops = remove_leakage(splits, settings.leakage_threshold)
     dropped.update(leak_drops)
-    splits["train"], grounded = ground_train_split(cfg, splits["train"], seed)
+    # the index holds every fact: grounded passages skip those stating a test_facts/validation_facts answer
+    # (validate_splits' held_out_text check then proves no train/validation record states one)
+    held_out = HeldOutAnswers.from_splits(splits)
+    splits["train"], grounded = ground_train_split(cfg, splits["train"], seed, held_out)
     length, _ = length_function(cleaning, tokenizer_path)
     # test_facts and validation_facts have no ratio: data.held_out_facts and data.validation_held_out_facts set
     # their sizes (synthetic data only)

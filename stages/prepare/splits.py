@@ -80,6 +80,28 @@ def _stratified(records: list[dict], fractions: list[float], seed: int) -> list[
     return parts
 
 
+def _teach_asked_facts_in_train(train: list[dict], validation: list[dict], test: list[dict]) -> None:
+    """Swap records (in place, sizes kept) so every fact the test split asks has a record in train.
+
+    The synthetic generator teaches each fact a test question asks at least once, but the random
+    train/validation cut can put that one record in validation; test would then ask a fact the model never saw.
+    Such a validation record trades places with the first train record of its domain whose fact stays taught.
+    """
+    asked = {r.get("fact_id") for r in test} - {None}
+    in_train = Counter(r.get("fact_id") for r in train)
+    for i, record in enumerate(validation):
+        fact = record.get("fact_id")
+        if fact not in asked or in_train[fact]:
+            continue
+        j = next((j for j, other in enumerate(train) if other["domain"] == record["domain"]
+                  and (other.get("fact_id") not in asked or in_train[other.get("fact_id")] > 1)), None)
+        if j is None:
+            continue
+        in_train[train[j].get("fact_id")] -= 1
+        in_train[fact] += 1
+        validation[i], train[j] = train[j], record
+
+
 def split_records(records: list[dict], ratios: SplitRatios, seed: int) -> dict[str, list[dict]]:
     """{train, validation, test, test_facts, validation_facts} lists. Records with a `held_out` key (synthetic)
     use it for test, and those with `unseen_fact` form test_facts (validation_facts with `validation_fact`)."""
@@ -94,6 +116,7 @@ def split_records(records: list[dict], ratios: SplitRatios, seed: int) -> dict[s
         val_fraction = ratios.validation / (ratios.train + ratios.validation)
         train, validation = _stratified(rest, [1 - val_fraction, val_fraction], seed)
         test = _stratified(test, [1.0], seed)[0]
+        _teach_asked_facts_in_train(train, validation, test)
         return {"train": train, "validation": validation, "test": test, **unseen}
     train, validation, test = _stratified(records, [ratios.train, ratios.validation, ratios.test], seed)
     return {"train": train, "validation": validation, "test": test, **unseen}

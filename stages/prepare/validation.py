@@ -1,5 +1,6 @@
 """The prepare stage's data checks: the seed's seven (schema, nulls/empties, duplicates, length, language,
-instruction format, label distribution) plus leakage. Any failing check stops the stage before it writes.
+instruction format, label distribution) plus leakage and the held-out facts (by fact id and by text). Any
+failing check stops the stage before it writes.
 
     domain-llm prepare prepare.validation.language=null               # skip the language check
     domain-llm prepare prepare.validation.max_language_mismatch=0.1
@@ -20,6 +21,7 @@ from tqdm import tqdm
 from stages.inference.grounding import strip_citations
 from stages.prepare.cleaning import CleaningConfig, example_text, prompt_text
 from stages.prepare.dedup import normalize_for_matching
+from stages.prepare.held_out import TAUGHT_SPLITS, HeldOutAnswers, record_statements
 from stages.prepare.records import REQUIRED_FIELDS
 from stages.prepare.splits import UNSEEN_FACT_SPLITS, find_leaks
 
@@ -188,6 +190,17 @@ def check_unseen_facts(splits: dict[str, list[dict]]) -> CheckResult:
                        "one", bad[:MAX_EXAMPLES])
 
 
+def check_held_out_text(splits: dict[str, list[dict]]) -> CheckResult:
+    """No train or validation record's messages (system, prompt with its passages, answer) state a
+    test_facts/validation_facts answer (the predicate of stages/prepare/held_out.py): the fact ids differ
+    (check_unseen_facts), and this proves the text, passages retrieved from the all-facts index included."""
+    held_out = HeldOutAnswers.from_splits(splits)
+    bad = [line for name in TAUGHT_SPLITS for line in record_statements(name, splits.get(name, []), held_out)]
+    return CheckResult("held_out_text", not bad, f"{len(held_out)} held-out answers; {len(bad)} "
+                       "train/validation records state one (drop or fix them; grounded passages must skip "
+                       "held-out facts, stages/prepare/held_out.py)", bad[:MAX_EXAMPLES])
+
+
 def validate_splits(splits: dict[str, list[dict]], ratios: dict[str, float], cleaning: CleaningConfig,
                     length: Callable[[str], int], unit: str, settings: ValidationSettings) -> list[CheckResult]:
     """Run every check; schema first since the others assume well-formed records."""
@@ -197,4 +210,4 @@ def validate_splits(splits: dict[str, list[dict]], ratios: dict[str, float], cle
     return [schema, check_nulls(splits), check_duplicates(splits), check_lengths(splits, cleaning, length, unit),
             check_language(splits, settings), check_instruction_format(splits),
             check_distribution(splits, ratios, settings), check_leakage(splits, settings),
-            check_unseen_facts(splits)]
+            check_unseen_facts(splits), check_held_out_text(splits)]

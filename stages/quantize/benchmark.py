@@ -22,7 +22,7 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
-from stages.inference.chat import ChatContract
+from stages.inference.chat import ChatContract, llama_tokenizer
 from stages.inference.gguf import continuation_log_probs, load_llama
 
 log = logging.getLogger(__name__)
@@ -48,17 +48,14 @@ def tokenize_examples(llm, records: list[dict], max_examples: int, n_ctx: int) -
     """Prompt/answer token ids for the first `max_examples` records that fit in `n_ctx`, through the GGUF's own
     chat contract: the prompt ids the engines generate from, the answer as training supervises it."""
     contract = ChatContract.from_gguf(llm)
-
-    def tokenize(text: str) -> list[int]:
-        return llm.tokenize(text.encode("utf-8"), add_bos=False, special=True) if text else []
-
+    tokenize, plain = llama_tokenizer(llm), llama_tokenizer(llm, control=False)  # message text stays text
     examples = []
     for record in records:
         messages = record["messages"]
         if not messages or messages[-1]["role"] != "assistant":
             continue
-        prompt = contract.chat_ids(messages[:-1], tokenize)
-        answer = (tokenize(messages[-1]["content"]) + [contract.end_of_turn_id])[: max(n_ctx - len(prompt), 0)]
+        prompt = contract.chat_ids(messages[:-1], tokenize, plain)
+        answer = contract.answer_ids(messages[-1]["content"], plain)[: max(n_ctx - len(prompt), 0)]
         if len(prompt) < 1 or len(answer) < 1:
             continue
         examples.append(ScoredExample(prompt, answer))

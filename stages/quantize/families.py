@@ -23,15 +23,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import gguf
 import numpy as np
 
 from stages.errors import StageError
-
-if TYPE_CHECKING:
-    from stages.quantize.convert import ModelShape
+from stages.quantize.shape import ModelShape
 
 ROPE_FREQS = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight"
 ROPE_FACTORS_LONG = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FACTORS_LONG] + ".weight"

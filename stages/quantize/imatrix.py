@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from stages.errors import StageError
-from stages.inference.chat import ChatContract
+from stages.inference.chat import ChatContract, hf_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +64,11 @@ def compute_imatrix(model_dir: Path, records: Sequence[dict], max_examples: int 
             if name is not None:
                 handles.append(module.register_forward_hook(collect(name)))
     contract = ChatContract.from_hf(tokenizer, model.generation_config)
-
-    def tokenize(text: str) -> list[int]:
-        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
+    tokenize, plain = hf_tokenizer(tokenizer), hf_tokenizer(tokenizer, control=False)  # message text stays text
     try:
         with torch.inference_mode():
             for messages in chats:  # whole chats, tokenized as the engines and training do (BOS once)
-                ids = contract.prompt_ids(contract.render(messages, add_generation_prompt=False), tokenize)
+                ids = contract.prompt_ids(contract.render(messages, add_generation_prompt=False), tokenize, plain)
                 model(input_ids=torch.tensor([ids[:max_tokens]]))
     finally:
         for handle in handles:

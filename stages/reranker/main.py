@@ -29,6 +29,7 @@ from stages.config import domain_names
 from stages.errors import StageError
 from stages.fileio import atomic_dir, write_json
 from stages.inference.reranker import BiEncoderReranker, Reranker
+from stages.prepare.held_out import HeldOutAnswers
 from stages.prepare.splits import UNSEEN_FACT_SPLITS
 from stages.reranker.card import render_model_card
 from stages.reranker.evaluate import (
@@ -43,8 +44,10 @@ from stages.reranker.pairs import (
     SPLITS,
     build_answer_pools,
     build_training_pairs,
+    check_pairs,
     chunk_training_pairs,
     drop_held_out_questions,
+    held_out_answers,
     load_split,
     records_to_queries,
 )
@@ -98,8 +101,10 @@ def set_threads(threads: int) -> int:
     return n
 
 
-def index_pairs(cfg: DictConfig, train_queries: list, negatives: int, seed: int) -> list[dict]:
-    """Chunk-level pairs over paths.index (none without an index or with chunk_negatives 0), shuffled."""
+def index_pairs(cfg: DictConfig, train_queries: list, negatives: int, seed: int,
+                held_out: HeldOutAnswers | None = None) -> list[dict]:
+    """Chunk-level pairs over paths.index (none without an index or with chunk_negatives 0), shuffled;
+    passages stating a `held_out` fact are left out."""
     index = Path(str(cfg.paths.get("index") or ""))
     if negatives < 1 or not (index / "chunks.jsonl").is_file():
         return []
@@ -107,7 +112,7 @@ def index_pairs(cfg: DictConfig, train_queries: list, negatives: int, seed: int)
 
     from stages.inference.retrieval import Retriever
 
-    rows = chunk_training_pairs(train_queries, Retriever.load(index), negatives)
+    rows = chunk_training_pairs(train_queries, Retriever.load(index), negatives, held_out=held_out)
     random.Random(f"{seed}:chunks").shuffle(rows)
     log.info("%d chunk-level pairs from %s", len(rows), index)
     return rows
@@ -138,8 +143,12 @@ def main(cfg: DictConfig) -> None:
         raise StageError(f"{data_dir}/test.jsonl: no test questions to evaluate the reranker on")
     pairs = build_training_pairs(train_queries, args.hard_negatives, args.negative_miner, seed,
                                  random_negatives=args.random_negatives, topic_negatives=args.topic_negatives)
-    chunk_pairs = index_pairs(cfg, train_queries, args.chunk_negatives, seed)
+    # The index holds every fact: passages stating a held-out one are filtered out (routine), while a question
+    # or answer stating one is refused (the prepared data is wrong; filtering would hide it).
+    held_out = held_out_answers(unseen_by_split, splits["train"] + splits["validation"])
+    chunk_pairs = index_pairs(cfg, train_queries, args.chunk_negatives, seed, held_out)
     pairs += chunk_pairs
+    check_pairs(pairs, train_queries, held_out)
 
     # Candidate documents: unique answers of every split (documents, not questions, so no leak).
     eval_pools = build_answer_pools(splits["train"] + splits["validation"] + paraphrase_queries + unseen)

@@ -13,7 +13,9 @@ the same `fact_id` when the source provides one) are paraphrases of one fact, so
 negative for the other: training on them would teach the model to reject correct answers.
 
 Split hygiene: training pairs (questions *and* negative answers) come only from the train split;
-`drop_held_out_questions` removes any training question whose text also occurs in a held-out split.
+`drop_held_out_questions` removes any training question whose text also occurs in a held-out split. The index
+holds every fact, so chunk pairs skip passages that state a test_facts/validation_facts answer
+(stages/prepare/held_out.py), and `check_pairs` refuses any pair whose query or document still states one.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 
 from stages.errors import StageError
 from stages.fileio import read_jsonl
+from stages.prepare.held_out import HeldOutAnswers, HeldOutFact, skip_held_out
 from stages.prepare.records import user_content
 
 log = logging.getLogger(__name__)
@@ -211,14 +214,15 @@ def add_topic_negatives(queries: Sequence[Query], pools: dict[str, list[Answer]]
         chosen.extend(rng.sample(same, min(k, len(same))))
 
 
-def chunk_training_pairs(train: Sequence[Query], retriever, negatives: int, candidates: int = 20) -> list[dict]:
+def chunk_training_pairs(train: Sequence[Query], retriever, negatives: int, candidates: int = 20,
+                         held_out: HeldOutAnswers | None = None) -> list[dict]:
     """(question, passage, label) rows over the index: 1 for the best-retrieved passage holding the question's
-    answer verbatim, 0 for the `negatives` best-retrieved passages that do not hold it. Questions whose answer
-    is in none of their `candidates` passages are skipped. Passages read "title\ntext", as the retriever
-    hands them to the reranker."""
+    answer verbatim, 0 for the `negatives` best-retrieved passages that do not hold it; passages stating a
+    `held_out` fact are skipped first. Questions whose answer is in none of their remaining `candidates`
+    passages are skipped. Passages read "title\ntext", as the retriever hands them to the reranker."""
     rows = []
     for q in train:
-        hits = retriever.search(q.text, candidates, "hybrid")
+        hits = skip_held_out(retriever.search(q.text, candidates, "hybrid"), held_out)
         holding = [h for h in hits if q.answer.strip() in h.chunk.text]
         if not holding:
             continue
@@ -255,3 +259,31 @@ def build_training_pairs(train: Sequence[Query], hard_negatives: int, miner: str
         rows.extend({"query": q.text, "document": doc, "label": 0.0} for doc in q_negatives)
     rng.shuffle(rows)
     return rows
+
+
+def held_out_answers(unseen_by_split: dict[str, Sequence[Query]], taught: Iterable[Query]) -> HeldOutAnswers:
+    """The predicate of stages/prepare/held_out.py over queries: the answers of test_facts/validation_facts
+    (their fact id, else record id), taught: the train and validation answers."""
+    facts = [HeldOutFact(split, q.fact_id or q.id, q.answer) for split, queries in unseen_by_split.items()
+             for q in queries]
+    return HeldOutAnswers(facts, [q.answer for q in taught])
+
+
+def check_pairs(rows: Sequence[dict], train: Sequence[Query], held_out: HeldOutAnswers) -> None:
+    """StageError naming the first training pair whose query or document states a held-out fact. Passages
+    were filtered already (the index holds every fact by design); a question or answer that states one means
+    the prepared train split is wrong, and training on it would let the benchmark grade a trained answer."""
+    ids = {q.text: q.id for q in train}
+    verdicts: dict[str, HeldOutFact | None] = {}  # one answer text is in many rows: check each text once
+    for number, row in enumerate(rows, start=1):
+        for field in ("query", "document"):
+            text = row[field]
+            if text not in verdicts:
+                verdicts[text] = held_out.stated_in(text)
+            fact = verdicts[text]
+            if fact is not None:
+                role = field if field == "query" else ("positive" if row["label"] == 1.0 else "negative")
+                question = ids.get(row["query"], "?")
+                raise StageError(f"reranker training pair {number} (train question {question}): its {role} text "
+                                 f"states {fact.split} fact {fact.fact}; held-out facts must not be trained on: "
+                                 "re-run `domain-llm prepare` (its held_out_text check) and check the train split")

@@ -20,7 +20,7 @@ import torch
 
 from stages.errors import StageError
 from stages.fileio import read_jsonl
-from stages.inference.chat import ChatContract, Tokenize
+from stages.inference.chat import ChatContract, Tokenize, hf_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +56,27 @@ def load_chat_records(path: Path) -> list[list[dict]]:
     return conversations
 
 
-def tokenize_chat(contract: ChatContract, tokenize: Tokenize, messages: list[dict]) -> tuple[list[int], list[int]]:
+def tokenize_chat(contract: ChatContract, tokenize: Tokenize, messages: list[dict],
+                  plain: Tokenize | None = None) -> tuple[list[int], list[int]]:
     """(input_ids, labels): the templated prompt masked with IGNORE_INDEX, then answer ids + the model's end-of-turn
-    token supervised. The prompt ids are exactly what the engines generate from (`contract.chat_ids`)."""
-    prompt_ids = contract.chat_ids(messages[:-1], tokenize)
-    answer_ids = [*tokenize(messages[-1]["content"]), contract.end_of_turn_id]
+    token supervised. The prompt ids are exactly what the engines generate from (`contract.chat_ids`); message
+    text is tokenized as text (`plain`: control-token text inside a message never becomes a control token; without
+    it such a message is refused rather than forged)."""
+    if plain is None:
+        plain = _refuse_control_text(contract, tokenize)
+    prompt_ids = contract.chat_ids(messages[:-1], tokenize, plain)
+    answer_ids = contract.answer_ids(messages[-1]["content"], plain)
     return prompt_ids + answer_ids, [IGNORE_INDEX] * len(prompt_ids) + answer_ids
+
+
+def _refuse_control_text(contract: ChatContract, tokenize: Tokenize) -> Tokenize:
+    """A `plain` stand-in for callers that have none: text holding control-token text is refused."""
+    def plain(text: str) -> list[int]:
+        if any(token in text for token in contract.control_tokens):
+            raise StageError("chat: an answer holds control-token text; pass the plain tokenizer "
+                             "(stages.inference.chat.hf_tokenizer(tokenizer, control=False))")
+        return tokenize(text)
+    return plain
 
 
 def hf_contract(tokenizer) -> tuple[ChatContract, Tokenize]:
@@ -77,9 +92,10 @@ def tokenize_chat_records(conversations: list[list[dict]], tokenizer, max_seq_le
     """Tokenise every conversation; rows longer than max_seq_length are dropped (a cut answer would teach the
     model to stop mid-sentence or never see its end-of-turn), and the count is logged."""
     contract, tokenize = hf_contract(tokenizer)
+    plain = hf_tokenizer(tokenizer, control=False)
     examples, too_long = [], 0
     for messages in conversations:
-        input_ids, labels = tokenize_chat(contract, tokenize, messages)
+        input_ids, labels = tokenize_chat(contract, tokenize, messages, plain)
         if len(input_ids) > max_seq_length:
             too_long += 1
             continue

@@ -250,6 +250,7 @@ def disk_full_run(tmp_path_factory) -> tuple[Path, dict[str, bytes], subprocess.
 def prepare_into(disk: Path, num_samples: int) -> subprocess.CompletedProcess:
     # no validation_facts split: the sizes above were set for train/validation/test/test_facts
     return run_cli("prepare", f"data.num_samples={num_samples}", "data.validation_held_out_facts=0",
+                   "data.test_questions=null", "data.held_out_facts=0.15",
                    f"paths.processed={disk / 'processed'}",
                    f"paths.metrics={disk / 'metrics'}", f"paths.base_model={disk / 'no_base_model'}", timeout=300)
 

@@ -33,7 +33,7 @@ API_KEY, ADMIN_TOKEN = "reliability-api-key", "reliability-admin-token"
 # every route and every limit is still exercised; a deep queue keeps 429s out of a one-worker run.
 SERVE_SETTINGS = ("serve.n_ctx=512", "serve.max_tokens_limit=8", "serve.max_prompt_chars=300",
                   "serve.max_batch_size=2", "serve.max_documents=4", "serve.max_document_chars=200",
-                  "serve.queue_size=64", "serve.request_timeout_s=60", "serve.reranker=/nonexistent/reranker",
+                  "serve.queue_size=64", "serve.request_timeout_s=60", "serve.reranker=null",
                   "serve.log_requests=false")
 # health, model/info, generate, generate/batch, rerank, ask, shutdown, completions, chat, models, rerank
 OPERATIONS = 11

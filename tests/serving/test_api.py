@@ -28,9 +28,10 @@ def test_health_reports_the_queue(client):
     body = client.get("/api/v1/health").json()
     assert body["status"] == "ok" and body["model_loaded"] is True and body["engine"] == "gguf"
     assert body["queue"]["capacity"] == 16 and body["queue"]["state"] == "ready"
-    # healthy = every enabled component ready, the reranker (bundled fallback here) included
-    assert body["components"] == {"model": {"state": "ready", "ready": True},
-                                  "reranker": {"state": "ready", "ready": True}}
+    # healthy = every enabled component ready, the reranker (the bi-encoder here) included; the others are off
+    ready, off = {"state": "ready", "ready": True, "required": True}, {"state": "disabled", "ready": False,
+                                                                       "required": False}
+    assert body["components"] == {"model": ready, "reranker": ready, "adapters": off, "router": off, "index": off}
 
 
 def test_model_info_is_read_from_the_gguf(client):
@@ -95,7 +96,7 @@ def test_rerank_uses_the_fallback_and_reports_it(client):
     ({"prompt": ""}, "prompt", "at least 1 character"),
     ({"prompt": "x" * 16001}, "prompt", "at most 16000 characters"),
     ({"prompt": QUESTION, "temperature": 3}, "temperature", "less than or equal to 2"),
-    ({"prompt": QUESTION, "model_path": "/etc/passwd"}, "model_path", "Extra inputs are not permitted"),
+    ({"prompt": QUESTION, "model_path": "/etc/passwd"}, "model_path", "not supported by this server"),
     ({"max_tokens": 5}, "prompt", "Field required"),
 ])
 def test_generate_validation_errors_name_the_field(client, payload, field, words):

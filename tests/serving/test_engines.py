@@ -44,9 +44,9 @@ def test_upstream_engine_serves_both_apis(llama_cpp_server, gguf_overrides):
         direct = httpx.post(f"{llama_cpp_server}/v1/chat/completions", timeout=60, json={
             "messages": MESSAGES, "max_tokens": 8, "temperature": 0}).json()["choices"][0]["message"]["content"]
         client = openai.OpenAI(base_url=f"{ours.url}/v1", api_key="x", max_retries=0)
-        proxied = client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=8, temperature=0)
+        proxied = client.chat.completions.create(model="auto", messages=MESSAGES, max_tokens=8, temperature=0)
         assert proxied.choices[0].message.content == direct and proxied.usage.completion_tokens == 8
-        stream = client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=8, temperature=0,
+        stream = client.chat.completions.create(model="auto", messages=MESSAGES, max_tokens=8, temperature=0,
                                                 stream=True)
         assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == direct
         body = httpx.post(f"{ours.url}/api/v1/generate", timeout=60, json={
@@ -75,8 +75,8 @@ def test_hf_engine_behind_the_same_routes(tiny_model_dir):
             "prompts": ["Hello", "The patient has a long history of"], "max_tokens": 5, "temperature": 0}).json()
         assert len(batch["results"]) == 2 and all(r["tokens_generated"] <= 5 for r in batch["results"])
         client = openai.OpenAI(base_url=f"{running.url}/v1", api_key="x", max_retries=0)
-        whole = client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=6, temperature=0)
-        stream = client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=6, temperature=0,
+        whole = client.chat.completions.create(model="auto", messages=MESSAGES, max_tokens=6, temperature=0)
+        stream = client.chat.completions.create(model="auto", messages=MESSAGES, max_tokens=6, temperature=0,
                                                 stream=True)
         assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == \
             whole.choices[0].message.content

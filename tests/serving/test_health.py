@@ -14,7 +14,13 @@ import threading
 import httpx
 
 from stages.config import compose
-from tests.serving.conftest import ThreadServer, serve_in_thread, wait_for, wait_until_healthy
+from tests.serving.conftest import (
+    ThreadServer,
+    serve_in_thread,
+    wait_for,
+    wait_until_healthy,
+    with_test_defaults,
+)
 
 
 class Engine:
@@ -35,7 +41,7 @@ class Reranker:
 def serve(*overrides: str, reranker_loader=None) -> ThreadServer:
     from serving.app import create_app
 
-    app = create_app(compose(["threads=1", *overrides]), engine=Engine())
+    app = create_app(compose(["threads=1", *with_test_defaults(overrides)]), engine=Engine())
     if reranker_loader is not None:
         app.state.ctx.rerank.worker.loader = reranker_loader  # runs when the server starts
     return serve_in_thread(app, healthy=False)
@@ -57,10 +63,11 @@ def test_health_is_503_while_the_reranker_loads_then_200():
         response = wait_for(lambda: (r := health(running.url)).json()["model_loaded"] and r, timeout_s=10)
         body = response.json()
         assert response.status_code == 503 and body["status"] == "loading", body
-        assert body["components"]["model"] == {"state": "ready", "ready": True}
+        assert body["components"]["model"] == {"state": "ready", "ready": True, "required": True}
         reranker = body["components"]["reranker"]
         assert reranker["state"] == "loading" and reranker["ready"] is False
-        assert reranker["detail"] == body["detail"] == "reranker not loaded yet (still loading); retry shortly"
+        assert reranker["detail"] == "reranker not loaded yet (still loading); retry shortly"
+        assert body["detail"] == "reranker: " + reranker["detail"]  # names the component that holds it back
         assert body["reranker"] == "loading" and body["queue"]["state"] == "ready"  # the old fields stay
         # What the 503 promises: /rerank is not served yet.
         rerank = httpx.post(f"{running.url}/api/v1/rerank", json={"query": "q", "documents": ["d"]})
@@ -70,8 +77,8 @@ def test_health_is_503_while_the_reranker_loads_then_200():
         wait_until_healthy(running.url, timeout_s=10)
         body = health(running.url).json()
         assert body["status"] == "ok" and body["model_loaded"] is True and "detail" not in body
-        assert body["components"] == {"model": {"state": "ready", "ready": True},
-                                      "reranker": {"state": "ready", "ready": True}}
+        ready = {"state": "ready", "ready": True, "required": True}
+        assert body["components"]["model"] == body["components"]["reranker"] == ready
         assert body["reranker"] == "ready"
         rerank = httpx.post(f"{running.url}/api/v1/rerank", json={"query": "q", "documents": ["d"]})
         assert rerank.status_code == 200 and rerank.json()["reranker"] == "bi-encoder"
@@ -89,7 +96,7 @@ def test_health_is_503_when_the_reranker_failed_to_load():
         response = wait_for(lambda: (r := health(running.url)).json()["status"] == "failed" and r, timeout_s=10)
         body = response.json()
         assert response.status_code == 503 and body["model_loaded"] is True
-        assert body["components"]["reranker"] == {"state": "failed", "ready": False,
+        assert body["components"]["reranker"] == {"state": "failed", "ready": False, "required": True,
                                                   "detail": "reranker not loaded: reranker weights unreadable"}
     finally:
         running.stop()
@@ -101,7 +108,6 @@ def test_a_disabled_reranker_does_not_count():
         wait_until_healthy(running.url, timeout_s=10)
         body = health(running.url).json()
         assert body["status"] == "ok" and body["model_loaded"] is True and body["reranker"] == "disabled"
-        assert body["components"]["reranker"] == {"state": "disabled", "ready": False,
-                                                  "detail": "serve.rerank=false"}
+        assert body["components"]["reranker"] == {"state": "disabled", "ready": False, "required": False}
     finally:
         running.stop()

@@ -9,6 +9,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from tests.serving.conftest import REPO_ROOT, log_tail, serve_command, start_server_process
 
@@ -68,10 +69,16 @@ def test_sigterm_lets_the_in_flight_request_finish(gguf_overrides):
     assert generate[0]["request_id"] == response.headers["x-request-id"]
 
 
-def test_admin_shutdown_exits_cleanly(gguf_overrides):
-    server = start_server_process(*gguf_overrides, "serve.rerank=false", env={"DOMAIN_LLM_ADMIN_TOKEN": "s3cret"})
+@pytest.mark.parametrize("api_key", [None, "k3y"], ids=["no-api-key", "with-api-key"])
+def test_admin_shutdown_exits_cleanly(gguf_overrides, api_key):
+    # With an API key set too, the admin token alone must reach /shutdown (the key is not the admin token).
+    env = {"DOMAIN_LLM_ADMIN_TOKEN": "s3cret", **({"DOMAIN_LLM_API_KEY": api_key} if api_key else {})}
+    server = start_server_process(*gguf_overrides, "serve.rerank=false", env=env)
     try:
         assert httpx.post(f"{server.url}/api/v1/shutdown", headers={"Authorization": "Bearer bad"}).status_code == 401
+        if api_key:
+            key = httpx.post(f"{server.url}/api/v1/shutdown", headers={"Authorization": f"Bearer {api_key}"})
+            assert key.status_code == 401 and server.process.poll() is None
         response = httpx.post(f"{server.url}/api/v1/shutdown", headers={"Authorization": "Bearer s3cret"})
         assert response.status_code == 200 and response.json() == {"status": "shutting down"}
         assert server.process.wait(30) == 0

@@ -31,7 +31,7 @@ def test_models_lists_the_served_model(client):
 
 
 def test_chat_completion_matches_the_engine(client, local_engine):
-    response = client.chat.completions.create(model="anything", messages=MESSAGES, max_tokens=10, temperature=0)
+    response = client.chat.completions.create(model="auto", messages=MESSAGES, max_tokens=10, temperature=0)
     [expected] = local_engine.chat([MESSAGES], SamplingParams(max_new_tokens=10))
     choice = response.choices[0]
     assert choice.message.role == "assistant" and choice.message.content == expected.text
@@ -40,8 +40,8 @@ def test_chat_completion_matches_the_engine(client, local_engine):
 
 
 def test_chat_stream_equals_non_stream_and_reports_usage(client):
-    whole = client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=10, temperature=0)
-    stream = client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=10, temperature=0,
+    whole = client.chat.completions.create(model="auto", messages=MESSAGES, max_tokens=10, temperature=0)
+    stream = client.chat.completions.create(model="auto", messages=MESSAGES, max_tokens=10, temperature=0,
                                             stream=True, stream_options={"include_usage": True})
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -52,10 +52,10 @@ def test_chat_stream_equals_non_stream_and_reports_usage(client):
 
 
 def test_completions_with_stop_and_a_prompt_list(client):
-    response = client.completions.create(model="m", prompt="The capital of France is", max_tokens=20,
+    response = client.completions.create(model="auto", prompt="The capital of France is", max_tokens=20,
                                          temperature=0, stop=".")
     assert response.choices[0].text.strip() == "Paris" and response.choices[0].finish_reason == "stop"
-    response = client.completions.create(model="m", prompt=["The capital of France is", "2 + 2 ="],
+    response = client.completions.create(model="auto", prompt=["The capital of France is", "2 + 2 ="],
                                          max_tokens=3, temperature=0)
     assert [c.index for c in response.choices] == [0, 1] and response.usage.completion_tokens == 6
 
@@ -75,11 +75,11 @@ def test_completion_stream_is_sse_ending_with_done(server):
 
 def test_openai_client_sees_validation_errors(client):
     with pytest.raises(openai.UnprocessableEntityError, match="max_tokens"):
-        client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=100_000)
+        client.chat.completions.create(model="auto", messages=MESSAGES, max_tokens=100_000)
     with pytest.raises(openai.UnprocessableEntityError, match="n: Input should be less than or equal to 1"):
-        client.completions.create(model="m", prompt="hi", max_tokens=2, n=2)
+        client.completions.create(model="auto", prompt="hi", max_tokens=2, n=2)
     with pytest.raises(openai.UnprocessableEntityError, match="messages"):
-        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x" * 9000}] * 2)
+        client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "x" * 9000}] * 2)
 
 
 def test_rerank_cohere_jina_shape(server):

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,7 +22,7 @@ from fastapi.responses import StreamingResponse
 from serving.service import ClientGone
 from stages.config import compose
 from stages.inference import Generation, SamplingParams, TextStream
-from tests.serving.conftest import ThreadServer, serve_in_thread, wait_for
+from tests.serving.conftest import ThreadServer, serve_in_thread, wait_for, with_test_defaults
 
 TIMEOUT_S = 1.0
 SLACK_S = 1.5
@@ -71,7 +72,7 @@ def serve(engine: PrefillEngine, timeout_s: float, gone: list[float]) -> ThreadS
     as plain text and a failure after the first piece as "[error CODE]"."""
     from serving.app import create_app
 
-    app = create_app(compose(["threads=1", "serve.rerank=false", f"serve.request_timeout_s={timeout_s}"]),
+    app = create_app(compose(with_test_defaults(["threads=1", "serve.rerank=false", f"serve.request_timeout_s={timeout_s}"])),
                      engine=engine)
 
     @app.post("/test/stream")
@@ -173,4 +174,94 @@ def test_a_queued_stream_whose_client_left_is_dropped_before_it_runs():
         assert (queue["completed"], queue["cancelled"], queue["failed"]) == (1, 1, 0), queue
     finally:
         engine.release.set()
+        running.stop()
+
+
+class SlowRouter:
+    """Routes every text to `legal` after `delay_s`, counting its calls (one per routing job)."""
+
+    def __init__(self, delay_s: float):
+        self.delay_s, self.calls = delay_s, []
+
+    def route_many(self, texts: list[str]) -> list[tuple[str, dict]]:
+        self.calls.append(list(texts))
+        time.sleep(self.delay_s)
+        return [("legal", {"legal": 1.0}) for _ in texts]
+
+
+class SlowIndex:
+    def __init__(self, delay_s: float):
+        self.delay_s = delay_s
+
+    def search(self, question: str, top_k: int, mode: str) -> list:
+        from stages.inference.retrieval import Chunk, Hit
+
+        time.sleep(self.delay_s)
+        return [Hit(Chunk("a#0", "a", "A", "Passage."), 1.0)]
+
+
+class AdapterEngine(PrefillEngine):
+    """A PrefillEngine that serves one `legal` adapter (so `auto` routes), answering at once."""
+
+    def __init__(self):
+        from stages.inference.adapters import AdapterFacts
+
+        super().__init__()
+        self.release.set()
+        self.adapters = {"legal": AdapterFacts(Path("legal.gguf"), "legal", None, ["q"])}
+
+    def for_adapter(self, name):
+        return self
+
+    def apply_chat_template(self, messages: list[dict]) -> str:
+        return str(messages)
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        return [1, 2, 3]
+
+    def info(self) -> dict:
+        return {"type": "test", "n_ctx_per_sequence": 512}
+
+
+def test_one_deadline_covers_routing_retrieval_and_generation():
+    """/ask with `auto` runs a routing job, then retrieval, then generation: 0.6 s + 0.6 s of jobs under a 1 s
+    timeout is a 504 at 1 s (each job alone fits; the request does not)."""
+    from serving.app import create_app
+
+    engine = AdapterEngine()
+    app = create_app(compose(with_test_defaults(["threads=1", "serve.rerank=false", "serve.index=/unused",
+                                                 f"serve.request_timeout_s={TIMEOUT_S}", "serve.require=[model]"])),
+                     engine=engine)
+    app.state.ctx.router.worker.loader = lambda: SlowRouter(0.6)
+    app.state.ctx.index.worker.loader = lambda: SlowIndex(0.6)
+    running = serve_in_thread(app, healthy=False)
+    try:
+        wait_for(lambda: app.state.ctx.index.worker.state == "ready" and app.state.ctx.router.worker.state == "ready",
+                 timeout_s=10)
+        started = time.monotonic()
+        response = httpx.post(f"{running.url}/api/v1/ask", json={"question": "Who?", "domain": "auto"}, timeout=30)
+        elapsed = time.monotonic() - started
+        print(f"\n/ask with auto, 1.2 s of jobs under a 1 s timeout: {response.status_code} after {elapsed:.2f} s")
+        assert response.status_code == 504, response.text
+        assert TIMEOUT_S - 0.05 <= elapsed < TIMEOUT_S + SLACK_S
+        assert engine.calls == []  # generation never started: the deadline had passed
+    finally:
+        running.stop()
+
+
+def test_a_batch_routes_in_one_job():
+    from serving.app import create_app
+
+    engine, router = AdapterEngine(), SlowRouter(0.0)
+    app = create_app(compose(with_test_defaults(["threads=1", "serve.rerank=false"])), engine=engine)
+    app.state.ctx.router.worker.loader = lambda: router
+    running = serve_in_thread(app)
+    try:
+        prompts = ["Can my landlord keep the deposit?", "What is a tort?", "Is a verbal contract binding?"]
+        response = httpx.post(f"{running.url}/api/v1/generate/batch", json={"prompts": prompts, "max_tokens": 2},
+                              timeout=30)
+        assert response.status_code == 200, response.text
+        assert [r["domain"] for r in response.json()["results"]] == ["legal"] * 3
+        assert router.calls == [prompts]  # one routing job for the whole batch
+    finally:
         running.stop()

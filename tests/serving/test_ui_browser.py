@@ -18,7 +18,7 @@ from tests.ui_repo import make_experiments_repo
 @pytest.fixture(scope="module")
 def served(gguf_engine_shared):
     """The full app on the SmolLM2 GGUF, with the bundled MiniLM as the reranker (no trained one here)."""
-    server = start_thread_server(f"serve.model={gguf_engine_shared.path}", "serve.reranker=/nonexistent/reranker",
+    server = start_thread_server(f"serve.model={gguf_engine_shared.path}", "serve.reranker=null",
                                  engine=gguf_engine_shared)
     yield server
     server.stop()

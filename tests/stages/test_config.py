@@ -72,7 +72,7 @@ def test_a_new_domain_file_with_its_own_data_gets_its_own_paths(tmp_path, monkey
     assert domain_names(cfg) == ["healthcare", "tax"]
     assert (cfg.domain.name, cfg.domain.system_prompt) == ("tax", "You answer tax questions.")
     assert (cfg.data.source, cfg.data.path) == ("local_file", "data/raw/tax.jsonl")
-    assert cfg.data.held_out_facts == 0.15  # the shared data settings it does not replace stay
+    assert cfg.data.held_out_facts == 0.25  # the shared data settings it does not replace stay
     assert (cfg.paths.adapter, cfg.paths.merged, cfg.paths.metrics, cfg.paths.adapter_gguf) == (
         "models/adapter/tax", "models/merged/tax", "metrics/tax", "models/adapters/tax")
     assert (cfg.train.checkpoint_dir, cfg.train.live_dir) == ("models/checkpoints/tax", "metrics/tax/train_live")

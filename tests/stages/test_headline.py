@@ -18,7 +18,10 @@ def write_metrics(folder, quantize_types=("q4_k_m", "q8_0")) -> None:
         "eval.json": EVAL,
         "train.json": {"final_eval_loss": 1.36, "train_tokens_per_second": 94.7, "mode": "lora"},
         "reranker.json": {"trained_mrr_at_10": 0.97, "bm25_mrr_at_10": 0.72, "biencoder_mrr_at_10": 0.95},
-        "model_comparison.json": {"deltas": {"finetuned_vs_base": {"rougeL": {"delta": 0.30}}}},
+        # evaluate's shape: deltas per split, both models on that split; the first split is the headline's
+        "model_comparison.json": {"splits": ["test", "validation"],
+                                  "deltas": {"test": {"finetuned_vs_base": {"rougeL": {"delta": 0.30}}},
+                                             "validation": {"finetuned_vs_base": {"rougeL": {"delta": 0.12}}}}},
         "retrieval.json": {"hybrid": {"mrr_at_10": 0.91}, "hybrid_rerank": {"mrr_at_10": 0.71}, "questions": 60},
         "grounded.json": {"closed_book": {"rougeL": 0.21, "f1": 0.3}, "retrieval": {"rougeL": 0.63}, "questions": 58},
         "quantize.json": {"f16": {"size_mb": 270.9, "delta_ppl_pct": 0.0},
@@ -33,7 +36,8 @@ def write_metrics(folder, quantize_types=("q4_k_m", "q8_0")) -> None:
 def test_headline_picks_the_few_numbers(tmp_path):
     write_metrics(tmp_path / "legal")
     headline = headline_metrics(tmp_path / "legal")
-    assert headline["quality"] == {"rougeL": 0.49, "exact_match": 0.05, "semantic_similarity": 0.87,
+    # ROUGE, BLEU and perplexity: what `dvc metrics diff` compares with its default targets (the design card)
+    assert headline["quality"] == {"rougeL": 0.49, "bleu": 0.24, "exact_match": 0.05, "semantic_similarity": 0.87,
                                    "perplexity": 3.75, "stop_rate": 0.983, "repetition_rate": 0.033,
                                    "rougeL_vs_base": 0.3}
     assert headline["training"] == {"eval_loss": 1.36, "tokens_per_s": 94.7}
@@ -43,7 +47,8 @@ def test_headline_picks_the_few_numbers(tmp_path):
     assert headline["retrieval"] == {"hybrid_mrr_at_10": 0.91, "rerank_mrr_at_10": 0.71}
     assert headline["grounded"] == {"rougeL_closed_book": 0.21, "rougeL_with_retrieval": 0.63}
     assert headline["rerank"] == {"mrr_at_10": 0.97, "biencoder_mrr_at_10": 0.95}  # BM25's is in reranker.json
-    assert "bleu" not in json.dumps(headline) and "ci_low" not in json.dumps(headline)
+    assert "ci_low" not in json.dumps(headline)
+    assert sum(len(v) for v in headline.values()) <= MAX_HEADLINE
 
 
 def test_headline_stays_within_its_column_budget(tmp_path):
@@ -65,3 +70,18 @@ def test_missing_or_broken_metrics_file_is_one_line(tmp_path):
     with pytest.raises(StageError, match=r"eval.json:2: not valid JSON") as err:
         headline_metrics(tmp_path)
     assert "\n" not in str(err.value)
+
+
+def test_rougeL_vs_base_is_read_from_the_first_split(tmp_path):
+    folder = tmp_path / "legal"
+    write_metrics(folder)
+    comparison = {"splits": ["validation", "test"],
+                  "deltas": {"test": {"finetuned_vs_base": {"rougeL": {"delta": 0.30}}},
+                             "validation": {"finetuned_vs_base": {"rougeL": {"delta": 0.12}}}}}
+    (folder / "model_comparison.json").write_text(json.dumps(comparison))
+    assert headline_metrics(folder)["quality"]["rougeL_vs_base"] == 0.12
+    # no base model evaluated (eval.compare_base=false): no delta, the rest stays
+    comparison["deltas"] = {"validation": {}, "test": {}}
+    (folder / "model_comparison.json").write_text(json.dumps(comparison))
+    quality = headline_metrics(folder)["quality"]
+    assert "rougeL_vs_base" not in quality and quality["bleu"] == 0.24

@@ -54,11 +54,13 @@ def repo(tmp_path) -> Path:
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
     (tmp_path / "dvc.yaml").write_text(DVC_YAML)
     _write(tmp_path, {"rougeL": 0.20, "rougeL_ci_low": 0.18, "rougeL_ci_high": 0.22, "bleu": 0.10,
-                      "bleu_ci_low": 0.05, "bleu_ci_high": 0.15, "perplexity": 12.5, "n_examples": 60}, 16)
+                      "bleu_ci_low": 0.05, "bleu_ci_high": 0.15, "perplexity": 12.5, "repetition_rate": 0.05,
+                      "n_examples": 60}, 16)
     _git(tmp_path, "add", "-A")
     _git(tmp_path, "commit", "-qm", "baseline")
     _write(tmp_path, {"rougeL": 0.31, "rougeL_ci_low": 0.28, "rougeL_ci_high": 0.34, "bleu": 0.12,
-                      "bleu_ci_low": 0.07, "bleu_ci_high": 0.17, "perplexity": 9.25, "n_examples": 60}, 8)
+                      "bleu_ci_low": 0.07, "bleu_ci_high": 0.17, "perplexity": 9.25, "repetition_rate": 0.25,
+                      "n_examples": 60}, 8)
     _git(tmp_path, "add", "-A")
     _git(tmp_path, "commit", "-qm", "lora r=8")
     return tmp_path
@@ -71,6 +73,8 @@ def test_report_between_two_commits(repo):
     assert "| rougeL | 0.2 | 0.31 | 0.11 | better (outside HEAD~1's 95% CI) |" in headline
     assert "| bleu | 0.1 | 0.12 | 0.02 | better (within HEAD~1's 95% CI) |" in headline
     assert "| perplexity | 12.5 | 9.25 | -3.25 | better |" in headline
+    # more answers stuck repeating a phrase is worse (stages/metric_direction.py, shared with evaluate and /ui)
+    assert "| repetition_rate | 0.05 | 0.25 | 0.2 | worse |" in headline
     assert "n_examples" not in headline
     # dvc's own tables: changed metrics and the changed param
     metrics_table = md.split("### Metrics changed")[1].split("###")[0]

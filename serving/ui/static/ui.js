@@ -223,9 +223,16 @@ async function signIn(event) {
   $("login-status").textContent = await errorMessage(response);
 }
 
+async function signOut(event) {
+  event.preventDefault();
+  await fetch("/ui/logout", { method: "POST" });
+  window.location.href = "/ui/login";
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   setUpTabs();
   setUpChat();
   if ($("rerank-form")) $("rerank-form").addEventListener("submit", rerank);
   if ($("login-form")) $("login-form").addEventListener("submit", signIn);
+  if ($("sign-out")) $("sign-out").addEventListener("click", signOut);
 });

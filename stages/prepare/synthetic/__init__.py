@@ -6,8 +6,9 @@ fact, computed finance questions with checkable numeric answers, and held-out ph
     # each record: id, domain, instruction, input, output, source="synthetic", messages, fact_id,
     # template_id, held_out, answer_type ("text" | "numeric"), numeric_answer (float | None)
 
-Modules: generator.py (sampling), facts.py (shapes), healthcare*.py, legal*.py, finance.py (fact tables and
-paraphrases), finance_calc.py + finance_math.py (computed questions and their exact formulas).
+Modules: generator.py (sampling), facts.py (shapes), healthcare*.py, legal*.py, finance.py + finance_lending.py +
+finance_investing.py (fact tables and paraphrases), finance_calc.py + finance_math.py (computed questions and
+their exact formulas).
 """
 
 from __future__ import annotations

@@ -2,12 +2,18 @@
 
     from stages.prepare.synthetic import generate_synthetic
     records = generate_synthetic(["healthcare", "legal"], num_samples=600, seed=42)
+    records = generate_synthetic(["legal"], num_samples=171, seed=42, held_out_templates=2, test_questions=100)
 
 How sampling works, per domain:
 - Every kind (fact field) has several paraphrase templates; its last `held_out_templates` are used only for
   held-out records (held_out=True) and the others only for training records, so the test split asks known
   facts in phrasings the model never saw.
-- Static facts are drawn without replacement over (fact, template) pairs and only cycle (repeat) once a
+- The test split holds `test_questions` held-out records per domain on top of the `num_samples` training ones
+  (or, with test_questions=None, round(num_samples * test_fraction) of them). Held-out questions ask as many
+  different facts as training can teach: every fact once before any fact twice, so the questions are close to
+  independent samples. With test_questions set, asking a (fact, template) pair twice, or asking more facts than
+  training records can teach, is an error instead of a silent repeat.
+- Training records are drawn without replacement over (fact, template) pairs and only cycle (repeat) once a
   domain asks for more records than there are pairs. One training phrasing of each fact that a held-out
   record asks about comes first, so the test split measures rephrasing, not unseen facts.
 - Held-out facts (`held_out_facts`, a share of each domain's static facts, stratified by kind) are never
@@ -43,7 +49,8 @@ KINDS: dict[str, list[QuestionKind]] = {
     "legal": list(LEGAL_KINDS.values()),
     "finance": list(FINANCE_KINDS.values()) + [calc.kind for calc in CALCULATIONS.values()],
 }
-# Share of finance records that are computed questions (the rest are term definitions).
+# Share of finance records that are computed questions (the rest ask the terms' definitions, examples and
+# why they matter).
 FINANCE_COMPUTED_SHARE = 0.5
 # Re-draws allowed to find an unused computed question; the space is >= 385 questions per kind (rule of 72)
 # and ~10^5 for most, so this only runs out (and then repeats one) for huge num_samples.
@@ -111,12 +118,28 @@ def unseen_fact_questions(facts: list[StaticFact], per_fact: int, rng: random.Ra
     return questions
 
 
+def held_out_pairs(facts: list[StaticFact], n_held: int, n_train: int, held_out_templates: int,
+                   rng: random.Random) -> list[tuple[StaticFact, int]]:
+    """`n_held` (fact, held-out template) pairs in rounds: each chosen fact once, then each a second time, ...
+
+    Questions about distinct facts are closer to independent than two phrasings of one fact, so a test split of
+    a given size measures more. Each asked fact takes one of the `n_train` training records (see
+    static_questions), so at most max(n_train, ceil(n_held / held_out_templates)) facts are asked.
+    """
+    if n_held == 0 or held_out_templates == 0:
+        return []
+    order = list(facts)
+    rng.shuffle(order)
+    chosen = order[:max(n_train, -(-n_held // held_out_templates))]
+    templates = [rng.sample(template_indices(f.kind, held_out_templates, True), held_out_templates) for f in chosen]
+    rounds = [(fact, ts[i]) for i in range(held_out_templates) for fact, ts in zip(chosen, templates, strict=True)]
+    return _take_cycling(rounds, n_held, rng)
+
+
 def static_questions(facts: list[StaticFact], n_train: int, n_held: int, held_out_templates: int,
                      rng: random.Random) -> list[Question]:
-    held_pool = [(f, t) for f in facts for t in template_indices(f.kind, held_out_templates, True)]
+    held = held_out_pairs(facts, n_held, n_train, held_out_templates, rng)
     train_pool = [(f, t) for f in facts for t in template_indices(f.kind, held_out_templates, False)]
-    rng.shuffle(held_pool)
-    held = _take_cycling(held_pool, n_held, rng)
     rng.shuffle(train_pool)
     # Teach each fact the test split asks about at least once (in another phrasing) before the rest.
     asked = {fact.fact_id for fact, _ in held}
@@ -168,19 +191,47 @@ def computed_questions(count: int, held_out: bool, held_out_templates: int, rng:
     return questions
 
 
-def domain_questions(domain: str, n_train: int, n_held: int, held_out_templates: int,
-                     rng: random.Random, unseen: set[str] = frozenset()) -> list[Question]:
-    facts = [f for f in FACTS[domain] if f.fact_id not in unseen]
+def static_counts(domain: str, facts: list[StaticFact], n_train: int, n_held: int,
+                  held_out_templates: int) -> tuple[int, int]:
+    """How many of a domain's training and held-out records ask static facts (the rest: computed finance)."""
     if domain != "finance":
-        return static_questions(facts, n_train, n_held, held_out_templates, rng)
-    # Computed questions take their share, plus whatever the definitions cannot cover without repeating.
+        return n_train, n_held
+    # Computed questions take their share, plus whatever the static facts cannot cover without repeating (or,
+    # held out, without asking more facts than the static training records teach).
     n_train_pairs = sum(len(template_indices(f.kind, held_out_templates, False)) for f in facts)
     n_held_pairs = sum(len(template_indices(f.kind, held_out_templates, True)) for f in facts)
     static_train = min(n_train - round(n_train * FINANCE_COMPUTED_SHARE), n_train_pairs)
-    static_held = min(n_held - round(n_held * FINANCE_COMPUTED_SHARE), n_held_pairs)
+    return static_train, min(n_held - round(n_held * FINANCE_COMPUTED_SHARE), n_held_pairs,
+                             static_train * held_out_templates)
+
+
+def check_test_questions(domain: str, facts: list[StaticFact], n_train: int, n_held: int,
+                         held_out_templates: int) -> None:
+    """data.test_questions must be reachable without asking a (fact, template) pair twice, and without asking
+    a fact that no training record teaches."""
+    static_train, static_held = static_counts(domain, facts, n_train, n_held, held_out_templates)
+    distinct = len(facts) * held_out_templates
+    if static_held > distinct:
+        raise StageError(f"data.test_questions={n_held} is more than the {distinct} distinct held-out questions "
+                         f"{domain} has ({len(facts)} taught facts x data.held_out_templates={held_out_templates}); "
+                         "lower data.test_questions or raise data.held_out_templates")
+    needed = -(-static_held // held_out_templates) if static_held else 0
+    if needed > static_train:
+        raise StageError(f"data.test_questions={n_held} asks about at least {needed} {domain} facts but only "
+                         f"{static_train} training records of {domain} can teach them; raise data.num_samples or "
+                         "data.held_out_templates, or lower data.test_questions")
+
+
+def domain_questions(domain: str, n_train: int, n_held: int, held_out_templates: int,
+                     rng: random.Random, unseen: set[str] = frozenset()) -> list[Question]:
+    facts = [f for f in FACTS[domain] if f.fact_id not in unseen]
+    static_train, static_held = static_counts(domain, facts, n_train, n_held, held_out_templates)
+    static = static_questions(facts, static_train, static_held, held_out_templates, rng)
+    if domain != "finance":
+        return static
     used_instructions: set[str] = set()
     training_params: set = set()
-    return (static_questions(facts, static_train, static_held, held_out_templates, rng)
+    return (static
             + computed_questions(n_train - static_train, False, held_out_templates, rng, used_instructions,
                                  training_params)
             + computed_questions(n_held - static_held, True, held_out_templates, rng, used_instructions,
@@ -189,7 +240,7 @@ def domain_questions(domain: str, n_train: int, n_held: int, held_out_templates:
 
 def check_arguments(domains: list[str], num_samples: int, held_out_templates: int, test_fraction: float,
                     held_out_facts: float = 0.0, questions_per_fact: int = 2,
-                    validation_held_out_facts: float = 0.0) -> None:
+                    validation_held_out_facts: float = 0.0, test_questions: int | None = None) -> None:
     if not domains:
         raise StageError(f"no synthetic domain given; list one or more of: {', '.join(SUPPORTED_DOMAINS)}")
     for domain in domains:
@@ -208,33 +259,45 @@ def check_arguments(domains: list[str], num_samples: int, held_out_templates: in
                          f"(0.5 minus data.held_out_facts) of each domain's facts, got {validation_held_out_facts!r}")
     if held_out_facts > 0 and not 1 <= questions_per_fact <= 4:
         raise StageError(f"data.questions_per_held_out_fact must be 1..4, got {questions_per_fact!r}")
-    if not 0 <= test_fraction < 1:
+    if test_questions is not None and (isinstance(test_questions, bool) or not isinstance(test_questions, int)
+                                       or test_questions < 0):
+        raise StageError(f"data.test_questions must be a whole number >= 0 of test questions per domain, or null "
+                         f"for the prepare.split.test share of data.num_samples; got {test_questions!r}")
+    if test_questions is None and not 0 <= test_fraction < 1:
         raise StageError(f"the test fraction (prepare.split.test) must be >= 0 and < 1, got {test_fraction!r}")
     fewest = min(len(kind.templates) for domain in domains for kind in KINDS[domain])
     if not 0 <= held_out_templates < fewest:
         raise StageError(f"data.held_out_templates must be between 0 and {fewest - 1} (each question kind has "
                          f"{fewest} paraphrases and training needs at least one), got {held_out_templates!r}")
-    if held_out_templates == 0 and round(num_samples * test_fraction) > 0:
-        raise StageError("data.held_out_templates is 0 but a test split is requested; set it to 1 or more so "
-                         "test questions use phrasings unseen in training")
+    asks_test = round(num_samples * test_fraction) > 0 if test_questions is None else test_questions > 0
+    if held_out_templates == 0 and asks_test:
+        raise StageError("data.held_out_templates is 0 but a test split is requested (data.test_questions or "
+                         "prepare.split.test); set it to 1 or more so test questions use phrasings unseen in "
+                         "training")
 
 
 def generate_synthetic(domains: list[str], num_samples: int, seed: int, held_out_templates: int = 1,
                        test_fraction: float = 0.1, system_prompt: str | None = None, held_out_facts: float = 0.0,
-                       questions_per_fact: int = 2, validation_held_out_facts: float = 0.0) -> list[dict]:
-    """`num_samples` records spread evenly over `domains`; round(num_samples * test_fraction) of them (also
-    spread over domains) are held out (held_out=True) and phrased with held-out templates only. With
+                       questions_per_fact: int = 2, validation_held_out_facts: float = 0.0,
+                       test_questions: int | None = None) -> list[dict]:
+    """`num_samples` training records spread evenly over `domains`, plus `test_questions` held-out records
+    (held_out=True, phrased with held-out templates only) per domain. With test_questions=None the held-out
+    records are instead round(num_samples * test_fraction) of the num_samples (spread over domains). With
     `held_out_facts` > 0, records asking the held-out facts (unseen_fact=True, also held_out=True) come on top;
     with `validation_held_out_facts` > 0, so do those of the validation facts (also validation_fact=True).
 
     Same arguments give a byte-identical list; another seed gives another selection and order.
     """
     check_arguments(domains, num_samples, held_out_templates, test_fraction, held_out_facts, questions_per_fact,
-                    validation_held_out_facts)
+                    validation_held_out_facts, test_questions)
     counts = spread(num_samples, len(domains))
-    held_counts = spread(round(num_samples * test_fraction), len(domains))
+    if test_questions is None:
+        held_counts = spread(round(num_samples * test_fraction), len(domains))
+        counts = [count - n_held for count, n_held in zip(counts, held_counts, strict=True)]
+    else:
+        held_counts = [test_questions] * len(domains)
     records = []
-    for domain, count, n_held in zip(domains, counts, held_counts, strict=True):
+    for domain, n_train, n_held in zip(domains, counts, held_counts, strict=True):
         rng = random.Random(f"synthetic:{seed}:{domain}")
         # its own generator, so held_out_facts=0 draws exactly what it drew before the option existed
         unseen_rng = random.Random(f"synthetic:{seed}:{domain}:unseen")
@@ -246,7 +309,10 @@ def generate_synthetic(domains: list[str], num_samples: int, seed: int, held_out
         validation = pick_unseen_facts(FACTS[domain], validation_held_out_facts, validation_rng, frozenset(unseen))
         validation_questions = unseen_fact_questions([f for f in FACTS[domain] if f.fact_id in validation],
                                                      questions_per_fact, validation_rng)
-        questions = domain_questions(domain, count - n_held, n_held, held_out_templates, rng, unseen | validation)
+        if test_questions is not None:
+            check_test_questions(domain, [f for f in FACTS[domain] if f.fact_id not in unseen | validation],
+                                 n_train, n_held, held_out_templates)
+        questions = domain_questions(domain, n_train, n_held, held_out_templates, rng, unseen | validation)
         tagged = ([(q, {}) for q in questions] + [(q, {"unseen_fact": True}) for q in unseen_questions]
                   + [(q, {"unseen_fact": True, "validation_fact": True}) for q in validation_questions])
         for q, extra in tagged:

@@ -18,8 +18,10 @@ from stages.prepare.records import make_record
 SYSTEM = "You are a finance assistant."
 STABLE_KEYS = ("rouge1", "rouge2", "rougeL", "bleu", "bleu_precision_1", "bleu_precision_4", "perplexity",
                "exact_match", "token_accuracy", "f1", "precision", "recall", "semantic_similarity",
-               "numeric_accuracy", "tokens_per_second", "examples_per_second", "latency_p50_s", "latency_p95_s",
+               "numeric_accuracy", "tokens_per_second", "latency_p50_s", "latency_p95_s", "speed_completion_tokens",
                "n_examples")
+QUALITY_KEYS = ("rouge1", "rougeL", "bleu", "perplexity", "f1", "exact_match", "token_accuracy", "stop_rate",
+                "repetition_rate")
 
 
 @pytest.fixture(autouse=True)
@@ -41,9 +43,11 @@ def _records() -> list[dict]:
 
 def _cfg(cfg_factory, tmp_path: Path, merged: Path, base: Path, *extra: str):
     write_jsonl(tmp_path / "data" / "finance" / "test.jsonl", _records())
+    # Answers stop at 6 tokens; the timed requests decode 8: speed must not depend on how long answers are.
     return cfg_factory("domain=finance", f"paths.processed={tmp_path / 'data'}", f"paths.merged={merged}",
                        f"paths.base_model={base}", f"paths.metrics={tmp_path / 'metrics'}", "threads=1",
-                       "eval.max_new_tokens=6", "eval.bootstrap_samples=100", "eval.warmup_examples=1", *extra)
+                       "eval.max_new_tokens=6", "eval.bootstrap_samples=100", "eval.warmup_examples=1",
+                       "eval.speed_examples=2", "eval.speed_tokens=8", *extra)
 
 
 def _reference_nll(model_dir: Path, messages: list[dict], reference: str) -> tuple[float, int]:
@@ -73,6 +77,8 @@ def test_hf_engine_end_to_end(cfg_factory, tmp_path, tiny_model_dir):
     for key in ("rougeL", "bleu", "perplexity", "f1", "semantic_similarity"):
         assert eval_json[f"{key}_ci_low"] <= eval_json[key] <= eval_json[f"{key}_ci_high"]
     assert eval_json["n_examples"] == 4 and eval_json["n_numeric"] == 1
+    # speed: two requests alone, each decoding exactly eval.speed_tokens (not max_new_tokens) new tokens
+    assert eval_json["speed_completion_tokens"] == 8
     assert eval_json["tokens_per_second"] > 0 and eval_json["latency_p95_s"] >= eval_json["latency_p50_s"] > 0
 
     predictions = read_jsonl(metrics / "eval" / "predictions.jsonl")
@@ -93,16 +99,74 @@ def test_hf_engine_end_to_end(cfg_factory, tmp_path, tiny_model_dir):
     assert eval_json["perplexity"] == pytest.approx(math.exp(sum(nll) / sum(ntok)), rel=1e-4)
 
     comparison = json.loads((metrics / "model_comparison.json").read_text())
-    assert set(comparison["models"]) == {"finetuned", "base"}
-    deltas = comparison["deltas"]["finetuned_vs_base"]
-    for key in ("rougeL", "bleu", "perplexity", "f1", "exact_match"):
+    assert comparison["splits"] == ["test"] and set(comparison["models"]) == {"finetuned", "base"}
+    assert comparison["metrics"]["test"]["finetuned"]["rougeL"] == eval_json["rougeL"]
+    deltas = comparison["deltas"]["test"]["finetuned_vs_base"]
+    for key in QUALITY_KEYS:
         assert deltas[key]["delta"] == pytest.approx(0.0, abs=1e-9), key
+    assert deltas["latency_p50_s"]["finetuned"] == eval_json["latency_p50_s"]
 
     domains = json.loads((metrics / "domain_evaluation.json").read_text())
-    assert set(domains["finetuned"]) == {"finance", "healthcare"}
-    assert domains["finetuned"]["finance"]["n_examples"] == 2
-    assert "numeric_accuracy" in domains["finetuned"]["finance"]
-    assert "numeric_accuracy" not in domains["finetuned"]["healthcare"]
+    assert set(domains) == {"test"} and set(domains["test"]) == {"finetuned", "base"}
+    assert set(domains["test"]["finetuned"]) == {"finance", "healthcare"}
+    assert domains["test"]["finetuned"]["finance"]["n_examples"] == 2
+    assert "numeric_accuracy" in domains["test"]["finetuned"]["finance"]
+    assert "numeric_accuracy" not in domains["test"]["finetuned"]["healthcare"]
+
+
+def _validation_records() -> list[dict]:
+    return [
+        make_record("finance", "What is a dividend?", "A share of profit paid to shareholders.", "synthetic",
+                    system_prompt=SYSTEM),
+        make_record("finance", "What is inflation?", "A general rise in prices over time.", "synthetic",
+                    system_prompt=SYSTEM),
+        make_record("legal", "What is a tort?", "A civil wrong that causes harm.", "synthetic", system_prompt=SYSTEM),
+    ]
+
+
+def test_every_delta_compares_models_on_the_same_split(cfg_factory, tmp_path, tiny_model_dir):
+    # base == fine-tuned folder: on any one split the two models answer and score identically, so every quality
+    # delta is zero. Comparing the fine-tuned model on test with the base on validation (the old
+    # `finetuned_vs_base@validation`) gives the perplexity gap between the splits instead.
+    write_jsonl(tmp_path / "data" / "finance" / "validation.jsonl", _validation_records())
+    cfg = _cfg(cfg_factory, tmp_path, tiny_model_dir, tiny_model_dir, "eval.splits=[test,validation]",
+               "eval.speed_examples=1", "eval.semantic_similarity=false", "eval.bootstrap_samples=20")
+    eval_json = main(cfg)
+    comparison = json.loads((tmp_path / "metrics" / "model_comparison.json").read_text())
+    assert comparison["splits"] == ["test", "validation"]
+    metrics = comparison["metrics"]
+    assert metrics["test"]["finetuned"]["n_examples"] == metrics["test"]["base"]["n_examples"] == 4
+    assert metrics["validation"]["finetuned"]["n_examples"] == metrics["validation"]["base"]["n_examples"] == 3
+    # the splits really differ: a cross-split pairing could not give zero
+    assert abs(metrics["test"]["finetuned"]["perplexity"] - metrics["validation"]["base"]["perplexity"]) > 1.0
+    for split in ("test", "validation"):
+        assert set(comparison["deltas"][split]) == {"finetuned_vs_base"}, split
+        deltas = comparison["deltas"][split]["finetuned_vs_base"]
+        for key in QUALITY_KEYS:
+            assert deltas[key]["delta"] == pytest.approx(0.0, abs=1e-9), (split, key)
+            assert deltas[key]["finetuned"] == metrics[split]["finetuned"][key], (split, key)
+            assert deltas[key]["base"] == metrics[split]["base"][key], (split, key)
+    # speed is measured once per model, on the first split's prompts: compared there only
+    assert "latency_p50_s" in comparison["deltas"]["test"]["finetuned_vs_base"]
+    assert "latency_p50_s" not in metrics["validation"]["finetuned"]
+    assert eval_json["validation_perplexity"] == metrics["validation"]["finetuned"]["perplexity"]
+    assert eval_json["n_examples"] == 4 and eval_json["validation_n_examples"] == 3
+    assert "validation_latency_p50_s" not in eval_json
+    domains = json.loads((tmp_path / "metrics" / "domain_evaluation.json").read_text())
+    assert set(domains["validation"]["base"]) == {"finance", "legal"}
+    predictions = read_jsonl(tmp_path / "metrics" / "eval" / "predictions.jsonl")
+    assert sorted({(p["model"], p["split"]) for p in predictions}) == [
+        ("base", "test"), ("base", "validation"), ("finetuned", "test"), ("finetuned", "validation")]
+
+
+def test_bad_eval_settings_are_one_line_errors(cfg_factory, tmp_path, tiny_model_dir):
+    for override, message in (("eval.speed_tokens=0", r"eval.speed_tokens=0: must be >= 1"),
+                              ("eval.speed_examples=-1", r"eval.speed_examples=-1: must be >= 0"),
+                              ("eval.splits=[test,test]", r"eval.splits=\['test', 'test'\]: name each split once")):
+        with pytest.raises(StageError, match=message) as err:
+            main(_cfg(cfg_factory, tmp_path, tiny_model_dir, tiny_model_dir, override))
+        assert "\n" not in str(err.value)
+    assert not (tmp_path / "metrics").exists()
 
 
 def test_gguf_engine_end_to_end(cfg_factory, tmp_path, tiny_model_dir, smollm2_gguf):
@@ -112,11 +176,14 @@ def test_gguf_engine_end_to_end(cfg_factory, tmp_path, tiny_model_dir, smollm2_g
     metrics = tmp_path / "metrics"
     comparison = json.loads((metrics / "model_comparison.json").read_text())
     label = f"gguf:{smollm2_gguf.stem}"
-    gguf = comparison["models"][label]
-    assert gguf["engine"] == "gguf" and gguf["n_examples"] == 2
+    assert comparison["models"][label]["engine"] == "gguf"
+    gguf = comparison["metrics"]["test"][label]
+    assert gguf["n_examples"] == 2
     # a real 135M instruct model on plain English answers: far below the tiny random model's ~vocab-size ppl
-    assert 1.0 < gguf["perplexity"] < 500 < comparison["models"]["finetuned"]["perplexity"]
-    assert comparison["deltas"][f"finetuned_vs_{label}"]["perplexity"]["finetuned_better"] is False
+    assert 1.0 < gguf["perplexity"] < 500 < comparison["metrics"]["test"]["finetuned"]["perplexity"]
+    assert comparison["deltas"]["test"][f"finetuned_vs_{label}"]["perplexity"]["finetuned_better"] is False
+    # the GGUF engine is timed like the HF one: requests alone, at most eval.speed_tokens new tokens each
+    assert gguf["latency_p95_s"] >= gguf["latency_p50_s"] > 0 and 0 < gguf["speed_completion_tokens"] <= 8
     predictions = [p for p in read_jsonl(metrics / "eval" / "predictions.jsonl") if p["model"] == label]
     assert len(predictions) == 2 and all(p["prediction"].strip() for p in predictions)
     assert all(0 < p["completion_tokens"] <= 6 for p in predictions)
@@ -167,8 +234,7 @@ def test_generate_timed_batches_by_length_and_keeps_input_order(tiny_model_dir):
 
     engine = load_engine("hf", tiny_model_dir, threads=1, batch_size=8)
     prompts = ["one two three four five six seven eight", "hi", "a b c d", "x y", "lorem ipsum dolor sit amet"]
-    gens, speed = generate_timed(engine, prompts, SamplingParams(max_new_tokens=3), batch_size=2,
-                                 warmup_examples=1)
+    gens, speed = generate_timed(engine, prompts, SamplingParams(max_new_tokens=3), batch_size=2)
     # prompt_tokens identifies each prompt: results must come back in input order despite length sorting
     assert [g.prompt_tokens for g in gens] == [engine.count_tokens(p) for p in prompts]
     assert len({engine.count_tokens(p) for p in prompts}) == len(prompts)

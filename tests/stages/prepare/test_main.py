@@ -31,7 +31,8 @@ def test_outputs_replace_the_processed_dir_and_report_everything(tmp_path, prep_
                               "validation_facts": 0, "total": 40}
     assert data["dropped"] == {"duplicate_exact": 1, "empty": 1} and data["dropped_total"] == 2
     assert data["checks_passed"] and set(data["checks"]) == {
-        "schema", "nulls", "duplicates", "length", "language", "instruction_format", "distribution", "leakage", "unseen_facts"}
+        "schema", "nulls", "duplicates", "length", "language", "instruction_format", "distribution",
+        "leakage", "unseen_facts", "held_out_text"}
     train = read_split(tmp_path, "finance", "train")
     assert data["stats"]["train"]["output_length"]["max"] == max(len(r["output"]) for r in train)
     assert data["stats"]["train"]["domains"] == {"finance": 32}

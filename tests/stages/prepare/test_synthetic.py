@@ -94,6 +94,65 @@ def test_held_out_facts_are_taught_in_training_under_other_phrasings():
     assert asked and asked <= trained
 
 
+# ---------------------------------------------------------------- test_questions (the test split's size)
+
+def test_test_questions_come_on_top_of_num_samples_for_every_domain():
+    records = generate_synthetic(ALL, 300, seed=3, held_out_templates=2, test_questions=40)
+    held = Counter(r["domain"] for r in records if r["held_out"])
+    assert held == {domain: 40 for domain in ALL}
+    assert Counter(r["domain"] for r in records if not r["held_out"]) == {domain: 100 for domain in ALL}
+    # 0 asks for no test split at all
+    assert not any(r["held_out"] for r in generate_synthetic(["legal"], 50, seed=3, test_questions=0))
+
+
+def test_test_questions_ask_every_fact_once_before_any_twice_and_no_pair_twice():
+    # legal keeps 79 taught facts with these shares: 100 questions ask each once, then 21 a second time
+    records = generate_synthetic(["legal"], 171, seed=6, held_out_templates=2, test_questions=100,
+                                 held_out_facts=0.25, validation_held_out_facts=0.2)
+    test = [r for r in records if r["held_out"] and not r.get("unseen_fact")]
+    unseen = {r["fact_id"] for r in records if r.get("unseen_fact")}
+    teachable = {f.fact_id for f in FACTS["legal"]} - unseen
+    per_fact = Counter(r["fact_id"] for r in test)
+    assert len(test) == 100 and set(per_fact) == teachable and sorted(Counter(per_fact.values()).items()) == [
+        (1, len(teachable) - (100 - len(teachable))), (2, 100 - len(teachable))]
+    assert len({(r["fact_id"], r["template_id"]) for r in test}) == 100
+    # when the domain has more facts than questions, every question asks a different fact
+    healthcare = generate_synthetic(["healthcare"], 171, seed=6, held_out_templates=2, test_questions=100)
+    assert len({r["fact_id"] for r in healthcare if r["held_out"]}) == 100
+
+
+def test_test_questions_only_ask_facts_the_training_records_teach():
+    for domain in ALL:
+        records = generate_synthetic([domain], 60, seed=1, held_out_templates=2, test_questions=100,
+                                     held_out_facts=0.25, validation_held_out_facts=0.2)
+        asked = {r["fact_id"] for r in records if r["held_out"] and not r.get("unseen_fact")}
+        taught = {r["fact_id"] for r in records if not r["held_out"]}
+        assert asked <= taught and sum(not r["held_out"] for r in records) == 60, domain
+
+
+@pytest.mark.parametrize("kwargs,pattern", [
+    # 79 taught legal facts x 1 held-out template cannot give 100 distinct questions
+    ({"held_out_templates": 1}, r"data.test_questions=100 is more than the 79 distinct held-out questions legal"),
+    ({"test_questions": 200}, r"data.test_questions=200 is more than the 158 distinct"),
+    # 100 questions over 2 held-out templates ask >= 50 facts; 40 training records cannot teach them all
+    ({"num_samples": 40}, r"asks about at least 50 legal facts but only 40 training records"),
+])
+def test_test_questions_beyond_what_the_tables_can_ask_raise_one_line_errors(kwargs, pattern):
+    args = {"domains": ["legal"], "num_samples": 171, "seed": 0, "held_out_templates": 2, "test_questions": 100,
+            "held_out_facts": 0.25, "validation_held_out_facts": 0.2} | kwargs
+    with pytest.raises(StageError, match=pattern) as error:
+        generate_synthetic(**args)
+    assert "\n" not in str(error.value)
+
+
+def test_finance_test_questions_never_run_out():
+    # computed questions take over where the static facts end, so finance has no test_questions limit
+    records = generate_synthetic(["finance"], 171, seed=0, held_out_templates=1, test_questions=400)
+    test = [r for r in records if r["held_out"]]
+    assert len(test) == 400 and len({r["instruction"] for r in test}) == 400
+    assert sum(r["answer_type"] == "numeric" for r in test) >= 200
+
+
 def test_held_out_facts_are_never_stated_by_another_record():
     records = generate_synthetic(["healthcare", "legal", "finance"], 900, seed=2, held_out_facts=0.15,
                                  questions_per_fact=2)
@@ -310,6 +369,10 @@ def test_unknown_domain_is_named_with_the_supported_ones():
     ({"held_out_templates": 6}, "held_out_templates"),
     ({"held_out_templates": 0}, "held_out_templates is 0"),
     ({"test_fraction": 1.0}, "test fraction"),
+    ({"test_questions": -1}, "data.test_questions must be a whole number >= 0"),
+    ({"test_questions": True}, "data.test_questions must be a whole number >= 0"),
+    ({"test_questions": "100"}, "data.test_questions must be a whole number >= 0"),
+    ({"held_out_templates": 0, "test_questions": 5}, "held_out_templates is 0"),
 ])
 def test_bad_arguments_raise_one_line_stage_errors(kwargs, pattern):
     args = {"domains": ["legal"], "num_samples": 10, "seed": 0} | kwargs

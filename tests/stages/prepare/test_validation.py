@@ -12,6 +12,7 @@ from stages.prepare.validation import (
     ValidationSettings,
     check_distribution,
     check_duplicates,
+    check_held_out_text,
     check_instruction_format,
     check_language,
     check_leakage,
@@ -40,7 +41,8 @@ def good_splits() -> dict[str, list[dict]]:
 def test_all_checks_pass_on_good_data():
     results = validate_splits(good_splits(), RATIOS, CleaningConfig(), len, "chars", ValidationSettings())
     assert [r.name for r in results] == ["schema", "nulls", "duplicates", "length", "language",
-                                         "instruction_format", "distribution", "leakage", "unseen_facts"]
+                                         "instruction_format", "distribution", "leakage", "unseen_facts",
+                                         "held_out_text"]
     assert all(r.passed for r in results), [r for r in results if not r.passed]
 
 
@@ -57,6 +59,26 @@ def test_a_held_out_fact_stated_in_another_split_fails():
     splits["validation_facts"] = [dict(splits["test_facts"][0], id="v1")]
     result = check_unseen_facts(splits)
     assert not result.passed and len(result.examples) == 1 and "legal.tort.definition" in result.examples[0]
+
+
+def test_a_held_out_answer_in_a_training_prompt_fails():
+    """The text twin of the fact-id check: a grounded prompt with a window of a held-out answer fails."""
+    splits = good_splits()
+    held_out = dict(splits["test"][0], fact_id="legal.tort.definition")
+    splits["test_facts"], splits["test"] = [held_out], splits["test"][1:]
+    assert check_held_out_text(splits).passed  # every output is the same template sentence: taught wording
+    window = " ".join(held_out["output"].split()[:9])  # "In short, <its topic> is a legal notion ..."
+    train = splits["train"][0]
+    question = train["messages"][1]["content"]
+    train["messages"][1]["content"] = f"Context:\n[1] Torts: {window}\n\nQuestion: {question}"
+    result = check_held_out_text(splits)
+    assert not result.passed and result.examples == [
+        f"train:{train['id']} messages[1] (user) states test_facts fact legal.tort.definition"]
+    train["messages"][1]["content"] = "What is a tort?"
+    validation = splits["validation"][0]  # the whole answer, in a validation record's input
+    validation["messages"][1]["content"] = f"{validation['instruction']}\n\n{held_out['output']}"
+    assert check_held_out_text(splits).examples == [
+        f"validation:{validation['id']} messages[1] (user) states test_facts fact legal.tort.definition"]
 
 
 def test_schema():
