@@ -118,6 +118,14 @@ def index_pairs(cfg: DictConfig, train_queries: list, negatives: int, seed: int,
     return rows
 
 
+def benchmark_summary(metrics: dict, benchmark_split: str, paraphrase: bool) -> dict:
+    """{split: trained and bi-encoder MRR@10} written beside the model: serving reads it and serves the bi-encoder
+    instead of a cross-encoder that ranked below it on any split (serving/components.py)."""
+    splits = {benchmark_split: ""} | ({"test": "paraphrase_"} if paraphrase else {})
+    return {split: {f"{method}_mrr_at_10": metrics[f"{prefix}{method}_mrr_at_10"] for method in ("trained", "biencoder")}
+            for split, prefix in splits.items()}
+
+
 def main(cfg: DictConfig) -> None:
     args = RerankerArgs.from_cfg(cfg.reranker)
     threads = set_threads(int(cfg.threads))
@@ -193,7 +201,7 @@ def main(cfg: DictConfig) -> None:
             "benchmark_split": benchmark_split,
             "chunk_pairs": len(chunk_pairs),
             "pos_weight": train_args.pos_weight, "seed": seed, "threads": threads,
-            "score": "sigmoid(logit), 0..1"}
+            "score": "sigmoid(logit), 0..1", "benchmark": benchmark_summary(metrics, benchmark_split, bool(beside))}
     with atomic_dir(out) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         (tmp / "README.md").write_text(render_model_card(info, metrics), encoding="utf-8")

@@ -13,6 +13,7 @@ BOS and end-of-turn token come from the model's chat contract (stages/inference/
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import torch
 from stages.errors import StageError
 from stages.fileio import read_jsonl
 from stages.inference.chat import ChatContract, Tokenize, hf_tokenizer
+from stages.inference.grounding import GROUNDING
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,17 @@ def load_chat_records(path: Path) -> list[list[dict]]:
             raise StageError(f"{path}: record {i}: field 'messages' missing; re-run `domain-llm prepare`")
         conversations.append(validate_messages(record["messages"], f"{path}: record {i}"))
     return conversations
+
+
+def drop_system_prompts(conversations: list[list[dict]], share: float, seed: int) -> list[list[dict]]:
+    """The conversations with the system message removed from a seeded `share` of the plain ones (system, user,
+    assistant), so the model also learns to answer and end its turn when a client sends no system prompt (without
+    any, greedy answers looped to max_new_tokens). Grounded chats keep theirs: it carries the instruction to read
+    the numbered passages."""
+    plain = [i for i, c in enumerate(conversations)
+             if len(c) == 3 and c[0]["role"] == "system" and GROUNDING not in c[0]["content"]]
+    chosen = set(random.Random(f"{seed}:no-system-prompt").sample(plain, round(len(plain) * share)))
+    return [c[1:] if i in chosen else c for i, c in enumerate(conversations)]
 
 
 def tokenize_chat(contract: ChatContract, tokenize: Tokenize, messages: list[dict],

@@ -29,7 +29,7 @@ from stages.manifest import write_manifest
 from stages.prepare.records import trained_system_prompt
 from stages.train.card import ModelCardFacts, model_card
 from stages.train.checkpoints import checkpoint_step, experiment_fingerprint, prepare_checkpoint_dir
-from stages.train.data import load_chat_records, tokenize_chat_records
+from stages.train.data import drop_system_prompts, load_chat_records, tokenize_chat_records
 from stages.train.launch import is_launched_worker, process_rank, relaunch_with_accelerate, world_size
 from stages.train.merge import merge_adapter_into_base
 from stages.train.model import apply_lora, check_model_dir, load_base_model, load_tokenizer, parameter_counts
@@ -76,7 +76,8 @@ def train_stage(cfg: DictConfig, settings: TrainSettings) -> dict | None:
     base = Path(cfg.paths.base_model)
     check_model_dir(base)
     train_path, val_path = split_paths(cfg)
-    train_conversations = load_chat_records(train_path)
+    train_conversations = drop_system_prompts(load_chat_records(train_path), settings.no_system_prompt_share,
+                                              settings.seed)
     val_conversations = load_validation(val_path)
 
     tokenizer = load_tokenizer(base, settings.trust_remote_code)

@@ -52,6 +52,7 @@ class TrainSettings:
     gradient_checkpointing: bool = False
     cpu_bf16: bool | str = "auto"  # bf16 autocast on CPU: auto = where the CPU has native bf16 (avx512_bf16, amx)
     max_seq_length: int = 256
+    no_system_prompt_share: float = 0.0  # share of plain training chats trained without their system prompt
     group_by_length: bool = True
     logging_steps: int = 5
     eval_steps: int = 20
@@ -104,6 +105,8 @@ class TrainSettings:
                 raise StageError(f"train.{name}={getattr(self, name)}: must be >= 1")
         if self.cpu_bf16 not in (True, False, "auto"):
             raise StageError(f"train.cpu_bf16={self.cpu_bf16!r}: use auto, true or false")
+        if not 0 <= self.no_system_prompt_share <= 1:
+            raise StageError(f"train.no_system_prompt_share={self.no_system_prompt_share}: use a share in 0..1")
         if self.max_steps <= 0 and self.epochs <= 0:
             raise StageError("train.epochs and train.max_steps are both <= 0: set one of them")
         self.validate_trainer_names()
