@@ -275,6 +275,18 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def check_same_work(servers: list) -> None:
+    """The peers serve the GGUF as it is: every server must list exactly one model, and ours must have loaded no
+    adapter (which would change its speed), else the comparison is not of the same work."""
+    for server in servers:
+        models = server.loaded["models"]
+        if len(models) != 1:
+            sys.exit(f"error: {server.name} serves {models}, not one model; the bench compares one model each")
+        adapters = server.loaded.get("components", {}).get("adapters")
+        if adapters not in (None, "disabled"):
+            sys.exit(f"error: {server.name} has adapters {adapters}; it must serve the base model alone here")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gguf", type=Path, default=ROOT / "models" / "gguf" / "model-q4_k_m.gguf")
@@ -337,6 +349,7 @@ def main() -> None:
                 start(server, Path(tmp))
                 # Warm-up and greedy identity: every prompt at 1 client; ours also at 8 (batched) clients.
                 texts_1[server.name] = all_prompts(server.url, prompts, 1, identity_tokens, stop_strings)
+            check_same_work(servers)
             # Every server at 8 clients too: a batching server may round differently than alone.
             texts_8 = {s.name: all_prompts(s.url, prompts, 8, identity_tokens, stop_strings) for s in servers}
             hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.cpu_hog)]
@@ -388,7 +401,7 @@ def main() -> None:
               "identical_texts_at_1_client": {peer: identical(texts_1[OURS], texts_1[peer]) for peer in peers},
               "ours_identical_8_vs_1": identical(texts_8[OURS], texts_1[OURS]),
               "identical_8_vs_1_clients": {s.name: identical(texts_8[s.name], texts_1[s.name]) for s in servers},
-              "ours_batching_counters": batching}
+              "ours_batching_counters": batching, "servers_loaded": {s.name: s.loaded for s in servers}}
     write_json(args.output, result)
     args.output.with_suffix(".md").write_text(markdown(result))
     print("ours / peer (tokens/s > 1 and latency < 1 are better):")

@@ -72,7 +72,14 @@ def main() -> None:
 
         args.top_k = int(compose().serve.ask_top_k)
     questions = [json.loads(line)["instruction"] for line in args.test.read_text().splitlines()][:args.questions + 1]
-    process = start_server(args.gguf, args.index, args.port, args.threads, not args.no_rerank)
+    process = start_server(args.gguf.resolve(), args.index.resolve(), args.port, args.threads, not args.no_rerank)
+    # what the server said it serves, recorded with the figures (the index and reranker must really be there)
+    health = httpx.get(f"http://127.0.0.1:{args.port}/api/v1/health", timeout=10).json()
+    loaded = {"models": [m["id"] for m in httpx.get(f"http://127.0.0.1:{args.port}/v1/models").json()["data"]],
+              "components": {name: c["state"] for name, c in health["components"].items()}}
+    if loaded["components"]["index"] != "ready":
+        process.kill()
+        raise SystemExit(f"error: the server's index is {loaded['components']['index']}: {health.get('detail')}")
     reranked = []
     url = f"http://127.0.0.1:{args.port}/api/v1"
     seconds: dict[str, list[float]] = {"generate": [], "ask": []}
@@ -108,7 +115,7 @@ def main() -> None:
     command = " ".join(["python", "bench/ask_latency.py", *sys.argv[1:]])
     result = {"command": command, "machine": platform.processor() or platform.machine(), "questions": len(retrieval_s),
               "max_tokens": args.max_tokens, "top_k": args.top_k, "threads": args.threads,
-              "reranked": all(reranked), "results": summary,
+              "reranked": all(reranked), "server_loaded": loaded, "results": summary,
               "ask_over_generate": ratios}
     write_json(args.output, result)
     table = ["| endpoint | p50 s | p95 s | mean completion tokens |", "|---|---:|---:|---:|"]

@@ -14,6 +14,11 @@ server with the base + every adapter vs one server per domain on its merged q4_k
    `domain-llm serve` per domain, all running at once. Memory is each server's VmRSS (/proc) after the same warm
    load, summed for the merged servers; every server has the same serve.parallel and serve.n_ctx.
 Writes bench/results/domain_serving.json (with the exact command) and .md.
+
+Preconditions it checks, failing the run when one does not hold: the shared server lists every domain's model id
+and its adapters component is ready (paths are passed absolute: the servers run in a temporary directory),
+mixed load really switches adapters (the server's own counter rises), and each merged server lists its one model
+with no adapter. What every server said it loaded is recorded with the figures.
 """
 
 from __future__ import annotations
@@ -40,10 +45,19 @@ from stages.fileio import read_jsonl, write_json, write_text  # noqa: E402
 
 def serve(gguf: Path, threads: int, parallel: int, name: str, *extra: str) -> Server:
     port = free_port()
-    argv = [str(Path(sys.executable).parent / "domain-llm"), "serve", f"serve.model={gguf}", f"serve.port={port}",
+    argv = [str(Path(sys.executable).parent / "domain-llm"), "serve", f"serve.model={gguf.resolve()}", f"serve.port={port}",
             f"threads={threads}", f"serve.parallel={parallel}", "serve.rerank=false", "serve.index=null",
             "serve.ui=false", "serve.queue_size=64", "serve.log_requests=false", *extra]
     return Server(name, argv, "/api/v1/health", port)
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        sys.exit(f"error: precondition failed: {message}")
+
+
+def adapter_switches(server: Server) -> int:
+    return httpx.get(server.url + "/api/v1/model/info", timeout=10).json()["batching"]["adapter_switches"]
 
 
 def rss_mb(server: Server) -> float:
@@ -118,7 +132,8 @@ def markdown(result: dict) -> str:
     for name in ("single_domain", "mixed_domains"):
         row = result[name]
         lines.append(f"| {name.replace('_', ' ')} | {row['tokens_per_s']} | {row['p95_latency_s']} | {row['failures']} |")
-    lines += ["", f"mixed / single tokens/s: **{result['mixed_over_single']}x**", "",
+    lines += ["", f"mixed / single tokens/s: **{result['mixed_over_single']}x**; adapter switches under mixed load: "
+              f"{result['adapter_switches_mixed']}; the shared server listed {result['servers_loaded']['base + adapters']['models']}", "",
               "| memory | RSS (MB) | model files (MB) |", "|---|---:|---:|",
               f"| one server: base + {len(result['domains'])} adapters | {result['rss_mb']['base_plus_adapters']} | "
               f"{result['file_mb']['base_plus_adapters']} |",
@@ -152,15 +167,25 @@ def main() -> None:
              for i in range(args.requests)]
     runs: dict[str, list[dict]] = {"single_domain": [], "mixed_domains": []}
     with tempfile.TemporaryDirectory(prefix="domain-bench.") as tmp:
-        shared = serve(args.gguf, args.threads, args.parallel, "base + adapters")
+        shared = serve(args.gguf, args.threads, args.parallel, "base + adapters",
+                       f"serve.adapter_dir={args.adapter_dir.resolve()}")
         start(shared, Path(tmp))
+        loaded = {"base + adapters": shared.loaded}
         try:
+            require(set(ids.values()) <= set(shared.loaded["models"]),
+                    f"the shared server lists {shared.loaded['models']}, not every domain of {args.adapter_dir}")
+            require(shared.loaded["components"].get("adapters") == "ready",
+                    f"the shared server's adapters are {shared.loaded['components'].get('adapters')}")
             asyncio.run(load(shared.url, mixed[:args.clients], args.clients, 8, count))  # warm-up
+            switches_mixed = 0
             for rep in range(args.repeats):
                 order = ["single_domain", "mixed_domains"][:: 1 if rep % 2 == 0 else -1]
                 for name in order:
                     if name == "mixed_domains":
+                        before = adapter_switches(shared)
                         runs[name].append(asyncio.run(load(shared.url, mixed, args.clients, args.max_tokens, count)))
+                        runs[name][-1]["adapter_switches"] = adapter_switches(shared) - before
+                        switches_mixed += runs[name][-1]["adapter_switches"]
                     else:  # every domain alone in turn, one figure for all of them
                         parts = [asyncio.run(load(shared.url, [(ids[d], p) for p in prompts[d][:args.requests]],
                                                   args.clients, args.max_tokens, count)) for d in domains]
@@ -170,6 +195,7 @@ def main() -> None:
                     print(f"rep {rep + 1} {name}: {runs[name][-1]}", flush=True)
             shared_rss = rss_mb(shared)
             switches = httpx.get(shared.url + "/api/v1/model/info", timeout=10).json()["batching"]
+            require(switches_mixed > 0, "mixed-domain load made no adapter switch: the adapters were not used")
         finally:
             stop(shared)
         merged = merged_files(args.adapter_dir, domains, served_type, Path(tmp))
@@ -177,8 +203,11 @@ def main() -> None:
         try:
             for server in servers:
                 start(server, Path(tmp))
+                loaded[server.name] = server.loaded
+                require(len(server.loaded["models"]) == 1 and server.loaded["components"]["adapters"] == "disabled",
+                        f"{server.name} serves {server.loaded}; a merged server serves its one model")
             for server, domain in zip(servers, domains, strict=True):  # the same warm load each
-                asyncio.run(load(server.url, [("x", p) for p in prompts[domain][:args.clients]], args.clients,
+                asyncio.run(load(server.url, [("auto", p) for p in prompts[domain][:args.clients]], args.clients,
                                  args.max_tokens, count))
             merged_rss = [rss_mb(s) for s in servers]
             merged_mb = round(sum(merged[d].stat().st_size for d in domains) / 1e6, 1)
@@ -193,7 +222,7 @@ def main() -> None:
               "threads": args.threads, "parallel": args.parallel, "repetitions": args.repeats, "runs": runs,
               **median, "mixed_over_single": round(median["mixed_domains"]["tokens_per_s"]
                                                    / median["single_domain"]["tokens_per_s"], 3),
-              "batching": switches,
+              "batching": switches, "adapter_switches_mixed": switches_mixed, "servers_loaded": loaded,
               "rss_mb": {"base_plus_adapters": shared_rss, "merged_servers": round(sum(merged_rss), 1),
                          "merged_each": dict(zip(domains, merged_rss, strict=True))},
               "file_mb": {"base_plus_adapters": round(args.gguf.stat().st_size / 1e6 + adapters_mb, 1),

@@ -3,8 +3,11 @@
 
     server = our_server(gguf, threads=2, n_ctx=2048, parallel=8, flash_attn="on")
     start(server, log_dir)        # exits with the server's log tail if it dies or is not ready in time
-    ... server.url ...
+    ... server.url ... server.loaded   # what the server said it serves (its /v1/models, our /health components)
     stop(server)
+
+Servers run in a temporary working directory, so every path they get is absolute: a relative one would resolve
+against that directory (or, for ours, the project root) instead of what the bench meant.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class Server:
     ready_path: str  # GET answers 200 once the model is loaded
     port: int
     process: subprocess.Popen | None = None
+    loaded: dict | None = None  # what the running server said it serves, recorded by start()
 
     @property
     def url(self) -> str:
@@ -44,7 +48,7 @@ def our_server(gguf: Path, threads: int, n_ctx: int, parallel: int, flash_attn: 
     port = free_port()
     # rerank=false: the reranker (torch) is not part of this comparison; queue 64 so no client is refused;
     # adapters={}: the peers serve the GGUF as it is, so ours does too (bench/domain_serving.py measures adapters).
-    argv = [str(Path(sys.executable).parent / "domain-llm"), "serve", f"serve.model={gguf}", f"serve.port={port}",
+    argv = [str(Path(sys.executable).parent / "domain-llm"), "serve", f"serve.model={gguf.resolve()}", f"serve.port={port}",
             "serve.host=127.0.0.1", f"threads={threads}", f"serve.n_ctx={n_ctx}", f"serve.parallel={parallel}",
             f"serve.flash_attn={flash_attn}", "serve.adapters={}",
             "serve.rerank=false", "serve.queue_size=64"]
@@ -60,7 +64,7 @@ def baseline_server(ref: str, gguf: Path, threads: int, n_ctx: int, tmp: Path) -
                 f"sys.path.insert(0, {str(worktree)!r}); sys.argv[0] = 'domain-llm'; "
                 "from stages.cli import main; main()")
     port = free_port()
-    argv = [sys.executable, "-c", launcher, "serve", f"serve.model={gguf}", f"serve.port={port}",
+    argv = [sys.executable, "-c", launcher, "serve", f"serve.model={gguf.resolve()}", f"serve.port={port}",
             "serve.host=127.0.0.1", f"threads={threads}", f"serve.n_ctx={n_ctx}", "serve.rerank=false",
             "serve.queue_size=64"]
     return Server(f"domain-llm serve @{ref}", argv, "/api/v1/health", port)
@@ -70,7 +74,7 @@ def python_peer(gguf: Path, threads: int, n_ctx: int, flash_attn: str) -> Server
     # interrupt_requests False: by default a new streamed request cuts off the one being generated; this way
     # it waits its turn, as without streaming.
     port = free_port()
-    argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+    argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf.resolve()), "--host", "127.0.0.1",
             "--port", str(port), "--n_threads", str(threads), "--n_threads_batch", str(threads),
             "--n_ctx", str(n_ctx), "--verbose", "False", "--interrupt_requests", "False",
             "--flash_attn", str(flash_attn == "on")]
@@ -79,7 +83,7 @@ def python_peer(gguf: Path, threads: int, n_ctx: int, flash_attn: str) -> Server
 
 def cpp_peer(binary: Path, gguf: Path, threads: int, n_ctx: int, parallel: int, flash_attn: str) -> Server:
     port = free_port()
-    return Server("llama-server", llama_server_argv(binary, gguf, port, threads, n_ctx, parallel, flash_attn),
+    return Server("llama-server", llama_server_argv(binary, gguf.resolve(), port, threads, n_ctx, parallel, flash_attn),
                   "/health", port)
 
 
@@ -95,12 +99,24 @@ def start(server: Server, log_dir: Path, timeout_s: float = 180) -> None:
         try:
             response = httpx.get(server.url + server.ready_path, timeout=2)
             if response.status_code == 200:  # ours and llama-server answer 503 until the model is loaded
+                server.loaded = what_it_serves(server)
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
     stop(server)
     sys.exit(f"{server.name} did not become ready within {timeout_s:.0f} s")
+
+
+def what_it_serves(server: Server) -> dict:
+    """The model ids the server lists (every server here has /v1/models) and, for ours, each component's state
+    and the absolute path it loaded (/api/v1/health): recorded beside every figure, checked by the benches."""
+    models = httpx.get(server.url + "/v1/models", timeout=10).json()
+    loaded = {"models": [m["id"] for m in models.get("data", [])]}
+    if server.ready_path == "/api/v1/health":
+        health = httpx.get(server.url + server.ready_path, timeout=10).json()
+        loaded["components"] = {name: c["state"] for name, c in health.get("components", {}).items()}
+    return loaded
 
 
 def stop(server: Server) -> None:

@@ -11,7 +11,6 @@ enabled one), so a deployment that means to run without an index says so instead
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("serving")
 
-RERANKER_INFO = "reranker_info.json"  # written by train_reranker beside the model, with its benchmark
 INDEX_CHUNKS = "chunks.jsonl"
 
 
@@ -42,31 +40,15 @@ class Component:
     note: str | None = None  # served, but not as configured (e.g. the bi-encoder instead of the reranker)
 
 
-def _reranker_benchmark(folder: Path) -> dict | None:
-    try:
-        info = json.loads((folder / RERANKER_INFO).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    benchmark = info.get("benchmark") if isinstance(info, dict) else None
-    return benchmark if isinstance(benchmark, dict) and benchmark else None
-
-
-def reranker_shortfall(folder: Path) -> str | None:
-    """Why the trained reranker should not be served: a benchmark split on which it ranked below its own
-    bi-encoder (train_reranker writes {split: {"trained_mrr_at_10", "biencoder_mrr_at_10"}}), else None."""
-    benchmark = _reranker_benchmark(folder) or {}
-    for split, scores in benchmark.items():
-        trained, bi = scores.get("trained_mrr_at_10"), scores.get("biencoder_mrr_at_10")
-        if isinstance(trained, int | float) and isinstance(bi, int | float) and trained < bi:
-            return (f"trained cross-encoder below its bi-encoder on {split} (MRR@10 {trained:.3f} < {bi:.3f}); "
-                    "serving the bi-encoder (serve.rerank_below_biencoder=true serves it anyway)")
-    return None
-
-
 def inspect_components(settings: ServeSettings, domains: dict[str, AdapterFacts]) -> dict[str, Component]:
     """Every component's configured path and what is there, each logged in one line (a warning when a
     configured one is missing), so a server started from an unexpected place says what it serves."""
-    from stages.inference.reranker import has_cross_encoder
+    from stages.inference.reranker import (
+        RERANKER_INFO,
+        has_cross_encoder,
+        reranker_benchmark,
+        reranker_shortfall,
+    )
 
     model = Path(settings.model) if settings.engine != "openai_upstream" else None
     components = {"model": Component("model", True, model,
@@ -96,8 +78,8 @@ def inspect_components(settings: ServeSettings, domains: dict[str, AdapterFacts]
             reranker.found = "a cross-encoder"
             shortfall = None if settings.rerank_below_biencoder else reranker_shortfall(reranker.path)
             if shortfall:
-                reranker.note = shortfall
-            elif _reranker_benchmark(reranker.path) is None:
+                reranker.note = shortfall + " (serve.rerank_below_biencoder=true serves it anyway)"
+            elif reranker_benchmark(reranker.path) is None:
                 reranker.found += f" (no benchmark in its {RERANKER_INFO}: not checked against its bi-encoder)"
         else:
             reranker.missing = (f"no cross-encoder at {reranker.path}; serving the bundled bi-encoder (run `dvc "

@@ -22,6 +22,7 @@ from serving.service import ServingContext, error_responses
 from serving.structured import grammar_for
 from stages.inference import Generation, SamplingParams
 from stages.inference.grounding import check_citations
+from stages.inference.messages import last_user_turn
 
 # 200 is JSON, or an SSE stream with stream=true.
 JSON_OR_SSE = {200: {"content": {"application/json": {}, "text/event-stream": {}},
@@ -85,7 +86,7 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
     async def ground(request: Request, messages: list[dict], top_k: int,
                      max_tokens: int) -> tuple[list[dict], list, dict]:
         """Retrieve for the last user turn and put the numbered passages into the conversation."""
-        question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), None)
+        question = last_user_turn(messages)
         if not question:
             raise HTTPException(422, "messages: retrieval needs a user message to retrieve for")
         citations, retrieval = await retrieve(ctx, request, question, top_k)
@@ -130,7 +131,7 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
         if sum(len(m["content"]) for m in messages) > limits.max_prompt_chars:
             raise HTTPException(422, f"messages: total content longer than {limits.max_prompt_chars} characters "
                                      "(serve.max_prompt_chars)")
-        question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), messages[-1]["content"])
+        question = last_user_turn(messages) or messages[-1]["content"]
         choice = await choose(ctx, request, body.model, question)
         response.headers.update(choice.headers)
         system_prompt = default_system_prompt(ctx, choice.adapter)

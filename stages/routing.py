@@ -19,14 +19,14 @@ from stages.config import domain_names
 from stages.errors import StageError
 from stages.fileio import read_jsonl, write_json
 from stages.inference.adapters import ADAPTER_FILE, DomainRouter, read_adapter_facts
+from stages.inference.messages import last_user_turn
 
 log = logging.getLogger(__name__)
 
 
 def questions(records: list[dict]) -> list[str]:
     """Each record's last user turn, as a client would send it."""
-    return [next(m["content"] for m in reversed(r["messages"]) if m["role"] == "user")
-            for r in records if any(m["role"] == "user" for m in r.get("messages", []))]
+    return [q for r in records if (q := last_user_turn(r.get("messages", []))) is not None]
 
 
 def main(cfg: DictConfig) -> dict:

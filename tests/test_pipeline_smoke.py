@@ -103,7 +103,8 @@ def test_one_server_answers_each_domain_with_its_adapter_like_the_merged_model(r
 
     question = "What is hypertension?"
     server = start_server_process("serve.model=" + str(repo / "models/gguf/model-q8_0.gguf"),
-                                  "serve.adapter_dir=" + str(repo / "models/adapters"), "serve.index=null",
+                                  "serve.adapter_dir=" + str(repo / "models/adapters"), "serve.adapters=null",
+                                  "serve.index=null",
                                   "serve.rerank=false", "serve.ui=false")
     try:
         ids = [m["id"] for m in httpx.get(f"{server.url}/v1/models", timeout=30).json()["data"]]

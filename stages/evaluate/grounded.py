@@ -80,11 +80,11 @@ def main(cfg: DictConfig) -> dict:
     split, records = question_split(Path(str(cfg.paths.processed)) / str(cfg.domain.name),
                                     str(settings.get("split") or "test_facts"))
     retriever = Retriever.load(Path(str(cfg.paths.index)))
-    reranker = None
-    if bool(settings.rerank):
-        from stages.inference.reranker import load_reranker
+    reranker, reranker_note = None, None
+    if bool(settings.rerank):  # the one the server uses (the bi-encoder when the trained one measured below it)
+        from stages.inference.reranker import served_reranker
 
-        reranker = load_reranker(str(cfg.paths.reranker))
+        reranker, reranker_note = served_reranker(str(cfg.paths.reranker), bool(cfg.serve.rerank_below_biencoder))
     # What the server runs for this domain: the base GGUF with the domain's adapter (adapter@<domain>), when
     # published; a model file of its own (a merged GGUF) otherwise.
     adapter = Path(str(cfg.paths.adapter_gguf)) / ADAPTER_FILE
@@ -124,7 +124,10 @@ def main(cfg: DictConfig) -> dict:
     retrieved["invalid_citations"] = sum(len(x["invalid_citations"]) for x in per_sample_extra)
     metrics = {"split": split, "questions": n, "model": Path(str(settings.model)).name,
                "adapter": str(adapter) if adapter.is_file() else None, "top_k": top_k,
-               "reranked": reranker is not None, "closed_book": closed, "retrieval": retrieved,
+               "reranked": reranker is not None,
+               "reranker": reranker.info().get("type") if reranker is not None else None,
+               **({"reranker_note": reranker_note} if reranker_note else {}),
+               "closed_book": closed, "retrieval": retrieved,
                "rougeL_gain": round(retrieved["rougeL"] / closed["rougeL"], 2) if closed["rougeL"] else None,
                "seconds": round(time.perf_counter() - started, 1)}
     out_dir = Path(str(cfg.paths.metrics))

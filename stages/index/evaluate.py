@@ -67,7 +67,7 @@ def evaluate_retrievers(retriever: Retriever, questions: list[dict], reranker, c
 
 
 def main(cfg: DictConfig) -> None:
-    from stages.inference.reranker import load_reranker
+    from stages.inference.reranker import served_reranker
 
     started = time.perf_counter()
     data_dir = Path(str(cfg.paths.processed)) / str(cfg.domain.name)
@@ -77,7 +77,8 @@ def main(cfg: DictConfig) -> None:
     if not splits:
         raise StageError(f"{data_dir}: no test_facts.jsonl or test.jsonl with questions; run the prepare stage first")
     retriever = Retriever.load(Path(str(cfg.paths.index)))
-    reranker = load_reranker(str(cfg.paths.reranker))
+    # the reranker the server uses: the bi-encoder when the trained cross-encoder measured below it
+    reranker, note = served_reranker(str(cfg.paths.reranker), bool(cfg.serve.rerank_below_biencoder))
     # The headline split is the held-out facts (questions about facts no training record states) when there are
     # any; the paraphrase test split is reported beside it.
     primary = next(iter(splits))
@@ -85,6 +86,8 @@ def main(cfg: DictConfig) -> None:
     if primary == "test_facts" and "test" in splits:
         metrics["paraphrase_split"] = evaluate_retrievers(retriever, splits["test"], reranker)
     metrics["reranker"] = reranker.info().get("type", "unknown")
+    if note:
+        metrics["reranker_note"] = note
     metrics["seconds"] = round(time.perf_counter() - started, 2)
     write_json(Path(str(cfg.paths.metrics)) / "retrieval.json", metrics)
     log.info("retrieval (chunk level, %s, %d questions): %s", primary, metrics["questions"],

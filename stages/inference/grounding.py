@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from stages.inference.messages import last_user_index
+
 CITATION = re.compile(r"\[(\d{1,3})\]")
 GROUNDING = ("Answer the question using only the numbered context passages. Cite the passages you use by their "
              "number in square brackets, like [1]. If the passages do not contain the answer, say so.")
@@ -32,7 +34,7 @@ def grounded_messages(messages: list[dict], passages: list[Passage]) -> list[dic
         out[0]["content"] = f"{out[0]['content']}\n\n{GROUNDING}"
     else:
         out.insert(0, {"role": "system", "content": GROUNDING})
-    last_user = max(i for i, m in enumerate(out) if m["role"] == "user")
+    last_user = last_user_index(out)
     out[last_user]["content"] = f"Context:\n{context}\n\nQuestion: {out[last_user]['content']}"
     return out
 

@@ -243,6 +243,44 @@ def has_cross_encoder(path: str | Path | None) -> bool:
     return path is not None and all((Path(path) / name).is_file() for name in MODEL_FILES)
 
 
+RERANKER_INFO = "reranker_info.json"  # train_reranker's facts beside the model, its benchmark among them
+
+
+def reranker_benchmark(path: str | Path | None) -> dict | None:
+    """{split: {"trained_mrr_at_10", "biencoder_mrr_at_10"}} that train_reranker wrote beside the model, or None."""
+    import json
+
+    try:
+        info = json.loads((Path(path) / RERANKER_INFO).read_text(encoding="utf-8")) if path else {}
+    except (OSError, ValueError):
+        return None
+    benchmark = info.get("benchmark") if isinstance(info, dict) else None
+    return benchmark if isinstance(benchmark, dict) and benchmark else None
+
+
+def reranker_shortfall(path: str | Path | None) -> str | None:
+    """Why the trained cross-encoder at `path` must not be served: a benchmark split on which it ranked below its
+    own bi-encoder, else None (also when there is no benchmark to read)."""
+    for split, scores in (reranker_benchmark(path) or {}).items():
+        trained, bi = scores.get("trained_mrr_at_10"), scores.get("biencoder_mrr_at_10")
+        if isinstance(trained, int | float) and isinstance(bi, int | float) and trained < bi:
+            return (f"trained cross-encoder below its bi-encoder on {split} (MRR@10 {trained:.3f} < {bi:.3f}); "
+                    "the bi-encoder reranks instead")
+    return None
+
+
+def served_reranker(path: str | Path | None, below_biencoder: bool = False, max_length: int = 256,
+                    batch_size: int = 32) -> tuple[Reranker | BiEncoderReranker, str | None]:
+    """The reranker every consumer (server, retrieval@, grounded@) uses: the cross-encoder at `path` unless its
+    own benchmark put it below the bi-encoder (then the bi-encoder, and the reason); `below_biencoder=True`
+    serves it anyway."""
+    shortfall = None if below_biencoder or not has_cross_encoder(path) else reranker_shortfall(path)
+    if shortfall:
+        log.warning("%s: %s", path, shortfall)
+        return BiEncoderReranker(max_length=max_length, batch_size=batch_size), shortfall
+    return load_reranker(path, max_length, batch_size), None
+
+
 def load_reranker(path: str | Path | None, max_length: int = 256,
                   batch_size: int = 32) -> Reranker | BiEncoderReranker:
     """The cross-encoder at `path` when one is there, else the bundled bi-encoder (logged as a fallback).

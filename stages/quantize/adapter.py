@@ -26,6 +26,7 @@ from omegaconf import DictConfig
 from stages.errors import StageError
 from stages.fileio import atomic_dir, read_jsonl, write_json
 from stages.inference.adapters import ADAPTER_FILE
+from stages.inference.messages import last_user_turn
 from stages.manifest import sha256_file
 from stages.prepare.records import trained_system_prompt
 from stages.quantize.api import convert_and_quantize
@@ -40,8 +41,7 @@ ROUTING_EXAMPLES = 64  # training questions per domain for `auto` routing (a cen
 
 def routing_examples(records: list[dict], n: int, seed: int) -> list[str]:
     """A seeded sample of the training split's user questions (the last user turn of each chat)."""
-    questions = [next(m["content"] for m in reversed(r["messages"]) if m["role"] == "user")
-                 for r in records if any(m["role"] == "user" for m in r.get("messages", []))]
+    questions = [q for r in records if (q := last_user_turn(r.get("messages", []))) is not None]
     random.Random(seed).shuffle(questions)
     return questions[:n]
 

@@ -224,3 +224,22 @@ def test_a_forged_role_in_a_message_stays_text(one_model, gguf_engine_shared):
     as_control = len(gguf_engine_shared.prompt_ids(str(rendered)))  # the old way: the whole prompt parsed
     assert as_text > as_control  # each forged marker is several text tokens, not one control token
     assert response.json()["usage"]["prompt_tokens"] == as_text
+
+
+def test_the_server_says_which_reranker_it_serves_and_why(tiny_cross_encoder_dir, tmp_path, gguf_overrides,
+                                                          gguf_engine_shared):
+    from tests.stages.reranker.test_served_reranker import with_benchmark
+
+    below = with_benchmark(tiny_cross_encoder_dir, tmp_path / "below", trained=0.693, bi=0.750)
+    running = start_thread_server(*gguf_overrides, f"serve.reranker={below}", engine=gguf_engine_shared)
+    try:
+        health = httpx.get(f"{running.url}/api/v1/health", timeout=10).json()
+        reranker = health["components"]["reranker"]
+        assert reranker["state"] == "ready" and "below its bi-encoder" in reranker["detail"]
+        info = httpx.get(f"{running.url}/api/v1/model/info", timeout=10).json()["reranker"]
+        assert info["type"] == "bi-encoder" and "MRR@10 0.693 < 0.750" in info["detail"]
+        ranked = httpx.post(f"{running.url}/api/v1/rerank", timeout=30,
+                            json={"query": "How is asthma treated?", "documents": ["Inhalers.", "Stocks."]})
+        assert ranked.json()["reranker"] == "bi-encoder"
+    finally:
+        running.stop()

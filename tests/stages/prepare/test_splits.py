@@ -115,3 +115,20 @@ def test_main_removes_leakage_and_counts_it(tmp_path, prep_cfg):
     for split in ("validation", "test"):
         for r in read_split(tmp_path, "legal", split):
             assert max(jaccard(shingles(normalize_for_matching(prompt_text(r))), t) for t in train) < 0.5
+
+
+@pytest.mark.parametrize("domain", ["healthcare", "legal", "finance"])
+def test_every_fact_the_test_split_asks_is_taught_in_train(domain):
+    """The generator teaches each asked fact once; the random train/validation cut must not move that one record
+    into validation (it did for 3-5 test questions per domain before splits.py swapped it back)."""
+    from stages.config import compose
+    from stages.prepare.synthetic import generate_synthetic
+
+    data = compose([]).data
+    generated = generate_synthetic([domain], int(data.num_samples), seed=42, held_out_templates=int(data.held_out_templates),
+                                   test_questions=int(data.test_questions), held_out_facts=float(data.held_out_facts),
+                                   validation_held_out_facts=float(data.validation_held_out_facts))
+    split = split_records(generated, SplitRatios(0.8, 0.1, 0.1), seed=42)
+    taught = {r["fact_id"] for r in split["train"]}
+    asked = {r["fact_id"] for r in split["test"]}
+    assert len(split["test"]) >= 100 and asked <= taught, sorted(asked - taught)

@@ -61,27 +61,6 @@ def prepared_dir(tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_cross_encoder_dir(tmp_path_factory) -> Path:
-    """A 2-layer, 32-wide BERT with a 1-logit head and the MiniLM tokenizer: a real, fast cross-encoder.
-    initializer_range 0.2 (BERT's default is 0.02): at 0.02 such a small random net maps every pair to
-    almost the same logit and a few training steps cannot tell pairs apart."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    from stages.inference.reranker import bundled_model_path
-
-    torch.set_num_threads(1)
-    tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()))
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=512, num_labels=1, initializer_range=0.2))
-    out = tmp_path_factory.mktemp("tiny_cross_encoder")
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
-@pytest.fixture(scope="session")
 def subject_index(tmp_path_factory) -> Path:
     """models/index built by the index stage over one fact sheet per subject (paragraphs = answers), chunked so
     that a sheet spans two passages."""
