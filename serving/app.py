@@ -138,16 +138,15 @@ def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
     components = inspect_components(settings, domains)
     rerank = None
     if settings.rerank:
-        use_trained = not components["reranker"].note  # the trained one measured below its bi-encoder: not it
-
         def load_reranker():
             import torch
 
-            from stages.inference.reranker import load_reranker as load
+            from stages.inference.reranker import served_reranker
 
             if settings.threads > 0:
                 torch.set_num_threads(settings.threads)
-            return load(settings.reranker if use_trained else None)
+            # the bi-encoder when the trained one measured below it (what inspect_components reported)
+            return served_reranker(settings.reranker, settings.rerank_below_biencoder)[0]
         rerank = EngineWorker("reranker", load_reranker, settings.queue_size)
     domain_router = None
     if domains:
