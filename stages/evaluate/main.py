@@ -28,6 +28,7 @@ from stages.evaluate.metrics import SemanticSimilarity
 from stages.evaluate.runner import Example, ModelRun, load_examples, run_model
 from stages.evaluate.scoring import SampleScores, aggregate, aggregate_by_domain, json_safe, score_samples
 from stages.evaluate.speed import speed_summary, time_requests
+from stages.evaluate.stats import Estimate, bootstrap_mean
 from stages.fileio import write_jsonl, write_text
 from stages.inference import SamplingParams, load_engine
 from stages.metric_direction import better
@@ -154,26 +155,44 @@ def evaluate_model(spec: ModelSpec, split_examples: dict[str, list[Example]], ar
     return results, speed, info
 
 
-def model_deltas(finetuned: dict, other: dict, label: str) -> dict:
+def model_deltas(finetuned: dict, other: dict, label: str, paired: dict[str, Estimate] | None = None) -> dict:
     """For each COMPARED metric both models have: both values, `delta` = finetuned - other, and
-    `finetuned_better` (the delta's sign read with stages/metric_direction.py)."""
+    `finetuned_better` (the delta's sign read with stages/metric_direction.py); for per-sample metrics also
+    the paired bootstrap interval of the delta (`delta_ci_low`, `delta_ci_high`): both models answered the same
+    questions, so the interval of their per-question difference is much narrower than two separate ones."""
     deltas = {}
     for key in COMPARED:
         if finetuned.get(key) is not None and other.get(key) is not None:
             delta = finetuned[key] - other[key]
             deltas[key] = {FINETUNED: finetuned[key], label: other[key], "delta": delta,
                            "finetuned_better": bool(better(key, delta))}  # no change: not better
+            if paired and key in paired:
+                deltas[key].update(delta_ci_low=paired[key].low, delta_ci_high=paired[key].high)
     return deltas
 
 
-def comparison(summaries: dict[str, dict[str, dict]], infos: dict[str, dict]) -> dict:
+def paired_deltas(finetuned: list[SampleScores], other: list[SampleScores], n_resamples: int, confidence: float,
+                  seed: int) -> dict[str, Estimate]:
+    """Per-sample metric -> bootstrap of (finetuned - other) over the same examples, in order."""
+    keys = set(finetuned[0].scores) & set(other[0].scores) if finetuned and other else set()
+    out = {}
+    for key in sorted(k for k in keys if k in COMPARED):
+        diffs = [a.scores[key] - b.scores[key] for a, b in zip(finetuned, other, strict=True)
+                 if a.scores.get(key) is not None and b.scores.get(key) is not None]
+        out[key] = bootstrap_mean(diffs, n_resamples, confidence, seed)
+    return out
+
+
+def comparison(summaries: dict[str, dict[str, dict]], infos: dict[str, dict],
+               paired: dict[str, dict[str, dict[str, Estimate]]] | None = None) -> dict:
     """model_comparison.json from {split: {model: summary}} (splits in eval.splits order):
 
         {"splits": ["test", ...],                       # the first is eval.json's unprefixed one
          "models": {model: {"engine", "path"}},
          "metrics": {split: {model: {metric: value, ..., "n_examples": n}}},
          "deltas": {split: {"finetuned_vs_<model>": {metric: {"finetuned", "<model>", "delta",
-                                                              "finetuned_better"}}}}}
+                                                              "finetuned_better", "delta_ci_low",
+                                                              "delta_ci_high"}}}}}
 
     Both sides of every delta are on the same split. Speed keys are in the first split only (measured once,
     on its prompts). Fine-tuning worked when deltas[first]["finetuned_vs_base"]["rougeL"]["delta"] > 0 and
@@ -185,7 +204,8 @@ def comparison(summaries: dict[str, dict[str, dict]], infos: dict[str, dict]) ->
         out["metrics"][split] = {label: {k: summary[k] for k in (*COMPARED, *SHOWN) if k in summary}
                                  for label, summary in by_model.items()}
         finetuned = by_model[FINETUNED]
-        out["deltas"][split] = {f"finetuned_vs_{label}": model_deltas(finetuned, summary, label)
+        out["deltas"][split] = {f"finetuned_vs_{label}": model_deltas(finetuned, summary, label,
+                                                                      (paired or {}).get(split, {}).get(label))
                                 for label, summary in by_model.items() if label != FINETUNED}
     return out
 
@@ -214,6 +234,7 @@ def main(cfg: DictConfig) -> dict:
     by_domain: dict[str, dict[str, dict]] = {split: {} for split in args.splits}
     infos: dict[str, dict] = {}
     predictions: list[dict] = []
+    samples: dict[str, dict[str, list[SampleScores]]] = {split: {} for split in args.splits}
     for spec in models_to_evaluate(cfg, args):
         log.info("evaluating %s (%s) on %s", spec.label, spec.path,
                  ", ".join(f"{split} ({len(ex)} examples)" for split, ex in split_examples.items()))
@@ -223,6 +244,7 @@ def main(cfg: DictConfig) -> dict:
             if split == first_split:
                 summary.update(speed)  # measured once per model, on this split's prompts
             summaries[split][spec.label] = summary
+            samples[split][spec.label] = result.samples
             by_domain[split][spec.label] = aggregate_by_domain(result.samples, args.bootstrap_samples,
                                                                args.confidence, seed)
             predictions += prediction_records(spec.label, split, split_examples[split], result.run, result.samples)
@@ -230,10 +252,14 @@ def main(cfg: DictConfig) -> dict:
                 prefix = "" if split == first_split else f"{split}_"
                 eval_flat.update({f"{prefix}{k}": v for k, v in summary.items()})
 
+    paired = {split: {label: paired_deltas(by_model[FINETUNED], scores, args.bootstrap_samples, args.confidence,
+                                           seed)
+                      for label, scores in by_model.items() if label != FINETUNED}
+              for split, by_model in samples.items()}
     # Serialise everything before writing anything: an error here must not leave a mix of old and new files.
     texts = {
         metrics_dir / "eval.json": json.dumps(json_safe(eval_flat), indent=2, allow_nan=False) + "\n",
-        metrics_dir / "model_comparison.json": json.dumps(json_safe(comparison(summaries, infos)), indent=2,
+        metrics_dir / "model_comparison.json": json.dumps(json_safe(comparison(summaries, infos, paired)), indent=2,
                                                           allow_nan=False, ensure_ascii=False) + "\n",
         metrics_dir / "domain_evaluation.json": json.dumps(json_safe(by_domain), indent=2, allow_nan=False,
                                                            ensure_ascii=False) + "\n",

@@ -146,6 +146,8 @@ def test_every_delta_compares_models_on_the_same_split(cfg_factory, tmp_path, ti
             assert deltas[key]["delta"] == pytest.approx(0.0, abs=1e-9), (split, key)
             assert deltas[key]["finetuned"] == metrics[split]["finetuned"][key], (split, key)
             assert deltas[key]["base"] == metrics[split]["base"][key], (split, key)
+        # identical answers: the paired interval of the per-question difference is exactly [0, 0]
+        assert deltas["rougeL"]["delta_ci_low"] == deltas["rougeL"]["delta_ci_high"] == pytest.approx(0.0, abs=1e-12)
     # speed is measured once per model, on the first split's prompts: compared there only
     assert "latency_p50_s" in comparison["deltas"]["test"]["finetuned_vs_base"]
     assert "latency_p50_s" not in metrics["validation"]["finetuned"]
@@ -181,7 +183,11 @@ def test_gguf_engine_end_to_end(cfg_factory, tmp_path, tiny_model_dir, smollm2_g
     assert gguf["n_examples"] == 2
     # a real 135M instruct model on plain English answers: far below the tiny random model's ~vocab-size ppl
     assert 1.0 < gguf["perplexity"] < 500 < comparison["metrics"]["test"]["finetuned"]["perplexity"]
-    assert comparison["deltas"]["test"][f"finetuned_vs_{label}"]["perplexity"]["finetuned_better"] is False
+    deltas = comparison["deltas"]["test"][f"finetuned_vs_{label}"]
+    assert deltas["perplexity"]["finetuned_better"] is False
+    # two different models on the same questions: the paired interval brackets the delta of the means
+    rouge = deltas["rougeL"]
+    assert rouge["delta_ci_low"] <= rouge["delta"] + 1e-12 and rouge["delta"] <= rouge["delta_ci_high"] + 1e-12
     # the GGUF engine is timed like the HF one: requests alone, at most eval.speed_tokens new tokens each
     assert gguf["latency_p95_s"] >= gguf["latency_p50_s"] > 0 and 0 < gguf["speed_completion_tokens"] <= 8
     predictions = [p for p in read_jsonl(metrics / "eval" / "predictions.jsonl") if p["model"] == label]
