@@ -61,6 +61,7 @@ def grounded_run(built_index, smollm2_gguf, tmp_path_factory):
     write_jsonl(root / "processed" / "healthcare" / "test_facts.jsonl", questions)
     metrics = main(compose([f"paths.processed={root / 'processed'}", f"paths.index={built_index / 'index'}",
                             f"paths.metrics={root / 'metrics'}", f"eval.grounded.model={smollm2_gguf}",
+                            f"paths.adapter_gguf={root / 'adapters'}",  # none: the GGUF alone, here and in CI
                             "eval.grounded.top_k=2", "eval.max_new_tokens=40", "eval.batch_size=4",
                             "eval.bootstrap_samples=50", "threads=2", "domain.system_prompt=null"]))
     return root, metrics
@@ -114,17 +115,23 @@ def test_settings_sweep_reads_only_the_validation_facts(grounded_run, built_inde
     question = make_record("geo", "When did Mount Zorblax erupt?", ZORBLAX, "synthetic")
     write_jsonl(sweep / "processed" / "healthcare" / "validation_facts.jsonl", [question])
     cfg = compose([f"paths.processed={sweep / 'processed'}", f"paths.index={built_index / 'index'}",
-                   f"eval.grounded.model={smollm2_gguf}", "eval.max_new_tokens=24", "eval.batch_size=2",
+                   f"paths.adapter_gguf={sweep / 'adapters'}", f"eval.grounded.model={smollm2_gguf}",
+                   "eval.max_new_tokens=24", "eval.batch_size=2",
                    "eval.bootstrap_samples=20", "threads=2", "domain.system_prompt=null"])
     OmegaConf.save(cfg, sweep / "params.yaml", resolve=True)
     out = sweep / "result.json"
     script = Path(__file__).resolve().parents[3] / "bench" / "grounded_sweep.py"
-    done = subprocess.run([sys.executable, str(script), "--params", str(sweep / "params.yaml"),
-                           "--top-k", "1,2", "--rerank", "false", "--output", str(out)],
-                          capture_output=True, text=True, timeout=600)
+    argv = [sys.executable, str(script), "--params", str(sweep / "params.yaml"), "--top-k", "1,2", "--rerank", "false",
+            "--domains", "healthcare", "--output", str(out)]
+    # no adapter published for the domain: the sweep refuses to measure the bare base as if it were the domain
+    refused = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0 and "no adapter for domain 'healthcare'" in refused.stderr, refused.stderr[-2000:]
+    assert not out.exists()
+    done = subprocess.run([*argv, "--without-adapter"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["split"] == "validation_facts" and [r["top_k"] for r in result["rows"]] == [1, 2]
     assert all(r["questions"] == 1 for r in result["rows"])
-    assert result["best"] == max(result["rows"], key=lambda r: r["rougeL_with_retrieval"])
-    assert "| 1 | False |" in out.with_suffix(".md").read_text()
+    assert result["best"] == {"healthcare": max(result["rows"], key=lambda r: r["rougeL_with_retrieval"])}
+    assert all(r["domain"] == "healthcare" and r["adapter"] is None for r in result["rows"])
+    assert "| healthcare (no adapter) | 1 | False |" in out.with_suffix(".md").read_text()
