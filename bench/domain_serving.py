@@ -45,8 +45,8 @@ from stages.fileio import read_jsonl, write_json, write_text  # noqa: E402
 
 def serve(gguf: Path, threads: int, parallel: int, name: str, *extra: str) -> Server:
     port = free_port()
-    argv = [str(Path(sys.executable).parent / "domain-llm"), "serve", f"serve.model={gguf.resolve()}", f"serve.port={port}",
-            f"threads={threads}", f"serve.parallel={parallel}", "serve.rerank=false", "serve.index=null",
+    argv = [str(Path(sys.executable).parent / "domain-llm"), "serve", f"serve.model={gguf.resolve()}",
+            f"serve.port={port}", f"threads={threads}", f"serve.parallel={parallel}", "serve.rerank=false", "serve.index=null",
             "serve.ui=false", "serve.queue_size=64", "serve.log_requests=false", *extra]
     return Server(name, argv, "/api/v1/health", port)
 
@@ -132,8 +132,9 @@ def markdown(result: dict) -> str:
     for name in ("single_domain", "mixed_domains"):
         row = result[name]
         lines.append(f"| {name.replace('_', ' ')} | {row['tokens_per_s']} | {row['p95_latency_s']} | {row['failures']} |")
-    lines += ["", f"mixed / single tokens/s: **{result['mixed_over_single']}x**; adapter switches under mixed load: "
-              f"{result['adapter_switches_mixed']}; the shared server listed {result['servers_loaded']['base + adapters']['models']}", "",
+    listed = result["servers_loaded"]["base + adapters"]["models"]
+    lines += ["", f"mixed / single tokens/s: **{result['mixed_over_single']}x**; adapter switches under mixed "
+              f"load: {result['adapter_switches_mixed']}; the shared server listed {listed}", "",
               "| memory | RSS (MB) | model files (MB) |", "|---|---:|---:|",
               f"| one server: base + {len(result['domains'])} adapters | {result['rss_mb']['base_plus_adapters']} | "
               f"{result['file_mb']['base_plus_adapters']} |",

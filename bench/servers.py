@@ -48,8 +48,8 @@ def our_server(gguf: Path, threads: int, n_ctx: int, parallel: int, flash_attn: 
     port = free_port()
     # rerank=false: the reranker (torch) is not part of this comparison; queue 64 so no client is refused;
     # adapters={}: the peers serve the GGUF as it is, so ours does too (bench/domain_serving.py measures adapters).
-    argv = [str(Path(sys.executable).parent / "domain-llm"), "serve", f"serve.model={gguf.resolve()}", f"serve.port={port}",
-            "serve.host=127.0.0.1", f"threads={threads}", f"serve.n_ctx={n_ctx}", f"serve.parallel={parallel}",
+    argv = [str(Path(sys.executable).parent / "domain-llm"), "serve", f"serve.model={gguf.resolve()}",
+            f"serve.port={port}", "serve.host=127.0.0.1", f"threads={threads}", f"serve.n_ctx={n_ctx}", f"serve.parallel={parallel}",
             f"serve.flash_attn={flash_attn}", "serve.adapters={}",
             "serve.rerank=false", "serve.queue_size=64"]
     return Server(OURS, argv, "/api/v1/health", port)

@@ -125,7 +125,8 @@ def test_every_fact_the_test_split_asks_is_taught_in_train(domain):
     from stages.prepare.synthetic import generate_synthetic
 
     data = compose([]).data
-    generated = generate_synthetic([domain], int(data.num_samples), seed=42, held_out_templates=int(data.held_out_templates),
+    generated = generate_synthetic([domain], int(data.num_samples), seed=42,
+                                   held_out_templates=int(data.held_out_templates),
                                    test_questions=int(data.test_questions), held_out_facts=float(data.held_out_facts),
                                    validation_held_out_facts=float(data.validation_held_out_facts))
     split = split_records(generated, SplitRatios(0.8, 0.1, 0.1), seed=42)
