@@ -12,6 +12,9 @@ export TOKENIZERS_PARALLELISM := false
 # Portable llama.cpp build (no -march=native, no llava): ~5 min from source once, then pip's cache.
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
 PYTEST_ARGS ?=
+# make test: two pytest-xdist workers, a test file per worker at a time (its module fixtures built once). On this
+# 2-core box much of the suite waits on subprocesses, servers and imports, so two overlap well.
+TEST_WORKERS ?= 2
 
 .PHONY: setup native run params test test-all lint bench report serve clean-venv
 
@@ -42,7 +45,7 @@ run: params
 	dvc repro
 
 test: setup
-	pytest -m "not slow" $(PYTEST_ARGS)
+	pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-all: setup
 	pytest $(PYTEST_ARGS)

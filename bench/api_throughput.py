@@ -17,7 +17,8 @@ bench/llama_server_peer.py. --parallel N (default 8) goes to ours as serve.paral
 
 All servers run as subprocesses on 127.0.0.1 (free ports) and are stopped by PID at the end. All get the OpenAI
 `/v1/completions` request with the same chat-templated prompt, max_tokens, temperature 0 and neutral sampling
-(top_k 0, min_p 0, repeat_penalty 1; our server ignores the llama.cpp-only keys and already uses those values),
+(top_k 0, min_p 0, repeat_penalty 1: every server gets the same sampling; ours would otherwise apply its default
+serve.repeat_penalty, 1.1),
 with the model's end-of-turn tokens (its chat contract) as stop strings, streamed (`"stream": true`,
 `stream_options.include_usage`): time to first token is the time until the first SSE chunk with non-empty text.
 Time per output token (TPOT) is (latency - TTFT) / (tokens - 1) of each request with 2+ tokens: request latency

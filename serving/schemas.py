@@ -111,9 +111,9 @@ def check_batch_tokens(n_prompts: int, max_tokens: int, limits: Limits) -> None:
                          "send fewer prompts")
 
 
-def build_schemas(limits: Limits, ask_top_k: int = 1) -> SimpleNamespace:
+def build_schemas(limits: Limits, ask_top_k: int = 1, default_repeat_penalty: float = 1.0) -> SimpleNamespace:
     """Request models whose bounds are the configured limits (violations -> 422 naming the field); retrieval's
-    default passage count is serve.ask_top_k."""
+    default passage count is serve.ask_top_k, the default repeat_penalty serve.repeat_penalty."""
     prompt_str = Annotated[str, Field(min_length=1, max_length=limits.max_prompt_chars)]
     document_str = Annotated[str, Field(max_length=limits.max_document_chars)]
     stop_list = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=4)]
@@ -129,7 +129,8 @@ def build_schemas(limits: Limits, ask_top_k: int = 1) -> SimpleNamespace:
         stop: stop_list = []
         seed: int | None = Field(None, ge=0, le=2**32 - 1)
         min_p: float = Field(0.0, ge=0.0, le=1.0, description="drop tokens below min_p x the top probability")
-        repeat_penalty: float = Field(1.0, gt=0.0, le=2.0, description="1 = off; > 1 discourages repeats")
+        repeat_penalty: float = Field(default_repeat_penalty, gt=0.0, le=2.0, description="1 = off; > 1 discourages repeats "
+                                      "of the last 64 generated tokens (default serve.repeat_penalty)")
         use_chat_template: StrictBool = Field(True, description="wrap the prompt as a user turn of the model's chat "
                                         "template, with the domain system prompt; false = raw completion")
         system_prompt: Annotated[str, Field(max_length=limits.max_prompt_chars)] | None = Field(
@@ -201,7 +202,8 @@ def build_schemas(limits: Limits, ask_top_k: int = 1) -> SimpleNamespace:
         frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
         presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
         min_p: float = Field(0.0, ge=0.0, le=1.0, description="extension; 0 = off")
-        repeat_penalty: float = Field(1.0, gt=0.0, le=2.0, description="extension (llama.cpp); 1 = off")
+        repeat_penalty: float = Field(default_repeat_penalty, gt=0.0, le=2.0, description="extension (llama.cpp): 1 = off; "
+                                      "over the last 64 generated tokens (default serve.repeat_penalty)")
 
     class CompletionRequest(OpenAISampling):
         model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [

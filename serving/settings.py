@@ -66,6 +66,7 @@ class ServeSettings:
     ask_rerank: bool = True
     ask_candidates: int = 20
     ask_top_k: int = 1  # conf/serve/default.yaml says why
+    repeat_penalty: float = 1.0  # default of requests that set none; conf/serve/default.yaml: 1.1
     require: list[str] | None = None  # components /health waits for; None: every enabled one
     allowed_hosts: list[str] | None = None  # Host header values accepted; None: loopback names + host
     allow_open: bool = False  # bind a non-loopback address without an API key
@@ -143,6 +144,8 @@ class ServeSettings:
                              "(e.g. serve.upstream_url=http://127.0.0.1:8080)")
         if self.parallel < 1:
             raise StageError(f"serve.parallel={self.parallel}: must be >= 1 (sequences decoded together)")
+        if not 0 < self.repeat_penalty <= 2:
+            raise StageError(f"serve.repeat_penalty={self.repeat_penalty}: use a value in (0, 2]; 1 = off")
         if not 1 <= self.ask_top_k <= 10:
             raise StageError(f"serve.ask_top_k={self.ask_top_k}: use 1..10 passages")
         if self.queue_size < 1:

@@ -99,6 +99,7 @@ def test_every_stage_publishes_its_outputs(repo):
 def test_one_server_answers_each_domain_with_its_adapter_like_the_merged_model(repo):
     """`domain-llm serve` on the published base finds both adapters; each domain's greedy answers are its
     adapter's (they differ between domains) and equal those of the merged model converted whole."""
+    from stages.config import compose
     from stages.inference import SamplingParams, load_engine
     from stages.quantize.convert import convert_hf_to_gguf
     from tests.serving.conftest import start_server_process
@@ -121,13 +122,14 @@ def test_one_server_answers_each_domain_with_its_adapter_like_the_merged_model(r
     finally:
         server.stop()
     likelihood = {}
+    served_penalty = float(compose([]).serve.repeat_penalty)  # the server's default for requests that set none
     for domain in DOMAINS:
         merged = convert_hf_to_gguf(repo / f"models/merged/{domain}", repo / f"merged-{domain}.gguf", outtype="f16")
         system = json.loads((repo / f"models/adapters/{domain}/manifest.json").read_text())["system_prompt"]
         engine = load_engine("gguf", merged, threads=1, n_ctx=256)
         try:
             [expected] = engine.chat([[{"role": "system", "content": system}, {"role": "user", "content": question}]],
-                                     SamplingParams(max_new_tokens=12))
+                                     SamplingParams(max_new_tokens=12, repeat_penalty=served_penalty))
             likelihood[domain] = engine.score(question, " It is high blood pressure.")[0]
         finally:
             engine.close()

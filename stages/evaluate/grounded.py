@@ -93,7 +93,8 @@ def main(cfg: DictConfig) -> dict:
                          parallel=int(cfg.eval.batch_size), adapters={domain: adapter} if adapter.is_file() else None)
     served = engine.for_adapter(domain) if adapter.is_file() else engine
     system = cfg.domain.get("system_prompt")
-    params = SamplingParams(max_new_tokens=int(cfg.eval.max_new_tokens), temperature=0.0, seed=seed)
+    params = SamplingParams(max_new_tokens=int(cfg.eval.max_new_tokens), temperature=0.0, seed=seed,
+                            repeat_penalty=float(cfg.eval.repeat_penalty))
 
     plain = [([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": r["instruction"]}]
              for r in records]

@@ -69,6 +69,7 @@ class EvalArgs:
     perplexity: bool = True
     speed_examples: int = 4
     speed_tokens: int = 16
+    repeat_penalty: float = 1.0
 
     @classmethod
     def from_cfg(cls, section: DictConfig) -> EvalArgs:
@@ -124,7 +125,7 @@ def evaluate_model(spec: ModelSpec, split_examples: dict[str, list[Example]], ar
     try:
         info = engine.info()
         params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                top_p=args.top_p, top_k=args.top_k, seed=seed)
+                                top_p=args.top_p, top_k=args.top_k, seed=seed, repeat_penalty=args.repeat_penalty)
         speed: dict[str, float] = {}
         if args.speed_examples > 0:
             # Before the quality pass: the timed prompts must be new to the engine (speed.py says why).

@@ -23,6 +23,7 @@ import torch
 from stages.errors import StageError
 from stages.inference.chat import ChatContract, hf_tokenizer
 from stages.inference.types import (
+    PENALTY_LAST_N,
     ChatMixin,
     Generation,
     SamplingParams,
@@ -34,6 +35,32 @@ from stages.inference.types import (
 from stages.manifest import served_model_facts
 
 log = logging.getLogger(__name__)
+
+
+class CompletionPenalties:
+    """The repeat, frequency and presence penalties of llama.cpp's sampler (stages/inference/sampler.py), over the
+    last PENALTY_LAST_N generated tokens only: a logit of a token seen there is divided by repeat_penalty when
+    positive, multiplied when not, then lowered by frequency_penalty x its count + presence_penalty. transformers'
+    repetition_penalty also penalises the prompt; this keeps both engines to one meaning."""
+
+    def __init__(self, params: SamplingParams, prompt_length: int):
+        self.repeat, self.frequency, self.presence = (params.repeat_penalty, params.frequency_penalty,
+                                                      params.presence_penalty)
+        self.prompt_length = prompt_length  # left padding: every row's completion starts at this column
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        window = input_ids[:, self.prompt_length:][:, -PENALTY_LAST_N:]
+        if window.shape[1] == 0:
+            return scores
+        counts = torch.zeros_like(scores).scatter_add_(1, window, torch.ones_like(window, dtype=scores.dtype))
+        seen = counts > 0
+        repeated = torch.where(scores <= 0, scores * self.repeat, scores / self.repeat)
+        return torch.where(seen, repeated, scores) - counts * self.frequency - seen.to(scores.dtype) * self.presence
+
+
+def completion_penalties(params: SamplingParams, prompt_length: int) -> list[CompletionPenalties]:
+    off = params.repeat_penalty == 1.0 and not params.frequency_penalty and not params.presence_penalty
+    return [] if off else [CompletionPenalties(params, prompt_length)]
 
 
 class HFEngine(ChatMixin):
@@ -101,13 +128,11 @@ class HFEngine(ChatMixin):
 
         if params.grammar:
             raise NotImplementedError("constrained output (response_format / grammar) needs serve.engine=gguf")
-        # frequency/presence penalties have no transformers counterpart and are ignored here.
         sample = params.temperature > 0
         return GenerationConfig(
             max_new_tokens=params.max_new_tokens, do_sample=sample,
             temperature=params.temperature if sample else None, top_p=params.top_p if sample else None,
             top_k=(params.top_k or None) if sample else None, min_p=(params.min_p or None) if sample else None,
-            repetition_penalty=params.repeat_penalty if params.repeat_penalty != 1.0 else None,
             stop_strings=list(params.stop) or None,
             # ignore_eos: the end-of-turn ids are blocked until max_new_tokens (a fixed-length timing decode)
             min_new_tokens=params.max_new_tokens if params.ignore_eos else None,
@@ -137,7 +162,9 @@ class HFEngine(ChatMixin):
             inputs = self.tokenizer.pad({"input_ids": batch}, return_tensors="pt").to(self.device)
             extra = {"tokenizer": self.tokenizer} if params.stop else {}  # stop_strings needs it
             out = self.model.generate(**inputs, generation_config=self._generation_config(params),
-                                      stopping_criteria=self._stopping(should_stop), **extra)
+                                      stopping_criteria=self._stopping(should_stop),
+                                      logits_processor=completion_penalties(params, inputs["input_ids"].shape[1]),
+                                      **extra)
             new_tokens = out[:, inputs["input_ids"].shape[1]:].tolist()
             for ids, row in zip(batch, new_tokens, strict=True):
                 results.append(self._finish(row, len(ids), params))
@@ -182,6 +209,7 @@ class HFEngine(ChatMixin):
                         attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=self.device),
                         generation_config=self._generation_config(params),
                         stopping_criteria=self._stopping(told_to_stop),
+                        logits_processor=completion_penalties(params, len(ids)),
                         streamer=streamer, tokenizer=self.tokenizer))
             except BaseException as e:  # re-raised in the consumer; end() unblocks its loop
                 errors.append(e)

@@ -10,14 +10,13 @@ from collections.abc import Sequence
 import llama_cpp
 
 from stages.errors import StageError
-from stages.inference.types import SamplingParams
-
-PENALTY_LAST_N = 64  # tokens the repeat/frequency/presence penalties look back over (llama.cpp's default)
+from stages.inference.types import PENALTY_LAST_N, SamplingParams
 
 
-def build_sampler(vocab, params: SamplingParams, history: list[int], banned: Sequence[int] = ()):
-    """llama.cpp sampler chain for one sequence; `history` (the prompt's tail) primes the penalties; `banned`
-    tokens are never sampled (the end-of-turn tokens when params.ignore_eos asks for a fixed-length decode)."""
+def build_sampler(vocab, params: SamplingParams, banned: Sequence[int] = ()):
+    """llama.cpp sampler chain for one sequence; `banned` tokens are never sampled (the end-of-turn tokens when
+    params.ignore_eos asks for a fixed-length decode). The penalties start empty: they see the tokens this
+    sequence generates (each sampled token is accepted into the chain), not its prompt (types.PENALTY_LAST_N)."""
     chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
     add = lambda s: llama_cpp.llama_sampler_chain_add(chain, s)  # noqa: E731 - the chain owns what it is given
     if banned:
@@ -33,8 +32,6 @@ def build_sampler(vocab, params: SamplingParams, history: list[int], banned: Seq
         penalties = llama_cpp.llama_sampler_init_penalties(llama_cpp.llama_vocab_n_tokens(vocab), PENALTY_LAST_N,
                                                            params.repeat_penalty,
                                                            params.frequency_penalty, params.presence_penalty)
-        for token in history[-PENALTY_LAST_N:]:
-            llama_cpp.llama_sampler_accept(penalties, token)
         add(penalties)
     if params.temperature <= 0:
         add(llama_cpp.llama_sampler_init_greedy())

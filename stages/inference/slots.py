@@ -135,7 +135,7 @@ class SlotScheduler:
             raise StageError(f"adapter {request.adapter!r} is not loaded (loaded: {loaded})")
         if request.sampler is None:
             banned = self._end_tokens() if request.params.ignore_eos else ()
-            request.sampler = build_sampler(self.vocab, request.params, request.ids, banned)
+            request.sampler = build_sampler(self.vocab, request.params, banned)
         with self._submit_lock:  # never behind the end-of-work sentinel
             if self.closed.is_set():
                 llama_cpp.llama_sampler_free(request.sampler)

@@ -54,7 +54,9 @@ def test_the_model_id_picks_the_domains_adapter_and_its_system_prompt(served):
         assert body["model"] == f"domain-llm-{domain}" and body["domain"] == domain
         messages = [{"role": "system", "content": f"You answer {domain} questions."},
                     {"role": "user", "content": LEGAL_QUESTION}]
-        [expected] = engine.for_adapter(domain).chat([messages], SamplingParams(max_new_tokens=8))
+        served_default = served.app.state.ctx.settings.repeat_penalty  # what a request that sets none gets
+        [expected] = engine.for_adapter(domain).chat([messages], SamplingParams(max_new_tokens=8,
+                                                                                repeat_penalty=served_default))
         answers[domain] = body["choices"][0]["message"]["content"]
         assert answers[domain] == expected.text
     base = chat(served.url, "base", LEGAL_QUESTION)
