@@ -174,7 +174,8 @@ def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
     def runner(worker: EngineWorker | None) -> JobRunner | None:
         return JobRunner(worker, settings.request_timeout_s) if worker is not None else None
 
-    ctx = ServingContext(settings=settings, schemas=build_schemas(settings.limits, settings.ask_top_k, settings.repeat_penalty),
+    schemas = build_schemas(settings.limits, settings.ask_top_k, settings.repeat_penalty)
+    ctx = ServingContext(settings=settings, schemas=schemas,
                          generation=runner(generation), rerank=runner(rerank), model_id=public_model_id(settings),
                          index=runner(index), domains=domains, router=runner(domain_router),
                          components=components, sessions=UISessions(settings.api_key, settings.ui_session_hours))

@@ -129,8 +129,9 @@ def build_schemas(limits: Limits, ask_top_k: int = 1, default_repeat_penalty: fl
         stop: stop_list = []
         seed: int | None = Field(None, ge=0, le=2**32 - 1)
         min_p: float = Field(0.0, ge=0.0, le=1.0, description="drop tokens below min_p x the top probability")
-        repeat_penalty: float = Field(default_repeat_penalty, gt=0.0, le=2.0, description="1 = off; > 1 discourages repeats "
-                                      "of the last 64 generated tokens (default serve.repeat_penalty)")
+        repeat_penalty: float = Field(default_repeat_penalty, gt=0.0, le=2.0,
+                                      description="1 = off; > 1 discourages repeats of the last 64 generated "
+                                                  "tokens (default serve.repeat_penalty)")
         use_chat_template: StrictBool = Field(True, description="wrap the prompt as a user turn of the model's chat "
                                         "template, with the domain system prompt; false = raw completion")
         system_prompt: Annotated[str, Field(max_length=limits.max_prompt_chars)] | None = Field(
@@ -202,8 +203,9 @@ def build_schemas(limits: Limits, ask_top_k: int = 1, default_repeat_penalty: fl
         frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
         presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
         min_p: float = Field(0.0, ge=0.0, le=1.0, description="extension; 0 = off")
-        repeat_penalty: float = Field(default_repeat_penalty, gt=0.0, le=2.0, description="extension (llama.cpp): 1 = off; "
-                                      "over the last 64 generated tokens (default serve.repeat_penalty)")
+        repeat_penalty: float = Field(default_repeat_penalty, gt=0.0, le=2.0,
+                                      description="extension (llama.cpp): 1 = off; over the last 64 generated "
+                                                  "tokens (default serve.repeat_penalty)")
 
     class CompletionRequest(OpenAISampling):
         model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [

@@ -80,7 +80,12 @@ def test_stage_measures_closed_book_against_retrieval(grounded_run):
     zorblax = rows[0]
     assert "1887" in zorblax["retrieval"], zorblax
     assert "1887" not in zorblax["closed_book"], zorblax
-    assert metrics["retrieval"]["rougeL"] > metrics["closed_book"]["rougeL"], metrics
+    # The summary is the mean of the per-answer scores written beside it. (Which condition scores higher on two
+    # answers of the untuned base is not a property of the stage: with the served repeat_penalty its right
+    # answer above adds "which is a year that is not mentioned" and scores 0.28 against the wrong one's 0.44.)
+    for condition in ("closed_book", "retrieval"):
+        mean = sum(r[f"{condition}_scores"]["rougeL"] for r in rows) / len(rows)
+        assert metrics[condition]["rougeL"] == pytest.approx(mean), (condition, metrics)
     assert all(set(r["cited"]) <= {1, 2} for r in rows)
 
 
