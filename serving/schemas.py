@@ -8,6 +8,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from serving.settings import Limits
+from stages.inference.types import PENALTY_LAST_N
 
 EXAMPLE_PROMPT = "What are the first-line treatments for hypertension?"
 # OpenAI fields this server does not implement yet: accepted only with a value that asks for nothing.
@@ -130,7 +131,7 @@ def build_schemas(limits: Limits, ask_top_k: int = 1, default_repeat_penalty: fl
         seed: int | None = Field(None, ge=0, le=2**32 - 1)
         min_p: float = Field(0.0, ge=0.0, le=1.0, description="drop tokens below min_p x the top probability")
         repeat_penalty: float = Field(default_repeat_penalty, gt=0.0, le=2.0,
-                                      description="1 = off; > 1 discourages repeats of the last 64 generated "
+                                      description=f"1 = off; > 1 discourages repeats of the last {PENALTY_LAST_N} generated "
                                                   "tokens (default serve.repeat_penalty)")
         use_chat_template: StrictBool = Field(True, description="wrap the prompt as a user turn of the model's chat "
                                         "template, with the domain system prompt; false = raw completion")
@@ -204,7 +205,7 @@ def build_schemas(limits: Limits, ask_top_k: int = 1, default_repeat_penalty: fl
         presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
         min_p: float = Field(0.0, ge=0.0, le=1.0, description="extension; 0 = off")
         repeat_penalty: float = Field(default_repeat_penalty, gt=0.0, le=2.0,
-                                      description="extension (llama.cpp): 1 = off; over the last 64 generated "
+                                      description=f"extension (llama.cpp): 1 = off; over the last {PENALTY_LAST_N} generated "
                                                   "tokens (default serve.repeat_penalty)")
 
     class CompletionRequest(OpenAISampling):
