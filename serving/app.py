@@ -77,7 +77,8 @@ def load_serving_engine(settings: ServeSettings) -> Any:
     adapters = {domain: facts.path for domain, facts in resolve_adapters(settings).items()}
     return load_engine(settings.engine, settings.model, threads=settings.threads, n_ctx=settings.n_ctx,
                        batch_size=settings.batch_size, adapter=settings.adapter, parallel=settings.parallel,
-                       kv_unified=settings.kv_unified, flash_attn=settings.flash_attn, adapters=adapters)
+                       kv_unified=settings.kv_unified, flash_attn=settings.flash_attn, adapters=adapters,
+                       lanes=settings.lanes, spare_lanes=settings.spare_lanes)
 
 
 def public_model_id(settings: ServeSettings) -> str:
@@ -125,6 +126,17 @@ def add_error_handlers(app: FastAPI) -> None:
         return Response(status_code=499)
 
 
+def limit_torch_threads(settings: ServeSettings) -> None:
+    """serve.torch_threads for the torch work of the calling worker thread (router, reranker, index). Why: torch's
+    OpenMP pool outlives each job in its long-lived worker thread, and libgomp (one copy per process, shared
+    with llama.cpp) stops spin-waiting once it manages more threads than there are cores, so one idle torch
+    pool of 2 made every llama.cpp decode step of this 2-core server ~1.5x slower (bench/results/adapter_speed.md).
+    With 1 thread torch starts no pool."""
+    import torch
+
+    torch.set_num_threads(settings.torch_threads)
+
+
 def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
     settings = cfg if isinstance(cfg, ServeSettings) else ServeSettings.from_config(cfg)
     loader = (lambda: engine) if engine is not None else (lambda: load_serving_engine(settings))
@@ -139,24 +151,18 @@ def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
     rerank = None
     if settings.rerank:
         def load_reranker():
-            import torch
-
             from stages.inference.reranker import served_reranker
 
-            if settings.threads > 0:
-                torch.set_num_threads(settings.threads)
+            limit_torch_threads(settings)
             # the bi-encoder when the trained one measured below it (what inspect_components reported)
             return served_reranker(settings.reranker, settings.rerank_below_biencoder)[0]
         rerank = EngineWorker("reranker", load_reranker, settings.queue_size)
     domain_router = None
     if domains:
         def load_router():
-            import torch
-
             from stages.inference.adapters import DomainRouter
 
-            if settings.threads > 0:
-                torch.set_num_threads(settings.threads)
+            limit_torch_threads(settings)
             return DomainRouter({domain: facts.routing_examples for domain, facts in domains.items()})
         domain_router = EngineWorker("router", load_router, settings.queue_size)
     index = None
@@ -168,6 +174,7 @@ def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
 
             if missing_index:  # said at start-up; every /ask says it again (503) instead of a stack trace
                 raise StageError(missing_index)
+            limit_torch_threads(settings)
             return Retriever.load(settings.index)
         index = EngineWorker("index", load_index, settings.queue_size)
 

@@ -50,9 +50,12 @@ class ServeSettings:
     n_ctx: int = 2048
     parallel: int = 8
     kv_unified: bool = False
+    lanes: int = 2  # engine=gguf: contexts decoding at once (stages/inference/lanes.py); conf says why
+    spare_lanes: int = 1  # more, only for adapter groups that would otherwise share a lane
     flash_attn: str = "auto"
     batch_size: int = 8
     threads: int = 0
+    torch_threads: int = 1  # intra-op threads of the router, reranker and index (torch); conf says why
     queue_size: int = 16
     request_timeout_s: float = 120.0
     api_key: str | None = None
@@ -144,6 +147,11 @@ class ServeSettings:
                              "(e.g. serve.upstream_url=http://127.0.0.1:8080)")
         if self.parallel < 1:
             raise StageError(f"serve.parallel={self.parallel}: must be >= 1 (sequences decoded together)")
+        if self.lanes < 1 or self.spare_lanes < 0:
+            raise StageError(f"serve.lanes={self.lanes}, serve.spare_lanes={self.spare_lanes}: lanes must be >= 1 "
+                             "and spare_lanes >= 0")
+        if self.torch_threads < 1:
+            raise StageError(f"serve.torch_threads={self.torch_threads}: must be >= 1")
         if not 0 < self.repeat_penalty <= 2:
             raise StageError(f"serve.repeat_penalty={self.repeat_penalty}: use a value in (0, 2]; 1 = off")
         if not 1 <= self.ask_top_k <= 10:

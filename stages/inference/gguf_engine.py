@@ -5,17 +5,18 @@
 
 Prompts are token ids made once by the model's chat contract (template and BOS rule from the GGUF metadata;
 control-token text inside messages tokenized as plain text), never text tokenized again by llama-cpp-python's
-completion API (which added a second BOS after templates that render one). Generation runs in a
-`SlotScheduler` (slots.py) on its own owner thread: up to `parallel` sequences share one llama.cpp context and
-one `llama_decode` per step, each with `n_ctx` tokens of context (prompt + completion). `generate`, `stream`
+completion API (which added a second BOS after templates that render one). Generation runs in
+`SlotScheduler`s (slots.py), each on its own owner thread: up to `parallel` sequences share one llama.cpp
+context and one `llama_decode` per step, each with `n_ctx` tokens of context (prompt + completion); requests
+of different adapters go to different schedulers ("lanes", lanes.py, at most `lanes`) that decode at once. `generate`, `stream`
 and `chat` may be called from any number of threads: they only submit sequences and wait for their events. A
 sequence stops on the contract's end-of-turn ids and llama.cpp's end-of-generation tokens, on a stop string,
 at max_new_tokens, or when `should_stop()` says so.
 Scoring uses a second context with logits for every position, created on the first `score()` call.
 
 LoRA adapters (`adapters={"legal": path, ...}`, GGUF adapters of this base model) are loaded once onto the one
-model; a request names one (`adapter=`, or through `for_adapter(name)`, an Engine that always uses it) and the
-scheduler batches it with the other requests of that adapter.
+model, and more while serving (`load_adapter`, `unload_adapter`); a request names one (`adapter=`, or through
+`for_adapter(name)`, an Engine that always uses it) and is batched with the other requests of that adapter.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import atexit
 import logging
 import queue
 import threading
+import time
 from collections.abc import Generator
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from stages.errors import StageError
 from stages.inference.adapters import AdapterFacts, read_adapter_facts
 from stages.inference.chat import ChatContract, llama_tokenizer
 from stages.inference.gguf import continuation_nll, load_llama, quantization_name
+from stages.inference.lanes import Lanes
 from stages.inference.slots import FLASH_ATTN, SequenceRequest, SlotScheduler
 from stages.inference.types import ChatMixin, EngineClosed, Generation, SamplingParams, ShouldStop, TextStream
 from stages.manifest import served_model_facts
@@ -47,11 +50,15 @@ class GGUFEngine(ChatMixin):
     name = "gguf"
 
     def __init__(self, path: Path, threads: int = 0, n_ctx: int = 2048, parallel: int = 1,
-                 kv_unified: bool = False, flash_attn: str = "auto", adapters: dict[str, Path] | None = None):
+                 kv_unified: bool = False, flash_attn: str = "auto", adapters: dict[str, Path] | None = None,
+                 lanes: int = 1, spare_lanes: int = 0):
         import llama_cpp
 
         if parallel < 1:
             raise StageError(f"parallel={parallel}: must be >= 1 (sequences decoded together)")
+        if lanes < 1 or spare_lanes < 0:
+            raise StageError(f"lanes={lanes}, spare_lanes={spare_lanes}: lanes must be >= 1, spare_lanes >= 0")
+        lanes = min(lanes, parallel)  # every lane holds at least one sequence
         if flash_attn not in FLASH_ATTN:
             raise StageError(f"flash_attn={flash_attn!r}: use one of {', '.join(FLASH_ATTN)}")
         self.path = Path(path)
@@ -74,24 +81,31 @@ class GGUFEngine(ChatMixin):
         self.served = served_model_facts(self.path)
         if not self.contract.template:
             log.warning("%s has no tokenizer.chat_template: chat requests will fail, raw prompts work", self.path)
-        params = type(self.llm.context_params).from_buffer_copy(self.llm.context_params)
         model = self.llm._model
+        # name -> llama_adapter_lora pointer; shared by every lane, which reads it at each request
+        self._loaded: dict[str, object] = {}
+
+        def make_lane(slots: int, threads: int) -> SlotScheduler:
+            params = type(self.llm.context_params).from_buffer_copy(self.llm.context_params)
+            params.n_threads = params.n_threads_batch = threads
+            return SlotScheduler(model, params, slots, n_ctx, self.is_end_of_turn,
+                                 lambda token: model.detokenize([token]), kv_unified=kv_unified,
+                                 flash_attn=flash_attn, adapters=self._loaded)
         try:
-            loaded = {name: self._load_adapter(facts) for name, facts in self.adapters.items()}
-            self.scheduler = SlotScheduler(model, params, parallel, n_ctx, self.is_end_of_turn,
-                                           lambda token: model.detokenize([token]), kv_unified=kv_unified,
-                                           flash_attn=flash_attn, adapters=loaded)
+            self._loaded.update({name: self._load_adapter(facts) for name, facts in self.adapters.items()})
+            self.scheduler = Lanes(make_lane, lanes, parallel, int(self.llm.context_params.n_threads),
+                                   spare_lanes)
         except ValueError:  # llama.cpp could not allocate the KV cache
             self.llm.close()
-            raise StageError(f"{self.path}: llama.cpp could not create a context of {parallel + 1 + len(self.adapters)}"
+            raise StageError(f"{self.path}: llama.cpp could not create a context of {parallel + 2}"
                              f" sequences x {n_ctx} tokens; lower serve.n_ctx or serve.parallel") from None
         except StageError:
             self.llm.close()
             raise
-        self._stopping: threading.Thread | None = None  # a decode thread told to stop, until it has
+        self._adapter_lock = threading.Lock()  # one load or unload at a time
+        self._stopping = False  # told to stop; the owner threads have not all ended yet
+        self._open = True
         self._close_lock = threading.Lock()
-        self._owner = threading.Thread(target=self.scheduler.run, name="gguf-decode", daemon=True)
-        self._owner.start()
         # Free the contexts before interpreter teardown; llama-cpp-python's __del__ at exit prints tracebacks.
         # A decode thread still stuck at exit is waited for briefly only: nothing would free it anyway.
         atexit.register(self.close, EXIT_WAIT_S)
@@ -106,6 +120,43 @@ class GGUFEngine(ChatMixin):
                              "(made for another base model or architecture); publish adapters and base together")
         return adapter
 
+    def load_adapter(self, name: str, path: Path) -> AdapterFacts:
+        """Serve one more adapter (any thread, while serving): checked and loaded before it is visible, so a bad
+        file raises StageError and changes nothing. An adapter of that name already loaded is an error."""
+        facts = read_adapter_facts(Path(path), name)
+        with self._adapter_lock:
+            if name in self.adapters:
+                raise StageError(f"adapter {name!r} is already loaded ({self.adapters[name].path}); unload it first")
+            pointer = self._load_adapter(facts)
+            self._loaded[name] = pointer  # the lanes see it from the next request on
+            self.adapters = {**self.adapters, name: facts}
+        return facts
+
+    def unload_adapter(self, name: str, timeout_s: float = 120.0) -> AdapterFacts:
+        """Stop serving an adapter and free it: new requests for it are refused at once, the ones in flight
+        finish (at most `timeout_s`), then every lane drops what it kept of it. Other adapters are untouched."""
+        import llama_cpp
+
+        with self._adapter_lock:
+            if name not in self.adapters:
+                raise StageError(f"adapter {name!r} is not loaded (loaded: {', '.join(self.adapters) or 'none'})")
+            facts = self.adapters[name]
+            pointer = self._loaded.pop(name)  # refused from here on
+            self.adapters = {k: v for k, v in self.adapters.items() if k != name}
+            deadline = time.monotonic() + timeout_s
+            while self.scheduler.work(name) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            done = self.scheduler.control(lambda lane: lane.forget_adapter(name))
+            if self.scheduler.work(name) or not all(e.wait(max(0.0, deadline - time.monotonic())) for e in done):
+                # still in use: leave it allocated rather than free memory a decode may read
+                log.warning("adapter %r: requests still running after %.0f s; not freed", name, timeout_s)
+                return facts
+            scorer = self._scorers.pop(name, None)
+            if scorer is not None:
+                scorer.close()
+            llama_cpp.llama_adapter_lora_free(pointer)
+        return facts
+
     def for_adapter(self, name: str | None):
         """This engine with every request on adapter `name` (None: the base model itself)."""
         if name is None:
@@ -119,16 +170,15 @@ class GGUFEngine(ChatMixin):
         and contexts. A decode thread that does not stop within `timeout_s` is still using them: nothing is
         freed, and a later close() frees them only once that thread has stopped."""
         with self._close_lock:
-            if self._owner is not None:
-                self._stopping, self._owner = self._owner, None
+            if self._open:
+                self._open, self._stopping = False, True
                 self.scheduler.stop()
-            if self._stopping is not None:
-                self._stopping.join(timeout=timeout_s)
-                if self._stopping.is_alive():  # stuck in one long decode: freeing under it would crash
-                    log.warning("%s: the decode thread did not stop within %.0f s; its model and context "
+            if self._stopping:
+                if not self.scheduler.join(timeout_s):  # stuck in one long decode: freeing under it would crash
+                    log.warning("%s: a decode thread did not stop within %.0f s; the model and contexts "
                                 "stay allocated", self.path, timeout_s)
                     return
-                self._stopping = None
+                self._stopping = False
                 self.scheduler.close()
             for llm in (*self._scorers.values(), self.llm):
                 llm.close()  # a second close of a Llama does nothing
@@ -148,7 +198,7 @@ class GGUFEngine(ChatMixin):
     # -- generation -----------------------------------------------------------------------------------------
     def _request(self, prompt: str, params: SamplingParams, should_stop: ShouldStop,
                  adapter: str | None = None) -> SequenceRequest:
-        if self._owner is None:
+        if not self._open:
             raise EngineClosed("the engine is closed")
         ids = self.prompt_ids(prompt)
         if len(ids) + 1 > self.n_ctx:
@@ -196,7 +246,7 @@ class GGUFEngine(ChatMixin):
             try:
                 return request.events.get(timeout=1.0)
             except queue.Empty:
-                if self._owner is None or not self._owner.is_alive():
+                if not self._open or not self.scheduler.running():
                     try:
                         return request.events.get_nowait()
                     except queue.Empty:
@@ -249,7 +299,9 @@ class GGUFEngine(ChatMixin):
             "parallel": self.max_batch_size,
             "kv_unified": self.scheduler.kv_unified,
             "flash_attn": self.flash_attn,
-            "batching": dict(self.scheduler.stats),
+            "batching": self.scheduler.stats,
+            "lanes": {"count": len(self.scheduler.lanes), "slots_each": self.scheduler.slots_per_lane,
+                      "threads_each": self.scheduler.threads_per_lane},
             "parameters": int(self.llm._model.n_params()),
             "size_bytes": self.path.stat().st_size,
             "path": str(self.path),

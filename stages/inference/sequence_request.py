@@ -30,6 +30,7 @@ class SequenceRequest:
     events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     sampler: object = None  # built by the caller (a grammar is parsed off the decode thread); owned from submit
     on_piece: Callable[[str], None] | None = None
+    on_end: Callable[[], None] | None = None  # called once, on the decode thread, after the final event
     _handoff: threading.Lock = field(default_factory=threading.Lock)
 
     def put_piece(self, piece: str) -> None:
@@ -40,6 +41,12 @@ class SequenceRequest:
                 self.events.put(("piece", piece))
                 return
         emit(piece)
+
+    def end(self, event: tuple) -> None:
+        """The final event ("done", Generation) or ("error", exc); then `on_end` (the engine's bookkeeping)."""
+        self.events.put(event)
+        if self.on_end is not None:
+            self.on_end()
 
     def hand_pieces_to(self, emit: Callable[[str], None]) -> tuple | None:
         """From now on pieces go straight to `emit`; the ones already queued go there first, in order.

@@ -17,9 +17,12 @@ and a new sequence whose slot holds less of its prompt starts from a copy of it 
 
 LoRA adapters (one per domain) are set on the whole context in llama.cpp, so sequences are grouped by adapter
 (None = the base model): a step decodes one group, and the groups with work take turns, so requests of
-different domains all make progress while each group is still batched. KV computed under one adapter is only
-reused under the same one: each group has its own prefix holder, and a slot's prompt cache remembers its adapter.
-Nothing here is thread-safe except `submit`: llama.cpp contexts must stay on one thread.
+different domains all make progress while each group is still batched. Changing the context's adapter makes
+llama.cpp re-reserve its compute graphs (~5 ms here), which is why the engine runs several schedulers at once
+and keeps each adapter group to its own where it can (lanes.py); one mixes groups only when it must. KV computed
+under one adapter is only reused under the same one: the `n_holders` prefix holders go to the groups that used
+them last, and a slot's prompt cache remembers its adapter.
+Nothing here is thread-safe except `submit` and `control`: llama.cpp contexts must stay on one thread.
 """
 
 from __future__ import annotations
@@ -92,18 +95,18 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 class SlotScheduler:
     def __init__(self, model, context_params, parallel: int, n_ctx_slot: int, is_end: Callable[[int], bool],
                  detokenize: Callable[[int], bytes], n_batch: int = 512, kv_unified: bool = False,
-                 flash_attn: str = "auto", adapters: dict[str, object] | None = None):
-        """adapters: name -> llama_adapter_lora pointer loaded on `model` (requests name one, or None)."""
+                 flash_attn: str = "auto", adapters: dict[str, object] | None = None, n_holders: int = 2):
+        """adapters: name -> llama_adapter_lora pointer loaded on `model` (requests name one, or None); the dict
+        is read as it is at each request, so the caller may add adapters while serving."""
         from llama_cpp import _internals
 
         self.parallel, self.n_ctx_slot, self.n_batch = parallel, n_ctx_slot, n_batch
         self.kv_unified = kv_unified
         self.is_end, self.detokenize = is_end, detokenize
-        self.adapters = dict(adapters or {})
-        groups = [None, *self.adapters]
+        self.adapters = adapters if adapters is not None else {}
         assert n_batch >= parallel, "every generating sequence needs its row in the batch"
         params = context_params
-        params.n_seq_max = parallel + len(groups)  # + a prefix holder per adapter group
+        params.n_seq_max = parallel + n_holders
         params.n_ctx = n_ctx_slot * params.n_seq_max
         params.n_batch = params.n_ubatch = n_batch
         params.kv_unified = kv_unified
@@ -114,8 +117,10 @@ class SlotScheduler:
         self.vocab = llama_cpp.llama_model_get_vocab(model.model)
         self.batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self.slots = [Slot(i) for i in range(parallel)]
-        self.holders = {group: PrefixHolder(parallel + i) for i, group in enumerate(groups)}
-        self._groups, self._turn, self._active_adapter = groups, 0, None
+        self._free_holders = [PrefixHolder(parallel + i) for i in range(n_holders)]
+        self.holders: dict[str | None, PrefixHolder] = {}  # by adapter group, least recently used first
+        self._turn: str | None = None  # the group that decoded last
+        self._active_adapter: str | None = None
         # One stream per sequence: a copy moves the whole stream (n_ctx_slot cells x layers), so only a prefix
         # of some length is worth holding; in a unified cache a copy only tags cells.
         self.min_holder_prefix = MIN_SHARED_PREFIX if kv_unified else 16
@@ -142,6 +147,23 @@ class SlotScheduler:
                 raise EngineClosed("the engine is shutting down")
             self.inbox.put(request)
 
+    def control(self, action: Callable[[SlotScheduler], None]) -> threading.Event:
+        """Run `action(self)` on the owner thread between steps (e.g. forget an adapter); the event is set once
+        it ran, or at once if the scheduler is closed (no step will touch the context again)."""
+        done = threading.Event()
+
+        def run(scheduler: SlotScheduler) -> None:
+            try:
+                action(scheduler)
+            finally:
+                done.set()
+        with self._submit_lock:
+            if self.closed.is_set():
+                done.set()
+            else:
+                self.inbox.put(run)
+        return done
+
     def _end_tokens(self) -> list[int]:
         """Every token that ends a sequence (scanned once, on the first fixed-length request)."""
         if self._end_ids is None:
@@ -156,7 +178,7 @@ class SlotScheduler:
                 request = self.inbox.get()
                 if request is None:
                     break
-                self.waiting.append(request)
+                self._take(request)
             try:
                 self.step()
             except Exception as e:  # a failed decode fails the sequences in flight, never the thread
@@ -197,7 +219,14 @@ class SlotScheduler:
             except queue.Empty:
                 return
             if request is not None:  # None: stop() was called; run() ends after this step
-                self.waiting.append(request)
+                self._take(request)
+
+    def _take(self, item) -> None:
+        """A request joins the waiting line; a control action runs now."""
+        if isinstance(item, SequenceRequest):
+            self.waiting.append(item)
+        else:
+            item(self)
 
     def _admit(self) -> None:
         for request in [r for r in self.waiting if r.should_stop()]:  # cancelled or timed out while waiting
@@ -215,7 +244,8 @@ class SlotScheduler:
         copy), where breaking the busy slots' run of consecutive sequence ids costs PACKING_WORTH tokens and
         closing a gap in it earns as much; among equals the lowest. With one KV stream per sequence llama.cpp
         decodes a batch as one ubatch (one graph run) per such run: slots 0, 2, 5 and 7 cost four."""
-        shared = common_prefix(self.holders[request.adapter].tokens, request.ids)
+        holder = self.holders.get(request.adapter)
+        shared = common_prefix(holder.tokens, request.ids) if holder else 0
         busy = {s.seq_id for s in self.slots if s.request is not None}
         per_run = 0 if self.kv_unified else PACKING_WORTH  # a unified cache decodes any set in one ubatch
 
@@ -241,9 +271,9 @@ class SlotScheduler:
             return
         slot.sampler, request.sampler = request.sampler, None
         # Start from what is already computed; at least one prompt token is decoded for the logits.
-        holder = self.holders[request.adapter]
+        holder = self.holders.get(request.adapter)
         own = min(self._own_prefix(slot, request), len(ids) - 1)
-        shared = min(common_prefix(holder.tokens, ids), len(ids) - 1)
+        shared = min(common_prefix(holder.tokens, ids), len(ids) - 1) if holder else 0
         if shared > own and shared >= self.min_holder_prefix:
             llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
             self._copy(holder.seq_id, slot.seq_id, shared)
@@ -267,7 +297,7 @@ class SlotScheduler:
         if request.sampler is not None:
             llama_cpp.llama_sampler_free(request.sampler)
             request.sampler = None
-        request.events.put(event)
+        request.end(event)
 
     def _copy(self, src: int, dst: int, n_tokens: int) -> None:
         """KV of positions [0, n_tokens) of `src` into `dst` (empty). Unified cache: shared cells, no copy;
@@ -279,16 +309,16 @@ class SlotScheduler:
             llama_cpp.llama_memory_seq_rm(self.memory, dst, n_tokens, -1)
 
     def _next_group(self) -> str | None:
-        """The adapter group this step decodes: the next one in turn that has a token or a prompt to decode."""
+        """The adapter group this step decodes: the next one in turn (by name, the base model first) that has a
+        token or a prompt to decode."""
         with_work = {s.adapter for s in self.slots if s.request is not None and (s.pending is not None or s.prefilling)}
         if len(with_work) <= 1:
             return next(iter(with_work), None)
-        for k in range(1, len(self._groups) + 1):
-            group = self._groups[(self._turn + k) % len(self._groups)]
-            if group in with_work:
-                self._turn = self._groups.index(group)
-                return group
-        raise AssertionError("unreachable: every adapter is a group")
+        order = sorted(with_work, key=lambda g: (g is not None, g or ""))
+        key = (self._turn is not None, self._turn or "")
+        later = [g for g in order if (g is not None, g or "") > key]
+        self._turn = (later or order)[0]
+        return self._turn
 
     def _use_adapter(self, group: str | None) -> None:
         if group == self._active_adapter:
@@ -364,13 +394,42 @@ class SlotScheduler:
     def _remember_prefix(self, slot: Slot) -> None:
         """Once two prompts of one adapter group share a prefix longer than the group holder's, keep that
         prefix's KV in the holder."""
-        ids, holder = slot.request.ids, self.holders[slot.adapter]
+        ids, holder = slot.request.ids, self._holder(slot.adapter)
         shared = common_prefix(holder.last_prompt, ids)
         holder.last_prompt = ids
         if shared >= self.min_holder_prefix and shared > common_prefix(holder.tokens, ids):
             llama_cpp.llama_memory_seq_rm(self.memory, holder.seq_id, -1, -1)
             self._copy(slot.seq_id, holder.seq_id, shared)
             holder.tokens = ids[:shared]
+
+    def _holder(self, group: str | None) -> PrefixHolder:
+        """The group's prefix holder, most recently used now; a group without one takes a free one or the least
+        recently used group's (whose kept prefix is dropped)."""
+        holder = self.holders.pop(group, None)
+        if holder is None:
+            if self._free_holders:
+                holder = self._free_holders.pop(0)
+            else:
+                holder = self.holders.pop(next(iter(self.holders)))
+                llama_cpp.llama_memory_seq_rm(self.memory, holder.seq_id, -1, -1)
+                holder.tokens, holder.last_prompt = [], []
+        self.holders[group] = holder
+        return holder
+
+    def forget_adapter(self, name: str) -> None:
+        """Owner thread: drop every trace of adapter `name` (its holder, slots' KV computed under it, the
+        context's reference to it) so that it can be freed. Its requests must have ended."""
+        holder = self.holders.pop(name, None)
+        if holder is not None:
+            llama_cpp.llama_memory_seq_rm(self.memory, holder.seq_id, -1, -1)
+            holder.tokens, holder.last_prompt = [], []
+            self._free_holders.append(holder)
+        for slot in self.slots:
+            if slot.adapter == name and slot.request is None:
+                llama_cpp.llama_memory_seq_rm(self.memory, slot.seq_id, -1, -1)
+                slot.cached, slot.adapter = [], None
+        if self._active_adapter == name:
+            self._use_adapter(None)
 
     def _deliver(self, slot: Slot, piece: str) -> bool:
         """Hand a piece to its consumer; False if the consumer failed (its stream is then ended)."""
@@ -388,7 +447,7 @@ class SlotScheduler:
             tail = slot.stop_filter.flush()  # bytes of a character cut by the limit stay undecoded
             if tail:
                 self._deliver(slot, tail)
-        request.events.put(("done", Generation(slot.text, len(request.ids), slot.n_completion, reason)))
+        request.end(("done", Generation(slot.text, len(request.ids), slot.n_completion, reason)))
         self._free(slot, keep_kv=True)
 
     def _free(self, slot: Slot, keep_kv: bool = False) -> None:
@@ -405,7 +464,7 @@ class SlotScheduler:
     def _fail_all(self, error: Exception) -> None:
         for slot in self.slots:
             if slot.request is not None:
-                slot.request.events.put(("error", error))
+                slot.request.end(("error", error))
                 self._free(slot)
         self._drain_inbox()
         while self.waiting:

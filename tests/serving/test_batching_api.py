@@ -43,12 +43,12 @@ def test_concurrent_requests_decode_together_and_match_their_answers_alone(runni
         return response.json()["choices"][0]["message"]["content"]
 
     alone = [ask(q) for q in questions]
-    before = gguf_engine_shared.scheduler.stats["max_active"]
-    gguf_engine_shared.scheduler.stats["max_active"] = 0
+    before = gguf_engine_shared.scheduler.lanes[0].stats["max_active"]
+    gguf_engine_shared.scheduler.lanes[0].stats["max_active"] = 0
     with ThreadPoolExecutor(4) as pool:
         together = list(pool.map(ask, questions))
-    assert gguf_engine_shared.scheduler.stats["max_active"] >= 2, "requests were decoded one at a time"
-    gguf_engine_shared.scheduler.stats["max_active"] = max(before, 4)
+    assert gguf_engine_shared.scheduler.lanes[0].stats["max_active"] >= 2, "requests were decoded one at a time"
+    gguf_engine_shared.scheduler.lanes[0].stats["max_active"] = max(before, 4)
     # Batched matrix products (and flash attention over a shared KV buffer) round differently from a request
     # decoded alone, so a greedy answer may take another word at a near tie; but every answer is about its
     # own question (no sequence reads another's KV), and most are identical.

@@ -73,7 +73,8 @@ def test_each_adapter_answers_like_the_model_merged_with_it(engine, adapted):
 def test_requests_of_different_adapters_make_progress_together_and_answer_as_alone(engine):
     adapters = [None, "legal", "healthcare", "legal", None, "healthcare"]
     expected = [engine.for_adapter(a).generate([p], GREEDY)[0].text for a, p in zip(adapters, PROMPTS, strict=True)]
-    stats = engine.scheduler.stats
+    [lane] = engine.scheduler.lanes  # one context: the groups take turns in it
+    stats = lane.stats
     stats["max_active"], switches = 0, stats["adapter_switches"]
     results: dict[int, str] = {}
 

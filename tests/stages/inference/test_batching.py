@@ -349,4 +349,4 @@ def test_a_piped_stream_gets_its_pieces_from_the_decode_thread(engine):
     pieces: list[tuple[str, str]] = []
     result = engine.stream(prompt, GREEDY).pipe(lambda p: pieces.append((p, threading.current_thread().name)))
     assert "".join(p for p, _ in pieces) == result.text == expected.text
-    assert {name for _, name in pieces} == {"gguf-decode"}, "each piece is handed over by the decode thread"
+    assert {name for _, name in pieces} == {"gguf-decode-0"}, "each piece is handed over by the decode thread"

@@ -23,10 +23,10 @@ def test_a_second_close_never_frees_what_a_stuck_decode_thread_uses(smollm2_gguf
         return False
 
     def still_allocated() -> bool:
-        return engine.llm._model.model is not None and engine.scheduler.context.ctx is not None
+        return engine.llm._model.model is not None and lane.context.ctx is not None
 
-    owner = engine._owner
-    steps = engine.scheduler.stats["steps"]
+    [lane], [owner] = engine.scheduler.lanes, engine.scheduler._owners
+    steps = lane.stats["steps"]
     stream = engine.stream(prompt, SamplingParams(max_new_tokens=4), should_stop=stuck)
     assert entered.wait(30), "the decode thread took the request"
     engine.close(timeout_s=0.2)
@@ -39,9 +39,9 @@ def test_a_second_close_never_frees_what_a_stuck_decode_thread_uses(smollm2_gguf
     owner.join(30)
     assert not owner.is_alive()
     # The thread went on with a real llama_decode on the model and context the closes had left alone.
-    assert engine.scheduler.stats["steps"] == steps + 1
+    assert lane.stats["steps"] == steps + 1
     with pytest.raises(EngineClosed):
         list(stream)
     engine.close(timeout_s=5)  # the thread has stopped: now everything is freed
-    assert engine.llm._model.model is None and engine.scheduler.context.ctx is None
+    assert engine.llm._model.model is None and lane.context.ctx is None
     engine.close()  # and closing again is harmless
