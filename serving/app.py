@@ -28,6 +28,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from serving.components import inspect_components
 from serving.docs import add_offline_docs
 from serving.domains import resolve_adapters
+from serving.routes_adapters import build_adapters_router
 from serving.routes_api import build_api_routers
 from serving.routes_openai import build_openai_router
 from serving.schemas import UNSUPPORTED_FIELD, build_schemas
@@ -206,7 +207,7 @@ def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
     # /shutdown's action; serving/main.py replaces it with uvicorn's own graceful exit.
     app.state.request_shutdown = lambda: os.kill(os.getpid(), signal.SIGTERM)
     add_error_handlers(app)
-    for router in (*build_api_routers(ctx), build_openai_router(ctx)):
+    for router in (*build_api_routers(ctx), build_openai_router(ctx), build_adapters_router(ctx)):
         app.include_router(router)
     if index is not None:
         from serving.routes_ask import build_ask_router

@@ -127,7 +127,8 @@ class GGUFEngine(ChatMixin):
         with self._adapter_lock:
             if name in self.adapters:
                 raise StageError(f"adapter {name!r} is already loaded ({self.adapters[name].path}); unload it first")
-            pointer = self._load_adapter(facts)
+            with self.scheduler.paused():
+                pointer = self._load_adapter(facts)
             self._loaded[name] = pointer  # the lanes see it from the next request on
             self.adapters = {**self.adapters, name: facts}
         return facts
@@ -146,15 +147,16 @@ class GGUFEngine(ChatMixin):
             deadline = time.monotonic() + timeout_s
             while self.scheduler.work(name) and time.monotonic() < deadline:
                 time.sleep(0.01)
-            done = self.scheduler.control(lambda lane: lane.forget_adapter(name))
-            if self.scheduler.work(name) or not all(e.wait(max(0.0, deadline - time.monotonic())) for e in done):
-                # still in use: leave it allocated rather than free memory a decode may read
+            if self.scheduler.work(name):  # still in use: leave it allocated rather than free what a decode reads
                 log.warning("adapter %r: requests still running after %.0f s; not freed", name, timeout_s)
                 return facts
+            with self.scheduler.paused():  # the owner threads wait: their contexts may be touched from here
+                for lane in self.scheduler.lanes:
+                    lane.forget_adapter(name)
+                llama_cpp.llama_adapter_lora_free(pointer)
             scorer = self._scorers.pop(name, None)
             if scorer is not None:
                 scorer.close()
-            llama_cpp.llama_adapter_lora_free(pointer)
         return facts
 
     def for_adapter(self, name: str | None):

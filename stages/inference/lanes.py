@@ -28,7 +28,8 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from stages.inference.sequence_request import SequenceRequest
 from stages.inference.slots import SlotScheduler
@@ -96,10 +97,31 @@ class Lanes:
     def kv_unified(self) -> bool:
         return self.lanes[0].kv_unified
 
-    def control(self, action: Callable[[SlotScheduler], None]) -> list[threading.Event]:
-        """Run `action` on every lane's owner thread (see SlotScheduler.control)."""
-        with self._lock:
-            return [lane.control(action) for lane in self.lanes]
+    @contextmanager
+    def paused(self, timeout_s: float = 60.0) -> Iterator[None]:
+        """Every lane's owner thread waits between two steps while the block runs: for what must not run beside
+        a decode (llama.cpp's adapter init and free change the model's adapter set, which a context reads when
+        it re-reserves its graphs). Sequences in flight only wait. TimeoutError if a lane does not pause."""
+        release = threading.Event()
+        entered = []
+
+        def wait_here(lane: SlotScheduler, here: threading.Event) -> None:
+            here.set()
+            release.wait(timeout_s)
+        try:
+            for lane in self.lanes:
+                here = threading.Event()
+                entered.append(here)
+                if lane.closed.is_set():
+                    here.set()  # its thread ends without another step
+                else:
+                    lane.control(lambda lane, here=here: wait_here(lane, here))
+            deadline = time.monotonic() + timeout_s
+            if not all(here.wait(max(0.0, deadline - time.monotonic())) for here in entered):
+                raise TimeoutError(f"a decode lane did not pause within {timeout_s:.0f} s")
+            yield
+        finally:
+            release.set()
 
     def stop(self) -> None:
         with self._lock:
