@@ -8,6 +8,7 @@ bench/results/api_throughput.json (with the exact command) and a markdown table 
     python bench/api_throughput.py --gguf "$(python -c 'from stages.base.materialize import smollm2_gguf_path as p; print(p())')" --quick
     python bench/api_throughput.py --gguf FILE --llama-server /path/to/llama-server --parallel 4 --max-tokens 48
     python bench/api_throughput.py --gguf FILE --no-llama-server --concurrency 1,8
+    python bench/api_throughput.py --adapter legal --concurrency 1,8 --max-tokens 48   # the adapter path vs llama-server --lora
     python bench/api_throughput.py --native --concurrency 1,8 --max-tokens 48   # all three on llama.cpp for this CPU
 
 llama-server is built once from the llama.cpp sources that the installed llama-cpp-python was built from (its
@@ -152,7 +153,7 @@ def text_by(result: dict, moment: float) -> str:
 
 
 async def one_level(url: str, prompts: list[str], clients: int, per_client: int, max_tokens: int,
-                    stop: list[str], count: Callable[[str], int]) -> dict:
+                    stop: list[str], count: Callable[[str], int], fields: dict | None = None) -> dict:
     """`clients` concurrent closed-loop clients, each sending `per_client` requests back to back."""
     results: list[dict] = []
     texts: dict[int, str] = {}
@@ -163,7 +164,7 @@ async def one_level(url: str, prompts: list[str], clients: int, per_client: int,
             prompt_index = (index * per_client + k) % len(prompts)
             body = {"prompt": prompts[prompt_index], "max_tokens": max_tokens, "temperature": 0.0, "top_p": 1.0,
                     "top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0, "stop": stop, "seed": 0, "stream": True,
-                    "stream_options": {"include_usage": True}}
+                    "stream_options": {"include_usage": True}, **(fields or {})}
             result = await one_request(http, url, body)
             results.append(result)
             if result["ok"]:
@@ -197,10 +198,11 @@ async def one_level(url: str, prompts: list[str], clients: int, per_client: int,
             "without_usage": sum(not r["usage"] for r in ok), "texts": texts}
 
 
-def all_prompts(url: str, prompts: list[str], clients: int, max_tokens: int, stop: list[str]) -> dict[int, str]:
+def all_prompts(url: str, prompts: list[str], clients: int, max_tokens: int, stop: list[str],
+                fields: dict | None = None) -> dict[int, str]:
     """Greedy texts for every prompt, sent by `clients` concurrent clients."""
     per_client = math.ceil(len(prompts) / clients)
-    return asyncio.run(one_level(url, prompts, clients, per_client, max_tokens, stop, len))["texts"]
+    return asyncio.run(one_level(url, prompts, clients, per_client, max_tokens, stop, len, fields))["texts"]
 
 
 def requests_per_client(clients: int, quick: bool) -> int:
@@ -276,9 +278,22 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def check_same_work(servers: list) -> None:
+def check_same_work(servers: list, adapter: str | None = None, adapter_file: Path | None = None) -> None:
     """The peers serve the GGUF as it is: every server must list exactly one model, and ours must have loaded no
-    adapter (which would change its speed), else the comparison is not of the same work."""
+    adapter (which would change its speed), else the comparison is not of the same work. With `adapter`: ours
+    lists its model id with its adapters component ready, llama-server lists its file."""
+    if adapter:
+        for server in servers:
+            if server.name == OURS:
+                ok = (f"domain-llm-{adapter}" in server.loaded["models"]
+                      and server.loaded["components"].get("adapters") == "ready")
+            else:
+                listed = httpx.get(server.url + "/lora-adapters", timeout=10).json()
+                server.loaded["lora_adapters"] = listed
+                ok = any(Path(a["path"]).resolve() == adapter_file.resolve() for a in listed)
+            if not ok:
+                sys.exit(f"error: {server.name} does not serve the {adapter} adapter: {server.loaded}")
+        return
     for server in servers:
         models = server.loaded["models"]
         if len(models) != 1:
@@ -312,8 +327,18 @@ def main() -> None:
     parser.add_argument("--native", action="store_true",
                         help="every server on llama.cpp built for this CPU (GGML_NATIVE=ON, built once into the "
                         "peer cache): llama-server, and ours and llama_cpp.server through LLAMA_CPP_LIB_PATH")
+    parser.add_argument("--adapter", help="a domain of --adapter-dir: every request asks for its adapter (ours: "
+                        "every published adapter loaded, model domain-llm-<domain>; llama-server: --lora for each, "
+                        "the request's `lora` field); llama_cpp.server and --baseline-ref are left out")
+    parser.add_argument("--adapter-dir", type=Path, default=ROOT / "models" / "adapters")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "api_throughput.json")
     args = parser.parse_args()
+    adapter_files = sorted((args.adapter_dir / d / "adapter.gguf").resolve()
+                           for d in sorted(p.parent.name for p in args.adapter_dir.glob("*/manifest.json")))
+    if args.adapter and (args.adapter_dir / args.adapter / "adapter.gguf").resolve() not in adapter_files:
+        sys.exit(f"error: no adapter {args.adapter!r} published in {args.adapter_dir}; run `make run`")
+    if args.adapter and args.baseline_ref:
+        sys.exit("error: --adapter compares the adapter path with llama-server; leave out --baseline-ref")
     args.gguf = args.gguf.resolve()  # the servers run in a temp directory: a relative path would not reach them
     if not args.gguf.is_file():
         sys.exit(f"error: {args.gguf}: GGUF not found; run `make run` (quantize stage) or pass --gguf FILE")
@@ -330,11 +355,15 @@ def main() -> None:
         print("warning: the installed llama-cpp-python is a native (AVX-512) build and the cached llama-server "
               "a portable one; add --native to compare like for like", flush=True)
     record["llama_cpp_build"] = runtime_build()
-    servers = [our_server(args.gguf, args.threads, args.n_ctx, args.parallel, args.flash_attn),
-               python_peer(args.gguf, args.threads, args.n_ctx, args.flash_attn)]
+    servers = [our_server(args.gguf, args.threads, args.n_ctx, args.parallel, args.flash_attn, args.adapter)]
+    if not args.adapter:  # it serves one model as it is: no per-request adapter
+        servers.append(python_peer(args.gguf, args.threads, args.n_ctx, args.flash_attn))
     if not args.no_llama_server:
         binary = args.llama_server or find_or_build(args.peer_cache.expanduser())
-        servers.append(cpp_peer(binary, args.gguf, args.threads, args.n_ctx, args.parallel, args.flash_attn))
+        adapter_file = (args.adapter_dir / args.adapter / "adapter.gguf").resolve() if args.adapter else None
+        servers.append(cpp_peer(binary, args.gguf, args.threads, args.n_ctx, args.parallel, args.flash_attn,
+                                adapter_files if args.adapter else [],
+                                adapter_files.index(adapter_file) if args.adapter else None))
     prompts, stop_strings = chat_prompts(args.gguf)
     count = token_counter(args.gguf)
     runs: dict[str, dict[tuple[int, int], list[dict]]] = {s.name: {level: [] for level in levels} for s in servers}
@@ -349,10 +378,13 @@ def main() -> None:
             for server in servers:
                 start(server, Path(tmp))
                 # Warm-up and greedy identity: every prompt at 1 client; ours also at 8 (batched) clients.
-                texts_1[server.name] = all_prompts(server.url, prompts, 1, identity_tokens, stop_strings)
-            check_same_work(servers)
+                texts_1[server.name] = all_prompts(server.url, prompts, 1, identity_tokens, stop_strings,
+                                                   server.request_fields)
+            check_same_work(servers, args.adapter,
+                            (args.adapter_dir / args.adapter / "adapter.gguf") if args.adapter else None)
             # Every server at 8 clients too: a batching server may round differently than alone.
-            texts_8 = {s.name: all_prompts(s.url, prompts, 8, identity_tokens, stop_strings) for s in servers}
+            texts_8 = {s.name: all_prompts(s.url, prompts, 8, identity_tokens, stop_strings, s.request_fields)
+                       for s in servers}
             hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.cpu_hog)]
             # Side by side at the finest grain: per level and repetition, one server right after the other,
             # the order rotating, so a load spike on the shared box hits every side alike.
@@ -361,7 +393,7 @@ def main() -> None:
                     turn = (index + rep) % len(servers)
                     for server in servers[turn:] + servers[:turn]:
                         run = asyncio.run(one_level(server.url, prompts, clients, requests_per_client(
-                            clients, args.quick), tokens, stop_strings, count))
+                            clients, args.quick), tokens, stop_strings, count, server.request_fields))
                         runs[server.name][(tokens, clients)].append(run)
                         print(f"rep {rep + 1} {server.name:16s} {tokens:4d} tokens {clients:2d} clients: "
                               f"{run['tokens_per_s']:6.1f} tok/s (sustained {run['sustained_tokens_per_s']:.1f}) "
@@ -398,6 +430,7 @@ def main() -> None:
               "flash_attn": args.flash_attn,
               "cpu_hog_processes": args.cpu_hog, "max_tokens": max_tokens, "repetitions": repeats,
               "prompts": len(prompts), "server_commands": {s.name: " ".join(s.argv) for s in servers},
+              "adapter": args.adapter, "request_fields": {s.name: s.request_fields for s in servers},
               "tokens_counted_from": counted, "levels": rows, "identity_max_tokens": identity_tokens,
               "identical_texts_at_1_client": {peer: identical(texts_1[OURS], texts_1[peer]) for peer in peers},
               "ours_identical_8_vs_1": identical(texts_8[OURS], texts_1[OURS]),

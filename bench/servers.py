@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -38,21 +38,23 @@ class Server:
     port: int
     process: subprocess.Popen | None = None
     loaded: dict | None = None  # what the running server said it serves, recorded by start()
+    request_fields: dict = field(default_factory=dict)  # added to every request body (which adapter it wants)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
 
-def our_server(gguf: Path, threads: int, n_ctx: int, parallel: int, flash_attn: str) -> Server:
+def our_server(gguf: Path, threads: int, n_ctx: int, parallel: int, flash_attn: str, adapter: str | None = None) -> Server:
     port = free_port()
     # rerank=false: the reranker (torch) is not part of this comparison; queue 64 so no client is refused;
     # adapters={}: the peers serve the GGUF as it is, so ours does too (bench/domain_serving.py measures adapters).
     argv = [str(Path(sys.executable).parent / "domain-llm"), "serve", f"serve.model={gguf.resolve()}",
             f"serve.port={port}", "serve.host=127.0.0.1", f"threads={threads}", f"serve.n_ctx={n_ctx}", f"serve.parallel={parallel}",
-            f"serve.flash_attn={flash_attn}", "serve.adapters={}",
+            f"serve.flash_attn={flash_attn}", *(() if adapter else ("serve.adapters={}",)),
             "serve.rerank=false", "serve.queue_size=64"]
-    return Server(OURS, argv, "/api/v1/health", port)
+    # adapter: every adapter published for the GGUF is loaded (the default), requests ask for this one's model id
+    return Server(OURS, argv, "/api/v1/health", port, request_fields={"model": f"domain-llm-{adapter}"} if adapter else {})
 
 
 def baseline_server(ref: str, gguf: Path, threads: int, n_ctx: int, tmp: Path) -> Server:
@@ -81,10 +83,17 @@ def python_peer(gguf: Path, threads: int, n_ctx: int, flash_attn: str) -> Server
     return Server("llama_cpp.server", argv, "/v1/models", port)
 
 
-def cpp_peer(binary: Path, gguf: Path, threads: int, n_ctx: int, parallel: int, flash_attn: str) -> Server:
+def cpp_peer(binary: Path, gguf: Path, threads: int, n_ctx: int, parallel: int, flash_attn: str,
+             adapters: list[Path] = (), adapter_index: int | None = None) -> Server:
+    """adapters: loaded with --lora, none applied by default; requests ask for adapters[adapter_index] at scale 1
+    through the per-request `lora` field."""
     port = free_port()
-    return Server("llama-server", llama_server_argv(binary, gguf.resolve(), port, threads, n_ctx, parallel, flash_attn),
-                  "/health", port)
+    argv = llama_server_argv(binary, gguf.resolve(), port, threads, n_ctx, parallel, flash_attn)
+    if adapters:
+        argv += [arg for path in adapters for arg in ("--lora", str(path))] + ["--lora-init-without-apply"]
+    fields = {} if adapter_index is None else {
+        "lora": [{"id": i, "scale": 1.0 if i == adapter_index else 0.0} for i in range(len(adapters))]}
+    return Server("llama-server", argv, "/health", port, request_fields=fields)
 
 
 def start(server: Server, log_dir: Path, timeout_s: float = 180) -> None:

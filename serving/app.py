@@ -76,10 +76,15 @@ def load_serving_engine(settings: ServeSettings) -> Any:
     from stages.inference import load_engine
 
     adapters = {domain: facts.path for domain, facts in resolve_adapters(settings).items()}
+    if settings.engine == "gguf":  # the served engine has lanes (serve.lanes); the stages keep one context
+        from stages.inference.gguf_engine import GGUFEngine
+
+        return GGUFEngine(Path(settings.model), threads=settings.threads, n_ctx=settings.n_ctx,
+                          parallel=settings.parallel, kv_unified=settings.kv_unified, flash_attn=settings.flash_attn,
+                          adapters=adapters, lanes=settings.lanes, spare_lanes=settings.spare_lanes)
     return load_engine(settings.engine, settings.model, threads=settings.threads, n_ctx=settings.n_ctx,
                        batch_size=settings.batch_size, adapter=settings.adapter, parallel=settings.parallel,
-                       kv_unified=settings.kv_unified, flash_attn=settings.flash_attn, adapters=adapters,
-                       lanes=settings.lanes, spare_lanes=settings.spare_lanes)
+                       kv_unified=settings.kv_unified, flash_attn=settings.flash_attn, adapters=adapters)
 
 
 def public_model_id(settings: ServeSettings) -> str:

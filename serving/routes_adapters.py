@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from serving.security import admin_check, api_key_check
 from serving.service import ServingContext, error_responses
 from stages.errors import StageError
-from stages.inference.adapters import AdapterFacts, check_domain_name
+from stages.inference.adapters import AdapterFacts, DomainRouter, check_domain_name
 from stages.manifest import MANIFEST, sha256_file
 
 log = logging.getLogger(__name__)
@@ -85,14 +85,15 @@ def build_adapters_router(ctx: ServingContext) -> APIRouter:
         router_engine = ctx.router.worker.engine if ctx.router is not None else None
         return router_engine is not None and domain in router_engine.domains
 
-    async def update_router(request: Request, domain: str, facts: AdapterFacts | None) -> None:
-        """`auto` routes to the domains served: one more (if its file has examples) or one fewer."""
+    async def update_router(request: Request) -> None:
+        """`auto` routes to the domains served now whose files carry routing examples: the router is made again
+        on its worker (embedding every domain's examples: a few hundred short texts) and replaces the old one."""
         if ctx.router is None or ctx.router.worker.state != "ready":
             return
-        if facts is None:
-            await ctx.router.run(request, lambda router, job: router.remove(domain))
-        elif facts.routing_examples:
-            await ctx.router.run(request, lambda router, job: router.add(domain, facts.routing_examples))
+        examples = {d: f.routing_examples for d, f in ctx.domains.items() if f.routing_examples}
+        if examples:
+            router = await ctx.router.run(request, lambda old, job: DomainRouter(examples, old.embed))
+            ctx.router.worker.engine = router
 
     @router.get("/adapters", summary="The domain adapters served now",
                 dependencies=[Depends(api_key_check(settings.api_key, ctx.sessions))])
@@ -118,7 +119,7 @@ def build_adapters_router(ctx: ServingContext) -> APIRouter:
             except StageError as e:
                 raise HTTPException(422, str(e)) from None
             ctx.domains = {**ctx.domains, domain: facts}
-            await update_router(request, domain, facts)
+            await update_router(request)
         log.info("adapter %s loaded from %s", domain, path)
         return JSONResponse(adapter_entry(domain, facts, routed(domain)), status_code=201)
 
@@ -131,7 +132,7 @@ def build_adapters_router(ctx: ServingContext) -> APIRouter:
             served = engine()
             facts = ctx.domains[domain]
             ctx.domains = {d: f for d, f in ctx.domains.items() if d != domain}  # new requests: 404 from now
-            await update_router(request, domain, None)
+            await update_router(request)
             try:
                 await asyncio.to_thread(served.unload_adapter, domain, settings.request_timeout_s)
             except StageError as e:

@@ -51,7 +51,7 @@ class ServeSettings:
     parallel: int = 8
     kv_unified: bool = False
     lanes: int = 2  # engine=gguf: contexts decoding at once (stages/inference/lanes.py); conf says why
-    spare_lanes: int = 1  # more, only for adapter groups that would otherwise share a lane
+    spare_lanes: int = 6  # one-sequence lanes for adapter groups that would otherwise share a lane
     flash_attn: str = "auto"
     batch_size: int = 8
     threads: int = 0

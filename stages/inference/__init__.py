@@ -34,21 +34,18 @@ __all__ = ["ChatMixin", "Engine", "Generation", "SamplingParams", "ShouldStop", 
 
 def load_engine(kind: str, path: str | Path, *, threads: int = 0, n_ctx: int = 2048, batch_size: int = 8,
                 adapter: str | Path | None = None, parallel: int | None = None, kv_unified: bool = False,
-                flash_attn: str = "auto", adapters: dict[str, Path] | None = None, lanes: int = 1,
-                spare_lanes: int = 0) -> Engine:
+                flash_attn: str = "auto", adapters: dict[str, Path] | None = None) -> Engine:
     """Load an engine. kind "hf": a transformers folder (+ optional LoRA adapter folder), `batch_size` prompts
     per forward pass; kind "gguf": a llama.cpp file, `parallel` sequences decoded together (default 1),
     each with `n_ctx` tokens of context, and `adapters` (name -> GGUF LoRA adapter) chosen per request through
-    `engine.for_adapter(name)`, over `lanes` contexts decoding at once (+ `spare_lanes` for adapter groups that
-    would otherwise share one; stages/inference/lanes.py). threads 0 = library default.
+    `engine.for_adapter(name)`. threads 0 = library default.
     Missing or corrupt model -> StageError."""
     path = Path(path)
     if kind == "gguf":  # load_llama names a missing, foreign or truncated file in one line
         from stages.inference.gguf_engine import GGUFEngine
 
         return GGUFEngine(path, threads=threads, n_ctx=n_ctx, parallel=parallel or 1,
-                          kv_unified=kv_unified, flash_attn=flash_attn, adapters=adapters, lanes=lanes,
-                          spare_lanes=spare_lanes)
+                          kv_unified=kv_unified, flash_attn=flash_attn, adapters=adapters)
     if adapters:
         raise StageError("per-request LoRA adapters need the gguf engine (llama.cpp); with hf, merge one "
                          "adapter at load (adapter=FOLDER)")

@@ -91,21 +91,6 @@ class DomainRouter:
         centroids = np.stack([embed(list(examples[d])).mean(axis=0) for d in self.domains])
         self.centroids = centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
 
-    def add(self, domain: str, examples: Sequence[str]) -> None:
-        """Route to one more domain (an adapter loaded while serving); a domain of that name is replaced."""
-        if not examples:
-            raise StageError(f"domain {domain!r} has no routing examples; it is served by name only")
-        centroid = self.embed(list(examples)).mean(axis=0)
-        self.remove(domain)
-        self.domains.append(domain)
-        self.centroids = np.vstack([self.centroids, centroid / np.linalg.norm(centroid)])
-
-    def remove(self, domain: str) -> None:
-        if domain in self.domains:
-            keep = [i for i, d in enumerate(self.domains) if d != domain]
-            self.domains = [self.domains[i] for i in keep]
-            self.centroids = self.centroids[keep]
-
     def scores(self, texts: Sequence[str]) -> np.ndarray:
         """Cosine of each text to each domain's centroid, (len(texts), len(domains))."""
         return self.embed(list(texts)) @ self.centroids.T

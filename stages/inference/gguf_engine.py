@@ -85,12 +85,12 @@ class GGUFEngine(ChatMixin):
         # name -> llama_adapter_lora pointer; shared by every lane, which reads it at each request
         self._loaded: dict[str, object] = {}
 
-        def make_lane(slots: int, threads: int) -> SlotScheduler:
+        def make_lane(slots: int, threads: int, prefix_holders: int) -> SlotScheduler:
             params = type(self.llm.context_params).from_buffer_copy(self.llm.context_params)
             params.n_threads = params.n_threads_batch = threads
             return SlotScheduler(model, params, slots, n_ctx, self.is_end_of_turn,
                                  lambda token: model.detokenize([token]), kv_unified=kv_unified,
-                                 flash_attn=flash_attn, adapters=self._loaded)
+                                 flash_attn=flash_attn, adapters=self._loaded, n_holders=prefix_holders)
         try:
             self._loaded.update({name: self._load_adapter(facts) for name, facts in self.adapters.items()})
             self.scheduler = Lanes(make_lane, lanes, parallel, int(self.llm.context_params.n_threads),
@@ -302,8 +302,9 @@ class GGUFEngine(ChatMixin):
             "kv_unified": self.scheduler.kv_unified,
             "flash_attn": self.flash_attn,
             "batching": self.scheduler.stats,
-            "lanes": {"count": len(self.scheduler.lanes), "slots_each": self.scheduler.slots_per_lane,
-                      "threads_each": self.scheduler.threads_per_lane},
+            "lanes": {"count": self.scheduler.n_lanes, "slots_each": self.scheduler.slots_per_lane,
+                      "threads_each": self.scheduler.threads_per_lane,
+                      "spare": len(self.scheduler.lanes) - self.scheduler.n_lanes},
             "parameters": int(self.llm._model.n_params()),
             "size_bytes": self.path.stat().st_size,
             "path": str(self.path),

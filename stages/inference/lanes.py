@@ -1,25 +1,27 @@
-"""Lanes: `n_lanes` slot schedulers over the one model, each with its own llama.cpp context, owner thread and
-share of the threads, decoding at the same time; requests are spread over them, each adapter group kept to as
-few lanes as the load allows.
+"""Lanes: slot schedulers over the one model, each with its own llama.cpp context, owner thread and share of the
+threads, decoding at the same time; requests are spread over them, each adapter group kept to as few lanes as
+the load allows.
 
-    lanes = Lanes(make_lane, n_lanes=2, threads=2)      # make_lane(slots, threads) -> SlotScheduler
+    lanes = Lanes(make_lane, n_lanes=2, parallel=8, threads=2, spare_lanes=6)
     lanes.submit(SequenceRequest(ids, params, adapter="legal"))
     lanes.stats                                         # summed over lanes (max_active: the largest)
 
-Why (measured on the 2-core box; docs/serving.md has the table): llama.cpp applies an adapter to a whole
-context, and changing it re-reserves the compute graphs, so one context serving three domains decodes one domain
-per step and switches almost every step: 84 tok/s in-process, where one domain alone made 196. Separate
-contexts keep their adapter. And two one-thread decodes at once beat one two-thread decode of the same
-sequences, even on the base model (307 vs 269 tok/s; one domain 199 vs 173): a small model's decode is many
-tiny ops, each ending at a barrier of the threads. A one-thread decode also starts no OpenMP pool: pools
-outlive their decode, and once libgomp manages more threads than cores it stops spin-waiting, which made
+Why (measured on the 2-core box; docs/serving.md, "Adapters at full speed", has the profiles and
+bench/results/adapter_lanes.md the table): llama.cpp applies an adapter to a whole context, and changing it
+re-reserves the compute graphs, so one context serving three domains decodes one domain per step and switches
+almost every step (71 tok/s, where one domain alone made 209). Separate contexts keep their adapter. And two
+one-thread decodes at once beat one two-thread decode of the same sequences on this small model, whose decode
+is many tiny ops each ending at a barrier of the threads. A one-thread decode also starts no OpenMP pool:
+pools outlive their decode, and once libgomp manages more threads than cores it stops spin-waiting, which made
 every multi-threaded decode of the process ~2x slower.
 
-Each lane has ceil(parallel / n_lanes) slots (the KV cache is the same size as one context of `parallel`) and
-max(1, threads // n_lanes) threads. Where a request goes (`_pick`): a lane with a free slot before a full one;
-then a lane working on no other adapter (no switch) before one that is; then the least loaded; then the lane
-its adapter last ran on (its prompt cache). So one domain (or the base model) fills every lane, and three
-domains on two lanes mix in one lane only while they must.
+`n_lanes` regular lanes have ceil(parallel / n_lanes) slots, two prefix holders and max(1, threads // n_lanes)
+threads each; `spare_lanes` more have one slot, no holder and one thread. Where a request goes (`_pick`): a
+lane with a free slot before a full one; then a lane working on no other adapter (no switch) before one that
+is; then a regular lane before a spare; then the lane its adapter already works in; then the least loaded; then
+the lane its adapter last ran on (its prompt cache). So one domain (or the base model) fills the regular lanes,
+and each further adapter at work takes spares of its own; groups only share a lane (taking turns in it) when
+every lane is busy with another adapter.
 """
 
 from __future__ import annotations
@@ -37,13 +39,32 @@ from stages.inference.slots import SlotScheduler
 log = logging.getLogger(__name__)
 
 STAT_MAX = ("max_active",)  # per-lane stats reported as the largest, not the sum
+M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+BIG_BUFFER = 1 << 20
+
+
+def return_big_buffers_to_the_os() -> None:
+    """Every adapter switch makes llama.cpp free and allocate its compute buffers again (tens of MB with many
+    adapters loaded: their graph nodes count in the worst case it reserves for). glibc raises its mmap threshold
+    each time such a block is freed, so the next ones come from its heaps, which three lanes' threads fragmented:
+    64 adapters over 16 clients grew the process by 627 MB, against 116 MB with the threshold pinned at 1 MB
+    (bench/results/many_adapters.md). Pinning it keeps big blocks mmapped, returned to the OS when freed. A no-op
+    where the C library is not glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, BIG_BUFFER)
+    except (OSError, AttributeError):
+        pass
 
 
 class Lanes:
-    def __init__(self, make_lane: Callable[[int, int], SlotScheduler], n_lanes: int, parallel: int, threads: int,
-                 spare_lanes: int = 0):
-        """make_lane(slots, threads) -> a SlotScheduler; all lanes are made now (a context that cannot be made
-        fails the engine's start, not a request)."""
+    def __init__(self, make_lane: Callable[[int, int, int], SlotScheduler], n_lanes: int, parallel: int,
+                 threads: int, spare_lanes: int = 0):
+        """make_lane(slots, threads, prefix_holders) -> a SlotScheduler; all lanes are made now (a context that
+        cannot be made fails the engine's start, not a request)."""
         if n_lanes < 1:
             raise ValueError("n_lanes must be >= 1")
         self.threads_per_lane = max(1, threads // n_lanes)
@@ -54,9 +75,12 @@ class Lanes:
         self._last: dict[str | None, int] = {}  # adapter -> the lane it last ran on (its prompt cache is there)
         self._lock = threading.Lock()
         self.n_lanes = n_lanes
+        return_big_buffers_to_the_os()
         try:
-            for _ in range(n_lanes + spare_lanes):
-                self._add_lane(make_lane(self.slots_per_lane, self.threads_per_lane))
+            for _ in range(n_lanes):
+                self._add_lane(make_lane(self.slots_per_lane, self.threads_per_lane, 2))
+            for _ in range(spare_lanes):  # one sequence each: its own prompt cache is all it can reuse
+                self._add_lane(make_lane(1, 1, 0))
         except BaseException:
             self.stop()
             self.join(10.0)
@@ -156,7 +180,7 @@ class Lanes:
             load = sum(counts.values())
             mixes = any(group != adapter for group in counts)
             spare = index >= self.n_lanes
-            return (load >= self.slots_per_lane, mixes, spare, counts[adapter] == 0, load,
+            return (load >= self.lanes[index].parallel, mixes, spare, counts[adapter] == 0, load,
                     index != self._last.get(adapter, index))
 
         return min(range(len(self.lanes)), key=cost)

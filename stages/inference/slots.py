@@ -394,6 +394,8 @@ class SlotScheduler:
     def _remember_prefix(self, slot: Slot) -> None:
         """Once two prompts of one adapter group share a prefix longer than the group holder's, keep that
         prefix's KV in the holder."""
+        if not self._free_holders and not self.holders:  # a scheduler without prefix holders
+            return
         ids, holder = slot.request.ids, self._holder(slot.adapter)
         shared = common_prefix(holder.last_prompt, ids)
         holder.last_prompt = ids
