@@ -8,7 +8,8 @@ The adapters are made here (seeded): the tensors, names, rank and alpha of a pub
 (`--template`, models/adapters/<domain>/adapter.gguf), values drawn at random with each tensor's own standard
 deviation, and a domain name and routing examples in the `domain_llm.*` keys, so the server serves and routes
 them like published ones. Each server is `domain-llm serve` in its default config (reranker, index, UI: what
-`make serve` starts) with serve.adapters naming the files, started one at a time: start-up is the wall time from
+`make serve` starts; serve.resident_adapters 16: with 64 served, 16 are in llama.cpp at a time and the others
+load on their first request) with serve.adapters naming the files, started one at a time: start-up is the wall time from
 the process start to /api/v1/health answering 200; memory is VmRSS after the loads. Loads (8 closed-loop clients,
 greedy, repeat_penalty 1, 48 max tokens, the legal test questions): all requests to one adapter, and request i
 to adapter i mod 16.
@@ -110,6 +111,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--requests", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--resident", type=int, help="serve.resident_adapters for every server (default: the config's)")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "many_adapters.json")
     args = parser.parse_args()
     if not args.gguf.is_file() or not args.template.is_file():
@@ -130,7 +132,8 @@ def main() -> None:
             chosen = {d: files[d] for d in domains[:count]}
             spec = "{" + ",".join(f"{d}:'{p}'" for d, p in chosen.items()) + "}"
             server = ours(f"{count} adapters", args.threads, args.clients, f"serve.model={args.gguf.resolve()}",
-                          f"serve.adapters={spec}")
+                          f"serve.adapters={spec}",
+                          *(() if args.resident is None else (f"serve.resident_adapters={args.resident}",)))
             started = time.perf_counter()
             start(server, Path(tmp), timeout_s=600)
             row = {"startup_s": round(time.perf_counter() - started, 2),
@@ -169,7 +172,7 @@ def main() -> None:
               "template": str(args.template.relative_to(ROOT) if args.template.is_relative_to(ROOT) else args.template),
               "rank": rank, "adapter_mb": adapter_mb,
               "clients": args.clients, "max_tokens": args.max_tokens, "requests": args.requests,
-              "threads": args.threads, "servers": results}
+              "threads": args.threads, "resident_adapters": args.resident, "servers": results}
     write_json(args.output, result)
     write_text(args.output.with_suffix(".md"), markdown(result))
     print(markdown(result))

@@ -81,7 +81,8 @@ def load_serving_engine(settings: ServeSettings) -> Any:
 
         return GGUFEngine(Path(settings.model), threads=settings.threads, n_ctx=settings.n_ctx,
                           parallel=settings.parallel, kv_unified=settings.kv_unified, flash_attn=settings.flash_attn,
-                          adapters=adapters, lanes=settings.lanes, spare_lanes=settings.spare_lanes)
+                          adapters=adapters, lanes=settings.lanes, spare_lanes=settings.spare_lanes,
+                          resident_adapters=settings.resident_adapters)
     return load_engine(settings.engine, settings.model, threads=settings.threads, n_ctx=settings.n_ctx,
                        batch_size=settings.batch_size, adapter=settings.adapter, parallel=settings.parallel,
                        kv_unified=settings.kv_unified, flash_attn=settings.flash_attn, adapters=adapters)

@@ -52,6 +52,7 @@ class ServeSettings:
     kv_unified: bool = False
     lanes: int = 2  # engine=gguf: contexts decoding at once (stages/inference/lanes.py); conf says why
     spare_lanes: int = 6  # one-sequence lanes for adapter groups that would otherwise share a lane
+    resident_adapters: int = 16  # adapters kept in llama.cpp at once (LRU); 0 = all; conf says why
     flash_attn: str = "auto"
     batch_size: int = 8
     threads: int = 0
@@ -150,6 +151,8 @@ class ServeSettings:
         if self.lanes < 1 or self.spare_lanes < 0:
             raise StageError(f"serve.lanes={self.lanes}, serve.spare_lanes={self.spare_lanes}: lanes must be >= 1 "
                              "and spare_lanes >= 0")
+        if self.resident_adapters < 0:
+            raise StageError(f"serve.resident_adapters={self.resident_adapters}: use 0 (all) or more")
         if self.torch_threads < 1:
             raise StageError(f"serve.torch_threads={self.torch_threads}: must be >= 1")
         if not 0 < self.repeat_penalty <= 2:

@@ -51,7 +51,7 @@ class GGUFEngine(ChatMixin):
 
     def __init__(self, path: Path, threads: int = 0, n_ctx: int = 2048, parallel: int = 1,
                  kv_unified: bool = False, flash_attn: str = "auto", adapters: dict[str, Path] | None = None,
-                 lanes: int = 1, spare_lanes: int = 0):
+                 lanes: int = 1, spare_lanes: int = 0, resident_adapters: int = 0):
         import llama_cpp
 
         if parallel < 1:
@@ -82,17 +82,29 @@ class GGUFEngine(ChatMixin):
         if not self.contract.template:
             log.warning("%s has no tokenizer.chat_template: chat requests will fail, raw prompts work", self.path)
         model = self.llm._model
-        # name -> llama_adapter_lora pointer; shared by every lane, which reads it at each request
+        # name -> llama_adapter_lora pointer of the adapters resident in llama.cpp; shared by every lane, which
+        # reads it at each request. At most `resident_adapters` (0: all): llama.cpp sizes every context's graph
+        # buffers for all the adapters loaded on the model at once, so with 64 adapters and 8 lanes those
+        # buffers outgrew the adapters themselves; the others are loaded on their first request, replacing the
+        # least recently used one with nothing in flight.
         self._loaded: dict[str, object] = {}
+        self.resident_adapters = resident_adapters
+        self._last_use: dict[str, float] = {}
 
-        def make_lane(slots: int, threads: int, prefix_holders: int) -> SlotScheduler:
+        def make_lane(slots: int, threads: int, prefix_holders: int, threads_now=None) -> SlotScheduler:
             params = type(self.llm.context_params).from_buffer_copy(self.llm.context_params)
             params.n_threads = params.n_threads_batch = threads
             return SlotScheduler(model, params, slots, n_ctx, self.is_end_of_turn,
                                  lambda token: model.detokenize([token]), kv_unified=kv_unified,
-                                 flash_attn=flash_attn, adapters=self._loaded, n_holders=prefix_holders)
+                                 flash_attn=flash_attn, adapters=self._loaded, n_holders=prefix_holders,
+                                 threads_now=threads_now)
         try:
-            self._loaded.update({name: self._load_adapter(facts) for name, facts in self.adapters.items()})
+            for name, facts in self.adapters.items():  # every file is checked by llama.cpp now, not at a request
+                pointer = self._load_adapter(facts)
+                if resident_adapters and len(self._loaded) >= resident_adapters:
+                    llama_cpp.llama_adapter_lora_free(pointer)
+                else:
+                    self._loaded[name] = pointer
             self.scheduler = Lanes(make_lane, lanes, parallel, int(self.llm.context_params.n_threads),
                                    spare_lanes)
         except ValueError:  # llama.cpp could not allocate the KV cache
@@ -127,11 +139,47 @@ class GGUFEngine(ChatMixin):
         with self._adapter_lock:
             if name in self.adapters:
                 raise StageError(f"adapter {name!r} is already loaded ({self.adapters[name].path}); unload it first")
-            with self.scheduler.paused():
-                pointer = self._load_adapter(facts)
-            self._loaded[name] = pointer  # the lanes see it from the next request on
+            self._make_resident(name, facts)  # the lanes see it from the next request on
             self.adapters = {**self.adapters, name: facts}
         return facts
+
+    def _make_resident(self, name: str, facts: AdapterFacts | None) -> None:
+        """Load `name` into llama.cpp (facts None: it is resident already) and free the least recently used
+        resident adapters with nothing in flight while more than `resident_adapters` would be loaded (none idle:
+        the cap is exceeded until one is). Holding _adapter_lock."""
+        import llama_cpp
+
+        def over(extra: int) -> list[str]:
+            if not self.resident_adapters or len(self._loaded) + extra <= self.resident_adapters:
+                return []
+            idle = sorted((n for n in self._loaded if n != name and not self.scheduler.work(n)),
+                          key=lambda n: self._last_use.get(n, 0.0))
+            return idle[:len(self._loaded) + extra - self.resident_adapters]
+        evict = over(0 if facts is None else 1)
+        if not evict and facts is None:
+            return
+        with self.scheduler.paused():  # llama.cpp's adapter set must not change under a decode
+            for old in evict:
+                for lane in self.scheduler.lanes:
+                    lane.forget_adapter(old)
+                llama_cpp.llama_adapter_lora_free(self._loaded.pop(old))
+            if facts is not None:
+                self._loaded[name] = self._load_adapter(facts)
+
+    def _submit(self, request: SequenceRequest) -> None:
+        """To the lanes; an adapter not resident in llama.cpp is loaded first. Under the adapter lock, so that no
+        load, eviction or unload happens between the check and the request being counted as in flight."""
+        if request.adapter is None:
+            self.scheduler.submit(request)
+            return
+        with self._adapter_lock:
+            facts = self.adapters.get(request.adapter)
+            if facts is None:
+                raise StageError(f"adapter {request.adapter!r} is not loaded "
+                                 f"(loaded: {', '.join(self.adapters) or 'none'})")
+            self._make_resident(request.adapter, None if request.adapter in self._loaded else facts)
+            self._last_use[request.adapter] = time.monotonic()
+            self.scheduler.submit(request)
 
     def unload_adapter(self, name: str, timeout_s: float = 120.0) -> AdapterFacts:
         """Stop serving an adapter and free it: new requests for it are refused at once, the ones in flight
@@ -142,18 +190,22 @@ class GGUFEngine(ChatMixin):
             if name not in self.adapters:
                 raise StageError(f"adapter {name!r} is not loaded (loaded: {', '.join(self.adapters) or 'none'})")
             facts = self.adapters[name]
-            pointer = self._loaded.pop(name)  # refused from here on
-            self.adapters = {k: v for k, v in self.adapters.items() if k != name}
-            deadline = time.monotonic() + timeout_s
-            while self.scheduler.work(name) and time.monotonic() < deadline:
-                time.sleep(0.01)
+            self.adapters = {k: v for k, v in self.adapters.items() if k != name}  # refused from here on
+        # Its requests in flight finish on the pointer, which stays resident until then (other adapters' requests
+        # are submitted meanwhile: the lock is not held).
+        deadline = time.monotonic() + timeout_s
+        while self.scheduler.work(name) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with self._adapter_lock:
             if self.scheduler.work(name):  # still in use: leave it allocated rather than free what a decode reads
                 log.warning("adapter %r: requests still running after %.0f s; not freed", name, timeout_s)
                 return facts
-            with self.scheduler.paused():  # the owner threads wait: their contexts may be touched from here
-                for lane in self.scheduler.lanes:
-                    lane.forget_adapter(name)
-                llama_cpp.llama_adapter_lora_free(pointer)
+            if name in self._loaded:
+                with self.scheduler.paused():  # the owner threads wait: their contexts may be touched from here
+                    for lane in self.scheduler.lanes:
+                        lane.forget_adapter(name)
+                    llama_cpp.llama_adapter_lora_free(self._loaded.pop(name))
+            self._last_use.pop(name, None)
             scorer = self._scorers.pop(name, None)
             if scorer is not None:
                 scorer.close()
@@ -218,7 +270,7 @@ class GGUFEngine(ChatMixin):
         requests = [self._request(p, params, stop, a) for p, a in zip(prompts, adapters, strict=True)]
         try:
             for request in requests:
-                self.scheduler.submit(request)  # builds its sampler: a bad grammar raises here
+                self._submit(request)  # builds its sampler: a bad grammar raises here
             return [self._wait(request) for request in requests]
         finally:
             abandon.set()
@@ -230,7 +282,7 @@ class GGUFEngine(ChatMixin):
         cancel = threading.Event()
         stop = cancel.is_set if should_stop is None else (lambda: cancel.is_set() or should_stop())
         request = self._request(prompt, params, stop, adapter)
-        self.scheduler.submit(request)
+        self._submit(request)
 
         def pipe(emit) -> Generation:  # pieces straight from the decode thread; this thread waits for the end
             final = request.hand_pieces_to(emit)
@@ -313,7 +365,9 @@ class GGUFEngine(ChatMixin):
             "chat_template": bool(self.contract.template),
             "end_of_turn": list(self.contract.stop_strings),
             "adapters": [{"name": name, "domain": facts.domain, "file": facts.path.name,
-                          "size_bytes": facts.path.stat().st_size} for name, facts in self.adapters.items()],
+                          "size_bytes": facts.path.stat().st_size, "resident": name in self._loaded}
+                         for name, facts in self.adapters.items()],
+            "resident_adapters": self.resident_adapters,
         }
 
 

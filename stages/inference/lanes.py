@@ -13,7 +13,8 @@ almost every step (71 tok/s, where one domain alone made 209). Separate contexts
 one-thread decodes at once beat one two-thread decode of the same sequences on this small model, whose decode
 is many tiny ops each ending at a barrier of the threads. A one-thread decode also starts no OpenMP pool:
 pools outlive their decode, and once libgomp manages more threads than cores it stops spin-waiting, which made
-every multi-threaded decode of the process ~2x slower.
+every multi-threaded decode of the process ~2x slower. So only lane 0 ever decodes with more than its share:
+with all the threads while it is the only lane with work (one client is then as fast as with one context).
 
 `n_lanes` regular lanes have ceil(parallel / n_lanes) slots, two prefix holders and max(1, threads // n_lanes)
 threads each; `spare_lanes` more have one slot, no holder and one thread. Where a request goes (`_pick`): a
@@ -61,13 +62,13 @@ def return_big_buffers_to_the_os() -> None:
 
 
 class Lanes:
-    def __init__(self, make_lane: Callable[[int, int, int], SlotScheduler], n_lanes: int, parallel: int,
+    def __init__(self, make_lane: Callable[..., SlotScheduler], n_lanes: int, parallel: int,
                  threads: int, spare_lanes: int = 0):
-        """make_lane(slots, threads, prefix_holders) -> a SlotScheduler; all lanes are made now (a context that
-        cannot be made fails the engine's start, not a request)."""
+        """make_lane(slots, threads, prefix_holders, threads_now) -> a SlotScheduler; all lanes are made now (a
+        context that cannot be made fails the engine's start, not a request)."""
         if n_lanes < 1:
             raise ValueError("n_lanes must be >= 1")
-        self.threads_per_lane = max(1, threads // n_lanes)
+        self.threads, self.threads_per_lane = max(1, threads), max(1, threads // n_lanes)
         self.slots_per_lane = -(-parallel // n_lanes)
         self.lanes: list[SlotScheduler] = []
         self._owners: list[threading.Thread] = []
@@ -77,10 +78,11 @@ class Lanes:
         self.n_lanes = n_lanes
         return_big_buffers_to_the_os()
         try:
-            for _ in range(n_lanes):
-                self._add_lane(make_lane(self.slots_per_lane, self.threads_per_lane, 2))
+            for index in range(n_lanes):
+                self._add_lane(make_lane(self.slots_per_lane, self.threads_per_lane, 2,
+                                         self._lane0_threads if index == 0 else None))
             for _ in range(spare_lanes):  # one sequence each: its own prompt cache is all it can reuse
-                self._add_lane(make_lane(1, 1, 0))
+                self._add_lane(make_lane(1, 1, 0, None))
         except BaseException:
             self.stop()
             self.join(10.0)
@@ -173,6 +175,11 @@ class Lanes:
             self._work[index][adapter] -= 1
             if self._work[index][adapter] <= 0:
                 del self._work[index][adapter]
+
+    def _lane0_threads(self) -> int:
+        """Lane 0 decodes with all the threads while no other lane has work (one client decodes as fast as one
+        context would), with its share otherwise. Only lane 0 ever does: see the module docstring on OpenMP."""
+        return self.threads if not any(self._work[1:]) else self.threads_per_lane
 
     def _pick(self, adapter: str | None) -> int:
         def cost(index: int) -> tuple:

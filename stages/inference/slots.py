@@ -95,9 +95,11 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 class SlotScheduler:
     def __init__(self, model, context_params, parallel: int, n_ctx_slot: int, is_end: Callable[[int], bool],
                  detokenize: Callable[[int], bytes], n_batch: int = 512, kv_unified: bool = False,
-                 flash_attn: str = "auto", adapters: dict[str, object] | None = None, n_holders: int = 2):
+                 flash_attn: str = "auto", adapters: dict[str, object] | None = None, n_holders: int = 2,
+                 threads_now: Callable[[], int] | None = None):
         """adapters: name -> llama_adapter_lora pointer loaded on `model` (requests name one, or None); the dict
-        is read as it is at each request, so the caller may add adapters while serving."""
+        is read as it is at each request, so the caller may add adapters while serving. threads_now: the threads
+        the next decode may use, asked before each one (else the context's own)."""
         from llama_cpp import _internals
 
         self.parallel, self.n_ctx_slot, self.n_batch = parallel, n_ctx_slot, n_batch
@@ -121,6 +123,7 @@ class SlotScheduler:
         self.holders: dict[str | None, PrefixHolder] = {}  # by adapter group, least recently used first
         self._turn: str | None = None  # the group that decoded last
         self._active_adapter: str | None = None
+        self.threads_now, self._threads = threads_now, int(params.n_threads)
         # One stream per sequence: a copy moves the whole stream (n_ctx_slot cells x layers), so only a prefix
         # of some length is worth holding; in a unified cache a copy only tags cells.
         self.min_holder_prefix = MIN_SHARED_PREFIX if kv_unified else 16
@@ -320,7 +323,14 @@ class SlotScheduler:
         self._turn = (later or order)[0]
         return self._turn
 
+    def _use_threads(self) -> None:
+        wanted = self.threads_now() if self.threads_now else self._threads
+        if wanted != self._threads:
+            llama_cpp.llama_set_n_threads(self.ctx, wanted, wanted)
+            self._threads = wanted
+
     def _use_adapter(self, group: str | None) -> None:
+        self._use_threads()
         if group == self._active_adapter:
             return
         if group is None:

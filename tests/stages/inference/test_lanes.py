@@ -1,7 +1,8 @@
 """Lanes (stages/inference/lanes.py) on the real llama.cpp runtime with the tiny base and its two adapters: each
 adapter group gets a context of its own while lanes last, one group fills the regular lanes but not the spare,
 greedy answers under mixed load equal the same request alone on a fresh engine, and adapters loaded and unloaded
-on the engine while other groups decode change nothing for them."""
+on the engine while other groups decode change nothing for them; with fewer resident adapters than served ones,
+each loads on its first request in place of the least recently used idle one."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from stages.errors import StageError
 from stages.inference import SamplingParams, load_engine
+from stages.inference.gguf_engine import GGUFEngine
 
 DOMAINS = ("legal", "healthcare")
 PROMPTS = ["Can a tenant withhold rent?", "What lowers blood pressure?", "Explain a contract clause.",
@@ -19,9 +21,9 @@ PROMPTS = ["Can a tenant withhold rent?", "What lowers blood pressure?", "Explai
 GREEDY = SamplingParams(max_new_tokens=12)
 
 
-def lanes_engine(files: dict, adapters: tuple[str, ...] = DOMAINS):
-    return load_engine("gguf", files["base"], threads=2, n_ctx=256, parallel=6, lanes=2, spare_lanes=2,
-                       adapters={d: files[d] for d in adapters})
+def lanes_engine(files: dict, adapters: tuple[str, ...] = DOMAINS, **kw):
+    return GGUFEngine(files["base"], threads=2, n_ctx=256, parallel=6, lanes=2, spare_lanes=2,
+                      adapters={d: files[d] for d in adapters}, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +101,22 @@ def test_interleaved_clients_of_every_group_get_their_own_answers_while_an_adapt
             t.join(60)
         engine.close()
     assert {(a, p, text) for a, p, text in answers} <= {(a, p, alone[(a, p)]) for a, p, _ in answers}
+
+
+def test_adapters_beyond_the_resident_ones_load_on_demand_and_in_flight_ones_are_never_evicted(tiny_adapters, alone):
+    engine = lanes_engine(tiny_adapters, resident_adapters=1)
+    try:
+        def resident() -> list[str]:
+            return [a["name"] for a in engine.info()["adapters"] if a["resident"]]
+        assert resident() == ["legal"]  # both checked by llama.cpp at start, one kept
+        for adapter in ("healthcare", "legal", "healthcare"):  # each evicts the other, idle one
+            assert engine.for_adapter(adapter).generate([PROMPTS[1]], GREEDY)[0].text == alone[(adapter, PROMPTS[1])]
+            assert resident() == [adapter]
+        # Both in flight at once: the one being decoded is not evicted; the cap is exceeded until it is idle.
+        got = [g.text for g in engine.generate(PROMPTS[:4], GREEDY, adapter=["legal", "healthcare"] * 2)]
+        assert got == [alone[(a, p)] for a, p in zip(["legal", "healthcare"] * 2, PROMPTS[:4], strict=True)]
+        assert sorted(resident()) == ["healthcare", "legal"]
+        engine.for_adapter("healthcare").generate([PROMPTS[0]], GREEDY)
+        assert resident() == ["healthcare"]
+    finally:
+        engine.close()
