@@ -35,8 +35,9 @@ SERVE_SETTINGS = ("serve.n_ctx=512", "serve.max_tokens_limit=8", "serve.max_prom
                   "serve.max_batch_size=2", "serve.max_documents=4", "serve.max_document_chars=200",
                   "serve.queue_size=64", "serve.request_timeout_s=60", "serve.reranker=null",
                   "serve.log_requests=false")
-# health, model/info, generate, generate/batch, rerank, ask, shutdown, completions, chat, models, rerank
-OPERATIONS = 11
+# health, model/info, generate, generate/batch, rerank, ask, shutdown, completions, chat, models, rerank, and
+# the adapters list, load and unload (403 here: no admin token)
+OPERATIONS = 14
 
 
 @pytest.fixture(scope="module")
