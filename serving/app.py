@@ -104,6 +104,15 @@ def error_body(status: int, message: str, details: list | None = None) -> dict:
             "error": {"message": message, "type": kind, "code": status}}
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method some route of the app answers on this request's path (the Allow header of a 405)."""
+    path = request.scope["path"]
+    methods = {m for route in request.app.routes if getattr(route, "methods", None)
+               and getattr(route, "path_regex", None) is not None and route.path_regex.match(path)
+               for m in route.methods}
+    return ", ".join(sorted(methods))
+
+
 def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -119,8 +128,11 @@ def add_error_handlers(app: FastAPI) -> None:
     async def http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # A 422 keeps FastAPI's documented shape (a list under `detail`) whoever raised it.
         details = [{"loc": ["body"], "msg": str(exc.detail), "type": "value_error"}] if exc.status_code == 422 else None
+        headers = exc.headers
+        if exc.status_code == 405:  # Starlette names the first route of the path only (GET and POST /adapters)
+            headers = {**(headers or {}), "Allow": allowed_methods(request)}
         return JSONResponse(error_body(exc.status_code, str(exc.detail), details), status_code=exc.status_code,
-                            headers=exc.headers)
+                            headers=headers)
 
     @app.exception_handler(StageError)
     async def unusable_input(request: Request, exc: StageError) -> JSONResponse:
