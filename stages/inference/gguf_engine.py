@@ -8,7 +8,7 @@ control-token text inside messages tokenized as plain text), never text tokenize
 completion API (which added a second BOS after templates that render one). Generation runs in
 `SlotScheduler`s (slots.py), each on its own owner thread: up to `parallel` sequences share one llama.cpp
 context and one `llama_decode` per step, each with `n_ctx` tokens of context (prompt + completion); requests
-of different adapters go to different schedulers ("lanes", lanes.py, at most `lanes`) that decode at once. `generate`, `stream`
+of different adapters go to different schedulers ("lanes", lanes.py: `lanes` + `spare_lanes`) decoding at once. `generate`, `stream`
 and `chat` may be called from any number of threads: they only submit sequences and wait for their events. A
 sequence stops on the contract's end-of-turn ids and llama.cpp's end-of-generation tokens, on a stop string,
 at max_new_tokens, or when `should_stop()` says so.
@@ -105,8 +105,9 @@ class GGUFEngine(ChatMixin):
                     llama_cpp.llama_adapter_lora_free(pointer)
                 else:
                     self._loaded[name] = pointer
+            # Spare lanes only serve adapter groups: a server started without adapters makes none.
             self.scheduler = Lanes(make_lane, lanes, parallel, int(self.llm.context_params.n_threads),
-                                   spare_lanes)
+                                   spare_lanes if self.adapters else 0)
         except ValueError:  # llama.cpp could not allocate the KV cache
             self.llm.close()
             raise StageError(f"{self.path}: llama.cpp could not create a context of {parallel + 2}"

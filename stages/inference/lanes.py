@@ -68,6 +68,7 @@ class Lanes:
         context that cannot be made fails the engine's start, not a request)."""
         if n_lanes < 1:
             raise ValueError("n_lanes must be >= 1")
+        n_lanes = min(n_lanes, max(1, threads))  # regular lanes share the threads, at least one each
         self.threads, self.threads_per_lane = max(1, threads), max(1, threads // n_lanes)
         self.slots_per_lane = -(-parallel // n_lanes)
         self.lanes: list[SlotScheduler] = []
