@@ -70,7 +70,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "adapter_lanes.json")
     args = parser.parse_args()
-    from stages.inference import SamplingParams, load_engine
+    from stages.inference import SamplingParams
+    from stages.inference.gguf_engine import GGUFEngine
 
     domains = sorted(p.parent.name for p in args.adapter_dir.glob("*/manifest.json"))
     if len(domains) < 2 or not args.gguf.is_file():
@@ -83,8 +84,9 @@ def main() -> None:
         files = {**{d: args.adapter_dir / d / "adapter.gguf" for d in domains}, **random}
         for config in args.configs.split(","):
             lanes, spare = (int(x) for x in config.split("+"))
-            engine = load_engine("gguf", args.gguf, threads=args.threads, n_ctx=2048, parallel=args.parallel,
-                                 adapters=files, lanes=lanes, spare_lanes=spare)
+            # GGUFEngine itself, as serving/app.py builds it: load_engine keeps the stages' one context
+            engine = GGUFEngine(args.gguf, threads=args.threads, n_ctx=2048, parallel=args.parallel,
+                                adapters=files, lanes=lanes, spare_lanes=spare)
             try:
                 questions = {d: [engine.apply_chat_template([{"role": "user", "content": next(
                     m["content"] for m in r["messages"] if m["role"] == "user")}])
