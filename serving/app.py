@@ -72,7 +72,8 @@ def load_serving_engine(settings: ServeSettings) -> Any:
 
         return OpenAIUpstreamEngine(settings.upstream_url, settings.upstream_model, settings.upstream_api_key,
                                     timeout_s=settings.request_timeout_s,
-                                    concurrent_requests=settings.upstream_workers)
+                                    concurrent_requests=settings.upstream_workers,
+                                    adapters=resolve_adapters(settings), adapter_mode=settings.upstream_adapters)
     from stages.inference import load_engine
 
     adapters = {domain: facts.path for domain, facts in resolve_adapters(settings).items()}

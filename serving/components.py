@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from serving.settings import COMPONENTS, ServeSettings
+from serving.settings import ADAPTER_ENGINES, COMPONENTS, ServeSettings
 from serving.worker import EngineWorker
 from stages.inference.adapters import AdapterFacts
 
@@ -58,7 +58,7 @@ def inspect_components(settings: ServeSettings, domains: dict[str, AdapterFacts]
                                      else "a model folder" if model.is_dir() else "nothing (loads fail: 503)")
 
     # Configured (serve.adapters, or an adapter_dir to look in) or brought by a caller's engine.
-    adapters_on = bool(domains) or (settings.engine == "gguf" and bool(
+    adapters_on = bool(domains) or (settings.engine in ADAPTER_ENGINES and bool(
         settings.adapters or (settings.adapters is None and settings.adapter_dir)))
     adapter_path = Path(settings.adapter_dir) if settings.adapters is None and settings.adapter_dir else None
     adapters = Component("adapters", adapters_on, adapter_path)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException, Request
 
-from serving.settings import ServeSettings
+from serving.settings import ADAPTER_ENGINES, ServeSettings
 from stages.errors import StageError
 from stages.inference.adapters import AdapterFacts, check_domain_name, read_adapter_facts
 from stages.manifest import MANIFEST, sha256_file
@@ -64,15 +64,17 @@ def published_adapters(adapter_dir: Path, model: Path) -> dict[str, Path]:
 def resolve_adapters(settings: ServeSettings) -> dict[str, AdapterFacts]:
     """serve.adapters ({domain: file}) when set, else the adapters published for the served model in
     serve.adapter_dir; each file's own metadata gives its system prompt and routing examples. Bad files ->
-    StageError (one line)."""
+    StageError (one line). With an upstream engine these are the files the upstream loaded (the shared models
+    volume): serve.model is the base GGUF it serves, read here only for its sha256."""
     if settings.adapters is not None:
         files = {check_domain_name(str(d), f"serve.adapters.{d}"): Path(p) for d, p in settings.adapters.items()}
-    elif settings.engine == "gguf" and settings.adapter_dir:
+    elif settings.engine in ADAPTER_ENGINES and settings.adapter_dir:
         files = published_adapters(Path(settings.adapter_dir), Path(settings.model))
     else:
         files = {}
-    if files and settings.engine != "gguf":
-        raise StageError(f"serve.adapters: per-request adapters need serve.engine=gguf (got {settings.engine!r})")
+    if files and settings.engine not in ADAPTER_ENGINES:
+        raise StageError(f"serve.adapters: per-request adapters need serve.engine=gguf or openai_upstream "
+                         f"(got {settings.engine!r})")
     reserved = {AUTO, BASE} & set(files)
     if reserved:
         raise StageError(f"serve.adapters: {sorted(reserved)[0]!r} is reserved for routing; rename that domain")

@@ -192,6 +192,10 @@ def build_schemas(limits: Limits, ask_top_k: int = 1, default_repeat_penalty: fl
                     if name in NO_OP_VALUES and value not in NO_OP_VALUES[name]:
                         raise ValueError(f"{name}: {UNSUPPORTED_FIELD}")
                 data = {k: v for k, v in data.items() if k not in NO_OP_VALUES}
+                if "repetition_penalty" in data:  # vLLM's name (clients written for it, our own upstream engine)
+                    value = data.pop("repetition_penalty")
+                    if data.setdefault("repeat_penalty", value) != value:
+                        raise ValueError("repetition_penalty and repeat_penalty differ; send one of them")
             return data
         temperature: float = Field(1.0, ge=0.0, le=2.0)
         top_p: float = Field(1.0, gt=0.0, le=1.0)
@@ -205,7 +209,8 @@ def build_schemas(limits: Limits, ask_top_k: int = 1, default_repeat_penalty: fl
         presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
         min_p: float = Field(0.0, ge=0.0, le=1.0, description="extension; 0 = off")
         repeat_penalty: float = Field(default_repeat_penalty, gt=0.0, le=2.0,
-                                      description=f"extension (llama.cpp): 1 = off; over the last {PENALTY_LAST_N} generated "
+                                      description=f"extension (llama.cpp; vLLM's `repetition_penalty` is taken as "
+                                                  f"the same): 1 = off; over the last {PENALTY_LAST_N} generated "
                                                   "tokens (default serve.repeat_penalty)")
 
     class CompletionRequest(OpenAISampling):

@@ -12,6 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 from stages.errors import StageError
 
 ENGINES = ("gguf", "hf", "openai_upstream")
+# Engines serving per-domain adapters: llama.cpp here, or an upstream that loaded the same files (upstream.py).
+ADAPTER_ENGINES = ("gguf", "openai_upstream")
 # What /api/v1/health reports; serve.require names the ones that must be ready for a 200.
 COMPONENTS = ("model", "adapters", "router", "reranker", "index")
 # serve.* keys holding a file or folder: relative ones resolve against the project root, never the cwd.
@@ -43,6 +45,7 @@ class ServeSettings:
     upstream_model: str | None = None
     upstream_api_key: str | None = None
     upstream_workers: int = 8
+    upstream_adapters: str = "auto"  # how the upstream names a domain's adapter: auto | lora | model (upstream.py)
     model_name: str | None = None
     system_prompt: str | None = None
     host: str = "127.0.0.1"

@@ -82,6 +82,15 @@ def test_openai_client_sees_validation_errors(client):
         client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "x" * 9000}] * 2)
 
 
+def test_vllms_repetition_penalty_is_our_repeat_penalty(client):
+    def answer(**extra) -> str:
+        return client.completions.create(model="auto", prompt="one one one one", max_tokens=8, temperature=0,
+                                         extra_body=extra).choices[0].text
+    assert answer(repetition_penalty=1.8) == answer(repeat_penalty=1.8) != answer(repeat_penalty=1.0)
+    with pytest.raises(openai.UnprocessableEntityError, match="repetition_penalty and repeat_penalty differ"):
+        answer(repetition_penalty=1.8, repeat_penalty=1.2)
+
+
 def test_rerank_cohere_jina_shape(server):
     wait_for(lambda: httpx.get(f"{server.url}/api/v1/model/info").json()["reranker"]["state"] == "ready",
              timeout_s=120, interval_s=0.5)
