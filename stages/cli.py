@@ -5,6 +5,7 @@
     domain-llm train --params params.yaml         # how dvc.yaml runs a stage
     domain-llm serve serve.port=8000
     domain-llm prepare --list-datasets
+    domain-llm export vllm --models-dir /models   # the domains on another engine (serving/export.py)
 
 A stage run with Hydra overrides composes conf/ itself; with `--params FILE` it reads the composed
 file (DVC's way). Heavy libraries are imported only by the subcommand that needs them, so `--help` is fast.
@@ -69,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="markdown of `dvc metrics diff` + `dvc params diff` against a git ref")
     p.add_argument("--rev", default="HEAD")
 
+    p = sub.add_parser("export", help="the command lines serving the domains on llama-server or vLLM, our API in front")
+    p.add_argument("engine", choices=("llama-server", "vllm"))
+    p.add_argument("--models-dir", default=None, help="where the models folder is mounted on the engine's machine")
+    p.add_argument("--port", type=int, default=8080, help="the engine's port")
+    p.add_argument("--parallel", type=int, default=8, help="llama-server: -np (sequences decoded together)")
+    p.add_argument("--json", action="store_true", help="argv, lora modules and our serve overrides as JSON")
+    p.add_argument("--params", default=None, help="read this composed params file instead of conf/")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. paths.adapter_gguf=...")
+
     p = sub.add_parser("plots", help="`dvc plots show` (or `plots diff REV`) that renders offline")
     p.add_argument("dvc_args", nargs=argparse.REMAINDER, help="passed to `dvc plots show`, or `diff REV...`")
     return parser
@@ -109,6 +119,11 @@ def run(argv: list[str]) -> int:
     from stages.config import for_domain, project_root, stage_config
 
     cfg = stage_config(args.params, args.overrides)
+    if args.command == "export":
+        from serving.export import main as export_main
+
+        return export_main(cfg, project_root(args.params), args.engine, args.models_dir, args.json, args.port,
+                           args.parallel)
     if args.command in PER_DOMAIN:
         cfg = for_domain(cfg, args.domain)
     module = importlib.import_module(STAGES[args.command][0])

@@ -2,7 +2,7 @@
 adapter files under model ids (vLLM's --lora-modules convention; here another real domain-llm server, which names
 them the same way). A domain the upstream lacks stops the start-up with one line, never a base-model answer.
 llama-server's per-request `lora` field is tested with real llama-server replicas behind nginx
-(tests/serving/test_replicas.py, slow)."""
+(tests/deploy/test_replicas.py, slow)."""
 
 from __future__ import annotations
 
