@@ -23,10 +23,12 @@ RUN pip install ${TORCH_INDEX:+--extra-index-url ${TORCH_INDEX}} "torch==${TORCH
 # Dependencies first (a layer that survives source edits), then the project without them.
 COPY pyproject.toml README.md /src/
 RUN mkdir -p /src/stages /src/serving && touch /src/stages/__init__.py /src/serving/__init__.py \
-    && pip install /src && pip uninstall -y domain-llm
+    && pip install /src && pip uninstall -y domain-llm && rm -rf /src
+# (a fresh /src: setuptools' build/ of the stub packages above would shadow the real sources)
+COPY pyproject.toml README.md /src/
 COPY stages /src/stages
 COPY serving /src/serving
-RUN pip install --no-deps /src
+RUN pip install --no-deps /src && rm -rf /src
 
 FROM ${BASE} AS server
 # libgomp: llama.cpp's OpenMP threads (torch brings its own copy).
@@ -64,3 +66,6 @@ USER domain-llm
 # A project clone mounted at /app (git + DVC), e.g. `docker run -v "$PWD:/app" domain-llm-pipeline dvc repro`.
 ENTRYPOINT []
 CMD ["dvc", "repro"]
+
+# The default target (the last stage) is the server.
+FROM server AS api

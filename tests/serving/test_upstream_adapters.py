@@ -75,3 +75,26 @@ def test_a_domain_the_upstream_lacks_stops_the_start_up(tiny_adapters):
     last = result.stderr.strip().splitlines()[-1]
     assert result.returncode == 2, result.stderr[-2000:]
     assert "adapter 'healthcare'" in last and "not served by upstream" in last and "domain-llm-healthcare" in last
+
+
+def test_manifests_of_another_base_leave_health_at_503_naming_the_adapters(upstream, tiny_adapters, tmp_path):
+    """The models volume holds adapter manifests but not the base they were published for: no domain is served,
+    and /health says so instead of answering every domain with the base model."""
+    import json
+
+    published = tmp_path / "adapters" / "legal"
+    published.mkdir(parents=True)
+    (published / "manifest.json").write_text(json.dumps({"domain": "legal", "adapter": {"file": "adapter.gguf"},
+                                                         "base": {"file": "model.gguf", "sha256": "0" * 64}}))
+    front = start_thread_server("serve.engine=openai_upstream", f"serve.upstream_url={upstream.url}",
+                                "serve.upstream_model=base", f"serve.model={tmp_path / 'model.gguf'}",
+                                "serve.adapters=null", f"serve.adapter_dir={tmp_path / 'adapters'}",
+                                "serve.rerank=false", "serve.ui=false", healthy=False)
+    try:
+        response = httpx.get(f"{front.url}/api/v1/health")
+        adapters = response.json()["components"]["adapters"]
+        assert response.status_code == 503 and adapters["state"] == "missing"
+        assert adapters["detail"].startswith("no adapter published for model.gguf")
+        assert chat(front.url, "domain-llm-legal", LEGAL_QUESTION).status_code == 404
+    finally:
+        front.stop()
