@@ -44,7 +44,7 @@ COPY --chown=domain-llm .dvc/config .dvc/config
 COPY --chown=domain-llm docs docs
 COPY --chown=domain-llm metrics metrics
 COPY --chown=domain-llm deploy/entrypoint.sh /usr/local/bin/domain-llm-entrypoint
-RUN mkdir -p models && chown domain-llm models
+RUN mkdir -p models && chown domain-llm models .dvc  # dvc pull writes both
 ENV PATH=/opt/venv/bin:$PATH HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 USER domain-llm
 EXPOSE 8000

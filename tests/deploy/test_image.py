@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -28,7 +29,8 @@ CHECK = r'''
 """Run inside a build step of the derived image: the entry point, as `docker run` would start it."""
 import json, os, subprocess, sys, time, urllib.request
 
-env = {**os.environ, "DOMAIN_LLM_API_KEY": "image-test-key"}
+env = {**os.environ, "DOMAIN_LLM_API_KEY": "image-test-key",
+       **({"DOMAIN_LLM_DVC_PULL": "1"} if sys.argv[1] == "pull" else {})}
 if sys.argv[1] == "empty":
     done = subprocess.run(["domain-llm-entrypoint"], env=env, capture_output=True, text=True, timeout=60)
     print("IMAGE-CHECK", json.dumps({"empty_rc": done.returncode, "empty_stderr": done.stderr.strip()}))
@@ -57,14 +59,26 @@ try:
 finally:
     server.terminate()  # a server left running would outlive the build step
     server.wait(60)
-print("IMAGE-CHECK", json.dumps(result))
+print("IMAGE-CHECK", json.dumps({f"{sys.argv[1]}_{k}": v for k, v in result.items()}))
 '''
 
 CONTAINERFILE = f"""FROM {IMAGE}
 COPY check.py /tmp/check.py
 RUN python3 /tmp/check.py empty
-COPY --chown=domain-llm models /app/models
+COPY --chown=domain-llm project/models /app/models
 RUN python3 /tmp/check.py serve
+
+# DOMAIN_LLM_DVC_PULL=1: the models come from the project's DVC remote at start (here a project tracking them
+# in models.dvc, in place of the image's pipeline, whose outputs overlap that file's).
+FROM {IMAGE}
+COPY --from=0 /tmp/check.py /tmp/check.py
+USER root
+RUN rm /app/dvc.yaml /app/dvc.lock
+USER domain-llm
+COPY --chown=domain-llm remote /tmp/remote
+COPY --chown=domain-llm pull/models.dvc /app/models.dvc
+COPY --chown=domain-llm pull/.dvc/config /app/.dvc/config
+RUN python3 /tmp/check.py pull
 """
 
 
@@ -96,6 +110,15 @@ def build_args() -> list[str]:
     return args
 
 
+def dvc_project_with_remote(models: Path, project: Path, remote: Path) -> None:
+    """A DVC project (no git) tracking `models` in models.dvc, pushed to `remote`; its .dvc/config names the
+    remote where the derived image puts it (/tmp/remote), config.local the host path the push used."""
+    shutil.copytree(models, project / "models")
+    for argv in (["init", "--no-scm"], ["remote", "add", "-d", "store", "/tmp/remote"],
+                 ["remote", "modify", "--local", "store", "url", str(remote)], ["add", "models"], ["push"]):
+        subprocess.run([sys.executable, "-m", "dvc", *argv], cwd=project, check=True, capture_output=True, timeout=300)
+
+
 def checks(output: str) -> dict:
     found: dict = {}
     for line in output.splitlines():
@@ -114,7 +137,8 @@ def test_the_image_builds_and_its_entry_point_serves(tiny_adapters, tiny_model_d
     size_mb = int(podman("image", "inspect", "--format", "{{.Size}}", IMAGE).stdout.strip()) / 1e6
 
     context = tmp_path / "context"
-    published_project(context, tiny_adapters, tiny_model_dir)
+    published_project(context / "project", tiny_adapters, tiny_model_dir)
+    dvc_project_with_remote(context / "project" / "models", context / "pull", context / "remote")
     (context / "check.py").write_text(CHECK)
     (context / "Containerfile").write_text(CONTAINERFILE)
     derived = podman("build", "--isolation=chroot", "--no-cache", "-f", str(context / "Containerfile"),
@@ -124,6 +148,7 @@ def test_the_image_builds_and_its_entry_point_serves(tiny_adapters, tiny_model_d
     print(f"image {IMAGE}: {size_mb:.0f} MB, build {build_s:.0f} s; in-build start: {found}")
     assert derived.returncode == 0, (derived.stdout + derived.stderr)[-4000:]
     assert found["empty_rc"] == 2 and found["empty_stderr"].startswith("error: /app/models is empty")
-    assert found["health"] == 200 and found["chat_status"] == 200
-    assert found["domain"] == "legal" and 1 <= found["completion_tokens"] <= 8
-    assert found["user"] != 0  # the server runs as the image's own user, not root
+    for mode in ("serve", "pull"):
+        assert found[f"{mode}_health"] == 200 and found[f"{mode}_chat_status"] == 200, mode
+        assert found[f"{mode}_domain"] == "legal" and 1 <= found[f"{mode}_completion_tokens"] <= 8, mode
+        assert found[f"{mode}_user"] != 0  # the server runs as the image's own user, not root
