@@ -20,9 +20,9 @@ RUN apt-get update && apt-get install -y --no-install-recommends build-essential
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 RUN pip install ${TORCH_INDEX:+--extra-index-url ${TORCH_INDEX}} "torch==${TORCH_VERSION}"
-# Dependencies first (a layer that survives source edits), then the project without them.
-COPY pyproject.toml README.md /src/
-RUN mkdir -p /src/stages /src/serving && touch /src/stages/__init__.py /src/serving/__init__.py \
+# Dependencies first (a layer that survives source and README edits), then the project without them.
+COPY pyproject.toml /src/
+RUN mkdir -p /src/stages /src/serving && touch /src/README.md /src/stages/__init__.py /src/serving/__init__.py \
     && pip install /src && pip uninstall -y domain-llm && rm -rf /src
 # (a fresh /src: setuptools' build/ of the stub packages above would shadow the real sources)
 COPY pyproject.toml README.md /src/
