@@ -198,6 +198,12 @@ def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
             return Retriever.load(settings.index)
         index = EngineWorker("index", load_index, settings.queue_size)
 
+    embeddings = None
+    if settings.embeddings:
+        from serving.embeddings import load_embedder
+
+        embeddings = EngineWorker("embeddings", lambda: load_embedder(settings), settings.queue_size)
+
     def runner(worker: EngineWorker | None) -> JobRunner | None:
         return JobRunner(worker, settings.request_timeout_s) if worker is not None else None
 
@@ -205,8 +211,9 @@ def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
     ctx = ServingContext(settings=settings, schemas=schemas,
                          generation=runner(generation), rerank=runner(rerank), model_id=public_model_id(settings),
                          index=runner(index), domains=domains, router=runner(domain_router),
-                         components=components, sessions=UISessions(settings.api_key, settings.ui_session_hours))
-    workers = [w for w in (generation, rerank, index, domain_router) if w is not None]
+                         components=components, sessions=UISessions(settings.api_key, settings.ui_session_hours),
+                         embeddings=runner(embeddings))
+    workers = [w for w in (generation, rerank, index, domain_router, embeddings) if w is not None]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -228,6 +235,10 @@ def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
     add_error_handlers(app)
     for router in (*build_api_routers(ctx), build_openai_router(ctx), build_adapters_router(ctx)):
         app.include_router(router)
+    if embeddings is not None:
+        from serving.embeddings import build_embeddings_router
+
+        app.include_router(build_embeddings_router(ctx))
     if index is not None:
         from serving.routes_ask import build_ask_router
 

@@ -59,6 +59,7 @@ class ServingContext:
     router: JobRunner | None = None  # `auto`: the nearest domain by embedding
     components: dict[str, Component] = field(default_factory=dict)  # what start-up found (serving/components.py)
     sessions: UISessions | None = None  # the web UI's sign-in cookies
+    embeddings: JobRunner | None = None  # POST /v1/embeddings (serve.embeddings)
 
 
 def error_responses(settings: ServeSettings) -> dict:

@@ -17,7 +17,7 @@ ADAPTER_ENGINES = ("gguf", "openai_upstream")
 # What /api/v1/health reports; serve.require names the ones that must be ready for a 200.
 COMPONENTS = ("model", "adapters", "router", "reranker", "index")
 # serve.* keys holding a file or folder: relative ones resolve against the project root, never the cwd.
-PATH_KEYS = ("model", "adapter", "adapter_dir", "reranker", "index")
+PATH_KEYS = ("model", "adapter", "adapter_dir", "reranker", "index", "embedding_model")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
@@ -60,6 +60,8 @@ class ServeSettings:
     batch_size: int = 8
     threads: int = 0
     torch_threads: int = 1  # intra-op threads of the router, reranker and index (torch); conf says why
+    embeddings: bool = True  # POST /v1/embeddings (serving/embeddings.py)
+    embedding_model: str | None = None  # a sentence-transformers folder; None: the bundled MiniLM
     queue_size: int = 16
     request_timeout_s: float = 120.0
     api_key: str | None = None

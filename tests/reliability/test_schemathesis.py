@@ -34,10 +34,10 @@ API_KEY, ADMIN_TOKEN = "reliability-api-key", "reliability-admin-token"
 SERVE_SETTINGS = ("serve.n_ctx=512", "serve.max_tokens_limit=8", "serve.max_prompt_chars=300",
                   "serve.max_batch_size=2", "serve.max_documents=4", "serve.max_document_chars=200",
                   "serve.queue_size=64", "serve.request_timeout_s=60", "serve.reranker=null",
-                  "serve.log_requests=false")
-# health, model/info, generate, generate/batch, rerank, ask, shutdown, completions, chat, models, rerank, and
-# the adapters list, load and unload (403 here: no admin token)
-OPERATIONS = 14
+                  "serve.log_requests=false", "serve.embeddings=true")
+# health, model/info, generate, generate/batch, rerank, ask, shutdown, completions, chat, models, rerank,
+# embeddings, and the adapters list, load and unload (403 here: no admin token)
+OPERATIONS = 15
 
 
 @pytest.fixture(scope="module")
