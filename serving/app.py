@@ -214,6 +214,10 @@ def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
                          components=components, sessions=UISessions(settings.api_key, settings.ui_session_hours),
                          embeddings=runner(embeddings))
     workers = [w for w in (generation, rerank, index, domain_router, embeddings) if w is not None]
+    if settings.metrics:
+        from serving.metrics import add_metrics
+
+        add_metrics(ctx)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -253,5 +257,10 @@ def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
     # DNS rebinding: a page of another site whose name resolves to this machine must not reach the API.
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts())
-    app.add_middleware(RequestLogMiddleware, enabled=settings.log_requests)  # outermost: sees every request
+    if ctx.metrics is not None:
+        from serving.metrics import build_metrics_router
+
+        app.include_router(build_metrics_router(ctx))
+    # outermost: sees every request (and counts it for /metrics)
+    app.add_middleware(RequestLogMiddleware, enabled=settings.log_requests, metrics=ctx.metrics)
     return app

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException, Request
 
+from serving.metrics import domain_label
 from serving.settings import ADAPTER_ENGINES, ServeSettings
 from stages.errors import StageError
 from stages.inference.adapters import AdapterFacts, check_domain_name, read_adapter_facts
@@ -150,8 +151,17 @@ async def choose_many(ctx: ServingContext, request: Request, requested: str | No
     prompts is one job under the request's deadline, not 16)."""
     fixed = _fixed_choice(ctx, requested, field)
     if fixed is not None:
-        return [fixed] * len(texts)
+        return _noted(ctx, request, [fixed] * len(texts))
     if ctx.router is None:
         raise HTTPException(503, "routing is off on this server; name a domain")
     routed = await ctx.router.run(request, lambda router, job: router.route_many(texts))
-    return [Choice(domain, domain_model_id(domain), domain, scores) for domain, scores in routed]
+    if ctx.metrics is not None:
+        for domain, _ in routed:
+            ctx.metrics.routed.labels(domain).inc()
+    return _noted(ctx, request, [Choice(domain, domain_model_id(domain), domain, scores) for domain, scores in routed])
+
+
+def _noted(ctx: ServingContext, request: Request, choices: list[Choice]) -> list[Choice]:
+    """The choices, with their one label left on the request for /metrics' token counts."""
+    request.state.domain = domain_label(choices)
+    return choices

@@ -13,7 +13,7 @@ from fastapi import HTTPException, Request
 from serving.schemas import Citation
 from serving.service import ServingContext
 from stages.inference import Generation, SamplingParams
-from stages.inference.grounding import Passage, grounded_messages
+from stages.inference.grounding import Passage, check_citations, grounded_messages
 from stages.inference.retrieval import fuse_reranked, reranker_text
 
 
@@ -72,5 +72,17 @@ async def retrieve(ctx: ServingContext, request: Request, question: str, top_k: 
         hits = fuse_reranked(hits, ranked, top_k)
     citations = [Citation(number=n, doc_id=h.chunk.doc_id, title=h.chunk.title, chunk=h.chunk.text,
                           score=h.score, rerank_score=h.rerank_score) for n, h in enumerate(hits, start=1)]
+    seconds = time.perf_counter() - started
+    if ctx.metrics is not None:
+        ctx.metrics.retrieval.observe(seconds)
     return citations, {"mode": "hybrid", "reranked": rerank, **({"reranker": kind} if rerank else {}),
-                       "seconds": round(time.perf_counter() - started, 4)}
+                       "seconds": round(seconds, 4)}
+
+
+def checked_citations(ctx: ServingContext, answer: str, available: int) -> tuple[str, list[int], list[int]]:
+    """check_citations, counted for /metrics."""
+    answer, cited, invalid = check_citations(answer, available)
+    if ctx.metrics is not None:
+        ctx.metrics.citations.labels("valid").inc(len(cited))
+        ctx.metrics.citations.labels("invalid").inc(len(invalid))
+    return answer, cited, invalid

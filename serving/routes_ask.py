@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from serving.domains import choose
 from serving.prompts import default_system_prompt
 from serving.route_helpers import (
+    checked_citations,
     conversation,
     fit_to_context,
     public_finish_reason,
@@ -24,7 +25,6 @@ from serving.route_helpers import (
 from serving.schemas import Citation, Usage
 from serving.security import api_key_check
 from serving.service import ServingContext, error_responses
-from stages.inference.grounding import check_citations
 
 
 class AskResponse(BaseModel):
@@ -60,7 +60,7 @@ def build_ask_router(ctx: ServingContext) -> APIRouter:
         params = sampling_params(body)
         [generation] = await ctx.generation.run(
             request, lambda e, job: choice.engine(e).chat([messages], params, job.should_stop))
-        answer, cited, invalid = check_citations(generation.text, len(citations))
+        answer, cited, invalid = checked_citations(ctx, generation.text, len(citations))
         return AskResponse(answer=answer, citations=citations, cited=cited, invalid_citations=invalid,
                            finish_reason=public_finish_reason(generation),
                            usage=Usage(prompt_tokens=generation.prompt_tokens,

@@ -15,13 +15,18 @@ from fastapi.responses import StreamingResponse
 
 from serving.domains import choose, served_model_ids
 from serving.prompts import default_system_prompt
-from serving.route_helpers import fit_to_context, public_finish_reason, retrieve, run_rerank
+from serving.route_helpers import (
+    checked_citations,
+    fit_to_context,
+    public_finish_reason,
+    retrieve,
+    run_rerank,
+)
 from serving.schemas import RerankV1Document, RerankV1Response, RerankV1Result
 from serving.security import api_key_check
 from serving.service import ServingContext, error_responses
 from serving.structured import grammar_for
 from stages.inference import Generation, SamplingParams
-from stages.inference.grounding import check_citations
 from stages.inference.messages import last_user_turn
 
 # 200 is JSON, or an SSE stream with stream=true.
@@ -154,7 +159,7 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
             """With retrieval: the text without citation numbers no passage has, and which were cited."""
             if body.retrieval is None:
                 return text, {}
-            text, cited, invalid = check_citations(text, len(citations))
+            text, cited, invalid = checked_citations(ctx, text, len(citations))
             return text, {"cited": cited, "invalid_citations": invalid}
 
         if body.stream:

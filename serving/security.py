@@ -27,8 +27,8 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class RequestLogMiddleware:
-    def __init__(self, app: ASGIApp, enabled: bool = True):
-        self.app, self.enabled = app, enabled
+    def __init__(self, app: ASGIApp, enabled: bool = True, metrics=None):
+        self.app, self.enabled, self.metrics = app, enabled, metrics  # metrics: serving/metrics.ServerMetrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -36,18 +36,25 @@ class RequestLogMiddleware:
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
-        started, status = time.perf_counter(), 0
+        scope["state"]["arrived"] = time.monotonic()  # time to first token counts from here
+        started, status, domain = time.perf_counter(), 0, None
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, domain
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+                headers = message.setdefault("headers", [])
+                domain = next((v.decode("latin-1") for k, v in headers if k.lower() == b"x-domain-llm-domain"), None)
+                headers.append((b"x-request-id", request_id.encode()))
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            if self.metrics is not None:
+                route = getattr(scope.get("route"), "path", None) or "unmatched"  # the template: bounded labels
+                self.metrics.request_done(route, scope["method"], status or 499, domain,
+                                          time.perf_counter() - started)
             if self.enabled:
                 log.info(json.dumps({
                     "event": "request", "request_id": request_id, "method": scope["method"],

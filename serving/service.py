@@ -60,6 +60,7 @@ class ServingContext:
     components: dict[str, Component] = field(default_factory=dict)  # what start-up found (serving/components.py)
     sessions: UISessions | None = None  # the web UI's sign-in cookies
     embeddings: JobRunner | None = None  # POST /v1/embeddings (serve.embeddings)
+    metrics: Any = None  # serving/metrics.ServerMetrics (serve.metrics), else None
 
 
 def error_responses(settings: ServeSettings) -> dict:
@@ -139,6 +140,9 @@ class JobRunner:
         self.worker = worker
         self.timeout_s = timeout_s
         self._mailbox: LoopMailbox | None = None
+        # The generation runner's: told of every finished list of Generations (and a stream's first-piece time)
+        # with the request, for /metrics; called on the worker thread for streams.
+        self.on_generations: Callable[..., None] | None = None
 
     def _mailbox_for(self, loop: asyncio.AbstractEventLoop) -> LoopMailbox:
         mailbox = self._mailbox
@@ -189,6 +193,9 @@ class JobRunner:
             raise http_error(e, self.timeout_s) from None
         if job.expired:
             raise timeout_error(self.timeout_s)
+        if self.on_generations is not None and isinstance(result, list) and result \
+                and all(isinstance(g, Generation) for g in result):
+            self.on_generations(request, result, None, None)
         return result
 
     async def stream(self, request: Request,
@@ -205,13 +212,23 @@ class JobRunner:
         def emit(kind: str, value: Any) -> None:
             mailbox.post(events, (kind, value))
 
+        first_piece: list[float] = []
+
+        def piece(text: str) -> None:
+            if not first_piece:
+                first_piece.append(time.monotonic())
+            emit("piece", text)
+
         def produce(engine: Any, job: Job) -> Generation:
             stream = stream_of(engine, job.should_stop)  # checked between tokens, text or not
             try:
                 # A batching engine calls emit from its decode thread: no hop through this worker thread.
-                return stream.pipe(lambda piece: emit("piece", piece), job.should_stop)
+                generation = stream.pipe(piece, job.should_stop)
             finally:
                 stream.close()  # a no-op when exhausted; otherwise stops the engine after this token
+            if self.on_generations is not None:
+                self.on_generations(request, [generation], first_piece[0] if first_piece else None, time.monotonic())
+            return generation
 
         job = self._submit(request, produce)
 

@@ -61,6 +61,7 @@ class ServeSettings:
     threads: int = 0
     torch_threads: int = 1  # intra-op threads of the router, reranker and index (torch); conf says why
     embeddings: bool = True  # POST /v1/embeddings (serving/embeddings.py)
+    metrics: bool = True  # GET /metrics, Prometheus text (serving/metrics.py)
     embedding_model: str | None = None  # a sentence-transformers folder; None: the bundled MiniLM
     queue_size: int = 16
     request_timeout_s: float = 120.0
