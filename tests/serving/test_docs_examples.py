@@ -49,7 +49,9 @@ def doc_server(smollm2_gguf, fact_sheet_index):
             continue  # the test's model file and a free port instead
         overrides.append(override)
     assert overrides == [] or all("=" in o for o in overrides)
-    running = start_server_process(f"serve.model={smollm2_gguf}", f"serve.index={fact_sheet_index}", *overrides)
+    # serve.embeddings as the default config has it (the test defaults turn it off)
+    running = start_server_process(f"serve.model={smollm2_gguf}", f"serve.index={fact_sheet_index}",
+                                   "serve.embeddings=true", *overrides)
     wait_for(lambda: httpx.get(f"{running.url}/api/v1/model/info").json()["reranker"]["state"] == "ready",
              timeout_s=120, interval_s=0.5)
     yield running
