@@ -91,8 +91,11 @@ def add_metrics(ctx: ServingContext) -> ServerMetrics:
 
 def build_metrics_router(ctx: ServingContext) -> APIRouter:
     from serving.security import api_key_check
+    from serving.service import error_responses
 
-    router = APIRouter(tags=["Operations"], dependencies=[Depends(api_key_check(ctx.settings.api_key, ctx.sessions))])
+    unauthorized = {k: v for k, v in error_responses(ctx.settings).items() if k == 401}  # when a key is set
+    router = APIRouter(tags=["Operations"], dependencies=[Depends(api_key_check(ctx.settings.api_key, ctx.sessions))],
+                       responses=unauthorized)
 
     @router.get("/metrics", summary="Prometheus metrics (text format)", response_class=PlainTextResponse)
     async def metrics() -> Response:

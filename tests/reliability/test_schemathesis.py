@@ -36,8 +36,8 @@ SERVE_SETTINGS = ("serve.n_ctx=512", "serve.max_tokens_limit=8", "serve.max_prom
                   "serve.queue_size=64", "serve.request_timeout_s=60", "serve.reranker=null",
                   "serve.log_requests=false", "serve.embeddings=true")
 # health, model/info, generate, generate/batch, rerank, ask, shutdown, completions, chat, models, rerank,
-# embeddings, and the adapters list, load and unload (403 here: no admin token)
-OPERATIONS = 15
+# embeddings, metrics, and the adapters list, load and unload (403 here: no admin token)
+OPERATIONS = 16
 
 
 @pytest.fixture(scope="module")
