@@ -12,7 +12,7 @@ FROM ${BASE} AS build
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ARG TORCH_VERSION=2.13.0
 ARG PIP_FIND_LINKS=
-# The portable llama.cpp build of `make setup` (no -march=native: the image runs on any x86-64 with AVX2).
+# The portable llama.cpp build of `make setup` (no -march=native: not tied to the build machine's CPU).
 ARG CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF"
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_FIND_LINKS=${PIP_FIND_LINKS} CMAKE_ARGS=${CMAKE_ARGS}
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake \
