@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28)
 NO_DOMAIN, MIXED, BASE = "none", "mixed", "base"
+METHODS = {"GET", "POST", "DELETE", "HEAD", "OPTIONS", "PUT", "PATCH"}  # any other a client invents: "other"
 
 
 class ServerMetrics:
@@ -58,7 +59,7 @@ class ServerMetrics:
 
     # -- what the app calls ----------------------------------------------------------------------------------
     def request_done(self, route: str, method: str, status: int, domain: str | None, seconds: float) -> None:
-        self.requests.labels(route, method, str(status), domain or NO_DOMAIN).inc()
+        self.requests.labels(route, method if method in METHODS else "other", str(status), domain or NO_DOMAIN).inc()
         self.duration.labels(route).observe(seconds)
 
     def generations(self, domain: str, generations: Iterable[Any], first_piece: float | None = None,

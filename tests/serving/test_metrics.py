@@ -85,6 +85,11 @@ def test_counters_equal_the_requests_sent(served):
     assert value(samples, "domain_llm_prompt_tokens_evaluated_total") == engine.scheduler.stats["prompt_tokens"]
     assert value(samples, "domain_llm_active_sequences") == 0 and value(samples, "domain_llm_queue_depth",
                                                                         worker="model") == 0
+    # labels stay bounded: a raw path or a made-up method gets no series of its own
+    httpx.request("BREW", served.url + "/no/such/path/123", headers=AUTH, timeout=10)
     # the scrape itself is counted on its own route (never a raw path)
     again = scrape(served.url)
+    assert not any("/no/such" in str(labels) or "BREW" in str(labels) for _, labels in again)
+    assert value(again, "domain_llm_requests_total", route="unmatched", method="other", status="404",
+                 domain="none") == 1
     assert value(again, "domain_llm_requests_total", route="/metrics", method="GET", status="200", domain="none") >= 1
