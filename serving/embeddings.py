@@ -43,7 +43,10 @@ class Embedder:
         else:
             from sentence_transformers import SentenceTransformer
 
-            self.model, self.lock = SentenceTransformer(path, device="cpu", local_files_only=True), threading.Lock()
+            # safetensors only (a pickled pytorch_model.bin is refused), no remote code
+            self.model = SentenceTransformer(path, device="cpu", local_files_only=True, trust_remote_code=False,
+                                             model_kwargs={"use_safetensors": True})
+            self.lock = threading.Lock()
 
     def embed(self, texts: Sequence[str]) -> tuple[np.ndarray, int]:
         """(unit-length float32 rows, tokens read in all)."""

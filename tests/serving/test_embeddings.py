@@ -63,3 +63,24 @@ def test_float_json_and_one_string(served, minilm):
 def test_bad_requests_are_named(served, body, status, message):
     response = httpx.post(f"{served.url}/v1/embeddings", json=body, timeout=60)
     assert response.status_code == status and message in response.json()["error"]["message"], response.text
+
+
+def test_a_configured_sentence_transformers_folder_is_served_under_its_name(gguf_overrides, minilm, tmp_path):
+    import shutil
+
+    from stages.embedder import minilm_path
+
+    folder = tmp_path / "my-embedder"
+    shutil.copytree(minilm_path(), folder)
+    server = start_thread_server(*gguf_overrides, "serve.embeddings=true", "serve.rerank=false",
+                                 f"serve.embedding_model={folder}")
+    try:
+        body = httpx.post(f"{server.url}/v1/embeddings", timeout=60, json={
+            "model": "my-embedder", "input": TEXTS[:2], "encoding_format": "float"}).json()
+        got = np.array([d["embedding"] for d in body["data"]], dtype=np.float32)
+        assert body["model"] == "my-embedder"
+        assert np.abs(got - minilm.encode(TEXTS[:2], normalize_embeddings=True)).max() < 1e-5
+        assert httpx.post(f"{server.url}/v1/embeddings", timeout=60, json={
+            "model": MODEL, "input": "x"}).status_code == 404  # the bundled one is not what this server serves
+    finally:
+        server.stop()
