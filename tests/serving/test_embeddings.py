@@ -84,3 +84,15 @@ def test_a_configured_sentence_transformers_folder_is_served_under_its_name(gguf
             "model": MODEL, "input": "x"}).status_code == 404  # the bundled one is not what this server serves
     finally:
         server.stop()
+
+
+def test_langchains_openai_embeddings_get_the_same_vectors(served, minilm):
+    from langchain_openai import OpenAIEmbeddings
+
+    # check_embedding_ctx_length=False: the texts go as they are (by default LangChain sends tiktoken ids,
+    # which mean nothing to MiniLM and are refused with a 422)
+    client = OpenAIEmbeddings(base_url=f"{served.url}/v1", api_key="unused", model=MODEL,
+                              check_embedding_ctx_length=False, max_retries=0)
+    got = np.array(client.embed_documents(TEXTS), dtype=np.float32)
+    assert np.abs(got - minilm.encode(TEXTS, normalize_embeddings=True)).max() < 1e-5
+    assert np.abs(np.array(client.embed_query(TEXTS[0])) - got[0]).max() < 1e-6
