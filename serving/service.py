@@ -32,6 +32,7 @@ from stages.inference.adapters import AdapterFacts
 
 if TYPE_CHECKING:
     from serving.components import Component
+    from serving.metrics import ServerMetrics
 from stages.inference.types import EngineClosed
 from stages.inference.upstream import UpstreamError
 
@@ -60,7 +61,7 @@ class ServingContext:
     components: dict[str, Component] = field(default_factory=dict)  # what start-up found (serving/components.py)
     sessions: UISessions | None = None  # the web UI's sign-in cookies
     embeddings: JobRunner | None = None  # POST /v1/embeddings (serve.embeddings)
-    metrics: Any = None  # serving/metrics.ServerMetrics (serve.metrics), else None
+    metrics: ServerMetrics | None = None  # GET /metrics (serve.metrics)
 
 
 def error_responses(settings: ServeSettings) -> dict:

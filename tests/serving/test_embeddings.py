@@ -8,7 +8,7 @@ import numpy as np
 import openai
 import pytest
 
-from tests.serving.conftest import start_thread_server
+from tests.serving.conftest import start_thread_server, wait_for
 
 MODEL = "all-MiniLM-L6-v2"
 TEXTS = ["What is asthma?", "Asthma is a chronic disease of the airways.", "Tenancy deposits are protected."]
@@ -96,3 +96,19 @@ def test_langchains_openai_embeddings_get_the_same_vectors(served, minilm):
     got = np.array(client.embed_documents(TEXTS), dtype=np.float32)
     assert np.abs(got - minilm.encode(TEXTS, normalize_embeddings=True)).max() < 1e-5
     assert np.abs(np.array(client.embed_query(TEXTS[0])) - got[0]).max() < 1e-6
+
+
+
+def test_a_configured_folder_without_a_model_is_a_503_naming_it(gguf_overrides, tmp_path):
+    server = start_thread_server(*gguf_overrides, "serve.embeddings=true", "serve.rerank=false",
+                                 f"serve.embedding_model={tmp_path}")
+    try:
+        def answer() -> httpx.Response:
+            return httpx.post(f"{server.url}/v1/embeddings", timeout=60, json={"model": tmp_path.name, "input": "x"})
+        # the worker fails to load on its own thread; until then it says "still loading"
+        wait_for(lambda: "still loading" not in answer().text, timeout_s=30)
+        response = answer()
+        assert response.status_code == 503
+        assert f"serve.embedding_model={tmp_path}: no sentence-transformers folder here" in response.json()["error"]["message"]
+    finally:
+        server.stop()
