@@ -104,7 +104,14 @@ def test_mixed_domain_load_is_all_answered_and_a_batch_routes_each_prompt(served
     assert answered == [(200, d) for d in expected]
     stats = engine.scheduler.stats  # the server's lanes (serve.lanes + spare_lanes), summed
     # threads=1: one regular lane (they share the threads) + the 6 spare lanes
-    assert stats["lanes"] == 7 and stats["adapter_switches"] - switches >= 2, "the lanes set the domains' adapters"
+    assert stats["lanes"] == 7
+    # Which lane takes which request depends on timing, so the number of switches does too; what holds either
+    # way: a lane holding an adapter set it (a counted switch), and a load that switched nothing ran on lanes
+    # already holding both domains' adapters.
+    lanes = engine.scheduler.lanes
+    held = {lane._active_adapter for lane in lanes}
+    assert all(lane.stats["adapter_switches"] >= 1 for lane in lanes if lane._active_adapter is not None)
+    assert stats["adapter_switches"] > switches or {"legal", "healthcare"} <= held, (switches, stats, held)
     batch = httpx.post(f"{served.url}/api/v1/generate/batch", timeout=60, json={
         "prompts": [LEGAL_QUESTION, MEDICAL_QUESTION, LEGAL_QUESTION], "max_tokens": 6, "temperature": 0}).json()
     assert [r["domain"] for r in batch["results"]] == ["legal", "healthcare", "legal"]
