@@ -26,6 +26,7 @@ from serving.schemas import RerankV1Document, RerankV1Response, RerankV1Result
 from serving.security import api_key_check
 from serving.service import ServingContext, error_responses
 from serving.structured import grammar_for
+from serving.tools import ToolPlan, plan_tools
 from stages.inference import Generation, SamplingParams
 from stages.inference.messages import last_user_turn
 
@@ -44,6 +45,68 @@ def usage(generations: list[Generation]) -> dict:
     prompt = sum(g.prompt_tokens for g in generations)
     completion = sum(g.completion_tokens for g in generations)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def model_template(ctx: ServingContext) -> str | None:
+    """The served model's chat template (tools are rendered and parsed here, so the engine must have one)."""
+    contract = getattr(ctx.generation.worker.engine, "contract", None)
+    if contract is None:
+        raise HTTPException(501, "tools: this engine (serve.engine=openai_upstream) renders no chat template "
+                                 "here, so it cannot take tools; send them to the upstream server directly")
+    return contract.template
+
+
+async def tool_call_events(stream: tuple, plan: ToolPlan, base: dict, head_fields: dict,
+                           include_usage: bool) -> AsyncIterator[str]:
+    """SSE of a chat answer with tools: the role chunk, then `tool_calls` deltas (id and name once a call's
+    name is written, then its arguments as they come) or content deltas, then the finish chunk."""
+    first, rest = stream
+
+    def chunk(delta: dict, finish: str | None = None) -> str:
+        return sse({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
+
+    yield chunk({"role": "assistant", "content": ""}) if not head_fields else sse(
+        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                              "finish_reason": None}], **head_fields})
+    calls_stream, mode, held = plan.stream(), "calls" if plan.constrained else "wait", ""
+
+    async def pieces():
+        if first:
+            yield "piece", first
+        async for item in rest:
+            yield item
+
+    async for kind, value in pieces():
+        if kind == "piece":
+            if mode == "wait":
+                held += value
+                mode = plan.auto_mode(held)
+                if mode == "text":
+                    yield chunk({"content": held})
+                value = held if mode == "calls" else ""
+            if mode == "calls":
+                for delta in calls_stream.feed(value):
+                    yield chunk({"tool_calls": [delta]})
+            elif mode == "text" and value:
+                yield chunk({"content": value})
+        elif kind == "error":
+            yield sse({"error": {"message": value.detail, "type": "server_error", "code": value.status_code}})
+        else:
+            finish = public_finish_reason(value)
+            if mode == "calls":
+                calls = calls_stream.finish()
+                if calls:  # calls the incremental reading missed (an `auto` answer in another key order)
+                    for index, call in enumerate(calls[len(calls_stream.calls):], start=len(calls_stream.calls)):
+                        yield chunk({"tool_calls": [call.openai(index)]})
+                    finish = "tool_calls"
+                elif not calls_stream.calls:  # not calls after all: the held answer is text
+                    yield chunk({"content": calls_stream.text})
+            elif mode == "wait" and held:
+                yield chunk({"content": held})
+            yield chunk({}, finish)
+            if include_usage:
+                yield sse({**base, "choices": [], "usage": usage([value])})
+    yield sse("[DONE]")
 
 
 def build_openai_router(ctx: ServingContext) -> APIRouter:
@@ -132,10 +195,17 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
 
     @router.post("/chat/completions", responses=JSON_OR_SSE, summary="Chat completion with the model's chat template; stream=true for SSE")
     async def chat_completions(body: S.ChatCompletionRequest, request: Request, response: Response):
-        messages = [m.model_dump() for m in body.messages]
+        messages = [{**m.model_dump(exclude_none=True), "content": m.content or ""} for m in body.messages]
+        tools = [t.model_dump(exclude_none=True) for t in body.tools or []]
+        if sum(len(json.dumps(m)) for m in messages + tools) > 2 * limits.max_prompt_chars:
+            raise HTTPException(422, f"messages and tools: longer than 2 x serve.max_prompt_chars "
+                                     f"({limits.max_prompt_chars}) characters of JSON")
         if sum(len(m["content"]) for m in messages) > limits.max_prompt_chars:
             raise HTTPException(422, f"messages: total content longer than {limits.max_prompt_chars} characters "
                                      "(serve.max_prompt_chars)")
+        tool_plan = plan_tools(model_template(ctx) if tools else None, tools, body.tool_choice and (
+            body.tool_choice if isinstance(body.tool_choice, str) else body.tool_choice.model_dump()),
+            body.parallel_tool_calls)
         question = last_user_turn(messages) or messages[-1]["content"]
         choice = await choose(ctx, request, body.model, question)
         response.headers.update(choice.headers)
@@ -146,8 +216,13 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
         max_tokens = body.max_completion_tokens or body.max_tokens or min(DEFAULT_CHAT_MAX_TOKENS,
                                                                            limits.max_tokens_limit)
         response_format = body.response_format.model_dump(by_alias=True) if body.response_format else None
+        if response_format and response_format["type"] != "text" and tool_plan and tool_plan.constrained:
+            raise HTTPException(422, "response_format: cannot be combined with tool_choice required or a named "
+                                     "function (the call follows its own schema); send one of them")
         # Off the event loop: translating a large schema takes a while.
-        params = params_of(body, max_tokens, await asyncio.to_thread(grammar_for, response_format))
+        grammar = await asyncio.to_thread(tool_plan.grammar if tool_plan and tool_plan.constrained
+                                          else lambda: grammar_for(response_format))
+        params = params_of(body, max_tokens, grammar)
         grounding, citations = {}, []
         if body.retrieval is not None:  # extension: the passages go into the prompt, citations into the response
             messages, citations, grounding = await ground(request, messages, body.retrieval.top_k, max_tokens)
@@ -162,13 +237,31 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
             text, cited, invalid = checked_citations(ctx, text, len(citations))
             return text, {"cited": cited, "invalid_citations": invalid}
 
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        if tool_plan is not None:  # the answer is calls or text, as the plan reads it
+            messages, template_tools = tool_plan.render_inputs(messages)
+
+            def prompt_of(engine) -> str:
+                return engine.apply_chat_template(messages, tools=template_tools)
+            if body.stream:
+                started = await ctx.generation.stream(request, lambda e, should_stop: choice.engine(e).stream(
+                    prompt_of(choice.engine(e)), params, should_stop))
+                events = tool_call_events(started, tool_plan, base, grounding, include_usage)
+                return StreamingResponse(events, media_type="text/event-stream", headers={**SSE_HEADERS, **choice.headers})
+            [g] = await ctx.generation.run(request, lambda e, job: choice.engine(e).generate(
+                [prompt_of(choice.engine(e))], params, job.should_stop))
+            calls = tool_plan.parse(g.text)
+            message = {"role": "assistant", "content": None, "tool_calls": [c.openai() for c in calls]} if calls \
+                else {"role": "assistant", "content": g.text}
+            return {**base, "object": "chat.completion", "usage": usage([g]), **grounding,
+                    "choices": [{"index": 0, "message": message, "logprobs": None,
+                                 "finish_reason": "tool_calls" if calls else public_finish_reason(g)}]}
         if body.stream:
             def chunk(text: str | None, finish: str | None) -> dict:
                 delta = {"content": text} if text is not None else {}
                 return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
             role_chunk = {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                                "logprobs": None, "finish_reason": None}], **grounding}
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
             # Streamed text is already sent: the finish chunk reports the cited and the non-existent numbers.
             return await streamed(request, lambda e, should_stop: choice.engine(e).stream_chat(messages, params, should_stop),
                                   chunk, include_usage, head=[role_chunk], headers=choice.headers,

@@ -8,13 +8,13 @@ from typing import Annotated, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from serving.settings import Limits
+from serving.tools import MAX_PARALLEL_CALLS
 from stages.inference.types import PENALTY_LAST_N
 
 EXAMPLE_PROMPT = "What are the first-line treatments for hypertension?"
 # OpenAI fields this server does not implement yet: accepted only with a value that asks for nothing.
 UNSUPPORTED_FIELD = "not supported by this server; remove the field (it is refused, not ignored)"
 NO_OP_VALUES: dict[str, tuple] = {
-    "tools": (None, []), "tool_choice": (None, "none"), "parallel_tool_calls": (None, True, False),
     "functions": (None, []), "function_call": (None, "none"), "logprobs": (None, False), "top_logprobs": (None, 0),
     "logit_bias": (None, {}), "echo": (None, False), "best_of": (None, 1), "suffix": (None, ""),
     "modalities": (None, ["text"]),
@@ -245,10 +245,65 @@ def build_schemas(limits: Limits, ask_top_k: int = 1, default_repeat_penalty: fl
                 raise ValueError("response_format.json_schema is required with type json_schema")
             return self
 
+    name_str = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="a function name")]
+
+    class FunctionCallIn(Request):
+        model_config = ConfigDict(extra="forbid")
+        name: name_str
+        arguments: Annotated[str, Field(max_length=limits.max_prompt_chars, description="JSON text")]
+
+    class ToolCallIn(Request):
+        model_config = ConfigDict(extra="forbid")
+        id: Annotated[str, Field(min_length=1, max_length=128)]
+        type: Literal["function"] = "function"
+        function: FunctionCallIn
+
     class ChatMessage(Request):
-        model_config = ConfigDict(extra="forbid")  # name, tool_calls, ... are not rendered: refused, not dropped
-        role: Literal["system", "user", "assistant"]
-        content: Annotated[str, Field(max_length=limits.max_prompt_chars)]
+        model_config = ConfigDict(extra="forbid")  # what is not rendered (name, audio, ...) is refused, not dropped
+        role: Literal["system", "user", "assistant", "tool"]
+        content: Annotated[str, Field(max_length=limits.max_prompt_chars)] | None = None
+        tool_calls: Annotated[list[ToolCallIn], Field(min_length=1, max_length=16)] | None = Field(
+            None, description="an assistant turn's calls (history of a tool-calling chat)")
+        tool_call_id: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
+            None, description="a tool turn: the id of the call it answers")
+
+        @model_validator(mode="after")
+        def _fields_fit_the_role(self):
+            if self.tool_calls is not None and self.role != "assistant":
+                raise ValueError("tool_calls: only an assistant message has them")
+            if (self.tool_call_id is None) == (self.role == "tool"):
+                raise ValueError("tool_call_id: a tool message needs one, and only a tool message has one")
+            if self.content is None and self.tool_calls is None:
+                raise ValueError("content: required (only an assistant message with tool_calls may omit it)")
+            return self
+
+    class FunctionDef(Request):
+        model_config = ConfigDict(extra="forbid")
+        name: name_str
+        description: Annotated[str, Field(max_length=4096)] | None = None
+        parameters: dict | None = Field(None, description="JSON Schema of the arguments (an object)")
+        strict: StrictBool | None = Field(None, description="accepted; calls always follow the schema when "
+                                                           "tool_choice is required or names a function")
+
+        @model_validator(mode="after")
+        def _parameters_are_an_object(self):
+            if self.parameters is not None and self.parameters.get("type", "object") != "object":
+                raise ValueError("parameters: the arguments' JSON Schema must have type object")
+            return self
+
+    class ToolDef(Request):
+        model_config = ConfigDict(extra="forbid")
+        type: Literal["function"]
+        function: FunctionDef
+
+    class ChosenFunction(Request):
+        model_config = ConfigDict(extra="forbid")
+        name: name_str
+
+    class NamedToolChoice(Request):
+        model_config = ConfigDict(extra="forbid")
+        type: Literal["function"]
+        function: ChosenFunction
 
     class RetrievalOption(Request):
         model_config = ConfigDict(extra="forbid")
@@ -263,6 +318,12 @@ def build_schemas(limits: Limits, ask_top_k: int = 1, default_repeat_penalty: fl
         max_tokens: tokens_int | None = None
         max_completion_tokens: tokens_int | None = None
         response_format: ResponseFormat | None = None
+        tools: Annotated[list[ToolDef], Field(max_length=64)] | None = None
+        tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = Field(
+            None, description="auto (the default with tools), none, required, or {type: function, function: "
+                              "{name}}; required and a named function generate the call under a grammar")
+        parallel_tool_calls: StrictBool | None = Field(None, description=f"default true: up to "
+                                                                         f"{MAX_PARALLEL_CALLS} calls in one answer")
         retrieval: RetrievalOption | None = Field(
             None, description="domain-llm extension: answer from the indexed documents; the response then "
                               "carries `citations` (numbered passages) and `invalid_citations`")

@@ -23,23 +23,40 @@ MAX_GRAMMAR_CHARS = 65536
 BOUNDS = ("maxLength", "minLength", "maxItems", "minItems", "maxProperties", "minProperties")
 
 
-def _check_bounds(node, path: str = "schema") -> None:
+def _check_bounds(node, path: str) -> None:
     if isinstance(node, dict):
         for key, value in node.items():
             if key in BOUNDS and isinstance(value, int | float) and value > MAX_REPEAT_BOUND:
-                raise HTTPException(422, f"response_format.json_schema.{path}.{key}={value}: at most "
-                                         f"{MAX_REPEAT_BOUND} for constrained output; lower it")
+                raise HTTPException(422, f"{path}.{key}={value}: at most {MAX_REPEAT_BOUND} for constrained "
+                                         "output; lower it")
             _check_bounds(value, f"{path}.{key}")
     elif isinstance(node, list):
         for i, value in enumerate(node):
             _check_bounds(value, f"{path}[{i}]")
 
 
+def schema_grammar(schema: dict, field: str) -> str:
+    """The GBNF of a JSON Schema; `field` names where the schema came from in a 422 (e.g.
+    `response_format.json_schema.schema`, `tools[0].function.parameters`)."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    _check_bounds(schema, field)
+    try:
+        grammar = json_schema_to_gbnf(json.dumps(schema))
+    except RecursionError:
+        raise HTTPException(422, f"{field}: nested too deeply; simplify it") from None
+    except Exception as e:  # the translator asserts/raises on what it does not support (unresolved $ref, ...)
+        raise HTTPException(422, f"{field}: cannot be turned into a grammar ({type(e).__name__}: "
+                                 f"{str(e)[:200]}); simplify the schema") from None
+    if len(grammar) > MAX_GRAMMAR_CHARS:
+        raise HTTPException(422, f"{field}: its grammar has {len(grammar)} characters, more than "
+                                 f"{MAX_GRAMMAR_CHARS}; simplify the schema")
+    return grammar
+
+
 def grammar_for(response_format: dict | None) -> str | None:
     if not response_format or response_format.get("type") == "text":
         return None
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
     kind = response_format.get("type")
     if kind == "json_object":
         schema = ANY_OBJECT
@@ -50,15 +67,4 @@ def grammar_for(response_format: dict | None) -> str | None:
             raise HTTPException(422, "response_format.json_schema.schema: a JSON Schema object is required")
     else:
         raise HTTPException(422, f"response_format.type={kind!r}: use text, json_object or json_schema")
-    _check_bounds(schema)
-    try:
-        grammar = json_schema_to_gbnf(json.dumps(schema))
-    except RecursionError:
-        raise HTTPException(422, "response_format.json_schema.schema: nested too deeply; simplify it") from None
-    except Exception as e:  # the translator asserts/raises on what it does not support (unresolved $ref, ...)
-        raise HTTPException(422, f"response_format.json_schema.schema: cannot be turned into a grammar "
-                                 f"({type(e).__name__}: {str(e)[:200]}); simplify the schema") from None
-    if len(grammar) > MAX_GRAMMAR_CHARS:
-        raise HTTPException(422, f"response_format.json_schema.schema: its grammar has {len(grammar)} characters, "
-                                 f"more than {MAX_GRAMMAR_CHARS}; simplify the schema")
-    return grammar
+    return schema_grammar(schema, "response_format.json_schema.schema")

@@ -89,8 +89,9 @@ def _map_strings(value, edit: Callable[[str], str]):
     return value
 
 
-def _mark_control_text(messages: list[dict], control: re.Pattern) -> list[dict] | None:
-    """The messages with each control-token text in their strings between markers; None if they hold none."""
+def _mark_control_text(messages, control: re.Pattern):
+    """The messages (any nesting of lists, tuples and dicts) with each control-token text in their strings
+    between markers; None if they hold none."""
     found = 0
 
     def mark(text: str) -> str:
@@ -219,23 +220,27 @@ class ChatContract:
         texts = sorted({t for t in self.control_tokens if t}, key=len, reverse=True)  # longest match first
         return re.compile("|".join(map(re.escape, texts))) if texts else None
 
-    def _render(self, messages: list[dict], add_generation_prompt: bool) -> str:
+    def _render(self, chat: tuple[list[dict], list[dict] | None], add_generation_prompt: bool) -> str:
+        messages, tools = chat
         # tools/documents None as transformers passes them: templates test `tools is not none`.
         variables = {**self.template_vars, "bos_token": self.bos_token, "eos_token": self.eos_token,
-                     "tools": None, "documents": None}
+                     "tools": tools or None, "documents": None}
         return self._compiled.render(messages=messages, add_generation_prompt=add_generation_prompt, **variables)
 
-    def render(self, messages: list[dict], add_generation_prompt: bool = True) -> ChatPrompt:
-        """The model's template over `messages`; control-token text inside them is marked as message text."""
+    def render(self, messages: list[dict], add_generation_prompt: bool = True,
+               tools: list[dict] | None = None) -> ChatPrompt:
+        """The model's template over `messages` (and OpenAI-style `tools`, for templates that render them);
+        control-token text inside either is marked as message text."""
         control = self._control_re
-        marked = _mark_control_text(messages, control) if control is not None else None
+        chat = (messages, tools)
+        marked = _mark_control_text(chat, control) if control is not None else None
         if marked is None:
-            return ChatPrompt(self._render(messages, add_generation_prompt))
+            return ChatPrompt(self._render(chat, add_generation_prompt))
         pieces = _marked_pieces(self._render(marked, add_generation_prompt))
         # The template's own control tokens are those of the same chat with the control text taken out of the
         # messages; a template that rewrites message text past the markers (escapes it, joins parts into a
         # token) would leave a message's control text unmarked: refuse the chat rather than let it through.
-        neutral = self._render(_map_strings(messages, lambda t: control.sub("\ufffd", _MARKER.sub("", t))),
+        neutral = self._render(_map_strings(chat, lambda t: control.sub("\ufffd", _MARKER.sub("", t))),
                                add_generation_prompt)
         markup = Counter(t for text, message in pieces if not message for t in control.findall(text))
         if markup != Counter(control.findall(neutral)):

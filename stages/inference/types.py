@@ -67,7 +67,9 @@ class Engine(Protocol):
 
     # A ChatPrompt (chat.py, a str): pass it on unchanged to generate/stream/score/prompt_ids, which then
     # tokenize control-token text inside its messages as plain text; `+` or slicing makes it a raw prompt.
-    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str: ...
+    # tools: OpenAI-style tool definitions, for templates that render them (serving's tool calls).
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True,
+                            tools: list[dict] | None = None) -> str: ...
 
     def generate(self, prompts: list[str], params: SamplingParams,
                  should_stop: ShouldStop | None = None) -> list[Generation]: ...
@@ -184,8 +186,9 @@ class ChatMixin:
 
     contract: ChatContract
 
-    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
-        return self.contract.render(messages, add_generation_prompt)
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True,
+                            tools: list[dict] | None = None) -> str:
+        return self.contract.render(messages, add_generation_prompt, tools)
 
     def chat(self, conversations: list[list[dict]], params: SamplingParams,
              should_stop: ShouldStop | None = None) -> list[Generation]:

@@ -156,8 +156,7 @@ def test_one_model_mode_answers_its_own_ids(one_model):
         assert httpx.post(one_model.url + "/v1/chat/completions", json=body, timeout=60).status_code == 200
 
 
-@pytest.mark.parametrize("field", [{"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
-                                    "tool_choice": "required"},
+@pytest.mark.parametrize("field", [{"functions": [{"name": "f", "parameters": {}}]},  # legacy; `tools` is served
                                    {"logprobs": True, "top_logprobs": 3},
                                    {"logit_bias": {"50": 100}},
                                    {"frobnicate": 1}])
