@@ -31,6 +31,7 @@ from serving.domains import resolve_adapters
 from serving.routes_adapters import build_adapters_router
 from serving.routes_api import build_api_routers
 from serving.routes_openai import build_openai_router
+from serving.routes_tokenize import build_tokenize_router
 from serving.schemas import UNSUPPORTED_FIELD, build_schemas
 from serving.security import BodyLimitMiddleware, RequestLogMiddleware, UISessions
 from serving.service import ClientGone, JobRunner, ServingContext
@@ -237,7 +238,8 @@ def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
     # /shutdown's action; serving/main.py replaces it with uvicorn's own graceful exit.
     app.state.request_shutdown = lambda: os.kill(os.getpid(), signal.SIGTERM)
     add_error_handlers(app)
-    for router in (*build_api_routers(ctx), build_openai_router(ctx), build_adapters_router(ctx)):
+    for router in (*build_api_routers(ctx), build_openai_router(ctx), build_adapters_router(ctx),
+                   build_tokenize_router(ctx)):
         app.include_router(router)
     if embeddings is not None:
         from serving.embeddings import build_embeddings_router

@@ -27,7 +27,9 @@ from serving.security import api_key_check
 from serving.service import ServingContext, error_responses
 from serving.structured import grammar_for
 from serving.tools import ToolPlan, plan_tools
+from stages.errors import StageError
 from stages.inference import Generation, SamplingParams
+from stages.inference.logprobs import openai_chat_logprobs, openai_completion_logprobs
 from stages.inference.messages import last_user_turn
 
 # 200 is JSON, or an SSE stream with stream=true.
@@ -109,6 +111,16 @@ async def tool_call_events(stream: tuple, plan: ToolPlan, base: dict, head_field
     yield sse("[DONE]")
 
 
+def chat_logprobs(records: list | None) -> dict | None:
+    return openai_chat_logprobs(records) if records is not None else None
+
+
+def token_text(ctx: ServingContext, ids: list[int]) -> str:
+    """The text of a token-id prompt (to route it by meaning), read with the served model's vocabulary."""
+    engine = ctx.generation.worker.engine
+    return b"".join(engine.detokenize(i) for i in ids[:512]).decode("utf-8", errors="replace")
+
+
 def build_openai_router(ctx: ServingContext) -> APIRouter:
     S = ctx.schemas
     settings, limits = ctx.settings, ctx.settings.limits
@@ -170,9 +182,20 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
 
     @router.post("/completions", responses=JSON_OR_SSE, summary="Text completion (raw prompt, no chat template); stream=true for SSE")
     async def completions(body: S.CompletionRequest, request: Request, response: Response):
-        prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+        prompts = body.prompts
+        if not isinstance(prompts[0], str):
+            engine = ctx.generation.worker.engine
+            if not hasattr(engine, "checked_ids"):
+                raise HTTPException(501, "prompt: token ids need serve.engine=gguf; send text")
+            try:
+                for ids in prompts:
+                    engine.checked_ids(ids)
+            except StageError as e:
+                raise HTTPException(422, str(e)) from None
         params = params_of(body, body.max_tokens)
-        choice = await choose(ctx, request, body.model, prompts[0])  # several prompts: one model answers all
+        params.logprobs = body.logprobs
+        routing_text = prompts[0] if isinstance(prompts[0], str) else token_text(ctx, prompts[0])
+        choice = await choose(ctx, request, body.model, routing_text)  # several prompts: one model answers all
         response.headers.update(choice.headers)
         completion_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         base = {"id": completion_id, "object": "text_completion", "created": created, "model": choice.model_id,
@@ -180,18 +203,46 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
         if body.stream:
             if len(prompts) > 1:
                 raise HTTPException(422, "stream=true takes a single prompt, not a list")
+            offset = 0
 
             def chunk(text: str | None, finish: str | None) -> dict:
-                return {**base, "choices": [{"index": 0, "text": text or "", "logprobs": None,
+                nonlocal offset
+                records = getattr(text, "logprobs", None)
+                logprobs = openai_completion_logprobs(records, offset) if records is not None else None
+                offset += len(text or "")
+                return {**base, "choices": [{"index": 0, "text": text or "", "logprobs": logprobs,
                                              "finish_reason": finish}]}
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return await streamed(request, lambda e, should_stop: choice.engine(e).stream(prompts[0], params, should_stop),
                                   chunk, include_usage, head=[], headers=choice.headers)
-        generations = await ctx.generation.run(
-            request, lambda e, job: choice.engine(e).generate(prompts, params, job.should_stop))
-        return {**base, "choices": [{"index": i, "text": g.text, "logprobs": None,
-                                     "finish_reason": public_finish_reason(g)} for i, g in enumerate(generations)],
-                "usage": usage(generations)}
+
+        echoed: list[tuple[str, list]] = [("", [])] * len(prompts)  # echo: each prompt's text and records
+
+        def run(e, job) -> list[Generation]:
+            engine = choice.engine(e)
+            if body.max_tokens:
+                generations = engine.generate(prompts, params, job.should_stop)
+            else:  # echo of the prompts only
+                generations = [Generation("", 0, 0, "length", []) for _ in prompts]
+            if body.echo:
+                for i, prompt in enumerate(prompts):
+                    ids = prompt if isinstance(prompt, list) else engine.prompt_ids(prompt)
+                    text = prompt if isinstance(prompt, str) else b"".join(map(engine.detokenize, ids)).decode(
+                        "utf-8", errors="replace")
+                    records = engine.prompt_logprobs(ids, body.logprobs) if body.logprobs is not None else []
+                    echoed[i] = (text, records)
+                    generations[i].prompt_tokens = len(ids)
+            return generations
+
+        generations = await ctx.generation.run(request, run)
+        choices = []
+        for i, ((echo, prompt_records), g) in enumerate(zip(echoed, generations, strict=True)):
+            logprobs = None
+            if body.logprobs is not None:
+                logprobs = openai_completion_logprobs([*prompt_records, *(g.logprobs or [])])
+            choices.append({"index": i, "text": echo + g.text, "logprobs": logprobs,
+                            "finish_reason": public_finish_reason(g)})
+        return {**base, "choices": choices, "usage": usage(generations)}
 
     @router.post("/chat/completions", responses=JSON_OR_SSE, summary="Chat completion with the model's chat template; stream=true for SSE")
     async def chat_completions(body: S.ChatCompletionRequest, request: Request, response: Response):
@@ -223,6 +274,7 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
         grammar = await asyncio.to_thread(tool_plan.grammar if tool_plan and tool_plan.constrained
                                           else lambda: grammar_for(response_format))
         params = params_of(body, max_tokens, grammar)
+        params.logprobs = (body.top_logprobs or 0) if body.logprobs else None
         grounding, citations = {}, []
         if body.retrieval is not None:  # extension: the passages go into the prompt, citations into the response
             messages, citations, grounding = await ground(request, messages, body.retrieval.top_k, max_tokens)
@@ -239,6 +291,8 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
 
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         if tool_plan is not None:  # the answer is calls or text, as the plan reads it
+            if body.stream and body.logprobs:
+                raise HTTPException(422, "logprobs: not with tools and stream=true; send one of them")
             messages, template_tools = tool_plan.render_inputs(messages)
 
             def prompt_of(engine) -> str:
@@ -254,12 +308,14 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
             message = {"role": "assistant", "content": None, "tool_calls": [c.openai() for c in calls]} if calls \
                 else {"role": "assistant", "content": g.text}
             return {**base, "object": "chat.completion", "usage": usage([g]), **grounding,
-                    "choices": [{"index": 0, "message": message, "logprobs": None,
+                    "choices": [{"index": 0, "message": message, "logprobs": chat_logprobs(g.logprobs),
                                  "finish_reason": "tool_calls" if calls else public_finish_reason(g)}]}
         if body.stream:
             def chunk(text: str | None, finish: str | None) -> dict:
                 delta = {"content": text} if text is not None else {}
-                return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+                logprobs = chat_logprobs(getattr(text, "logprobs", None))
+                return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": logprobs,
+                                             "finish_reason": finish}]}
             role_chunk = {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                                "logprobs": None, "finish_reason": None}], **grounding}
             # Streamed text is already sent: the finish chunk reports the cited and the non-existent numbers.
@@ -269,7 +325,8 @@ def build_openai_router(ctx: ServingContext) -> APIRouter:
         [g] = await ctx.generation.run(request, lambda e, job: choice.engine(e).chat([messages], params, job.should_stop))
         content, citation_fields = checked(g.text)
         return {**base, "object": "chat.completion",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "logprobs": None,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                             "logprobs": chat_logprobs(g.logprobs),
                              "finish_reason": public_finish_reason(g)}], "usage": usage([g]),
                 **grounding, **citation_fields}
 

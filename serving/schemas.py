@@ -5,18 +5,19 @@
 from types import SimpleNamespace
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
 from serving.settings import Limits
 from serving.tools import MAX_PARALLEL_CALLS
+from stages.inference.logprobs import MAX_TOP_LOGPROBS
 from stages.inference.types import PENALTY_LAST_N
 
 EXAMPLE_PROMPT = "What are the first-line treatments for hypertension?"
 # OpenAI fields this server does not implement yet: accepted only with a value that asks for nothing.
 UNSUPPORTED_FIELD = "not supported by this server; remove the field (it is refused, not ignored)"
 NO_OP_VALUES: dict[str, tuple] = {
-    "functions": (None, []), "function_call": (None, "none"), "logprobs": (None, False), "top_logprobs": (None, 0),
-    "logit_bias": (None, {}), "echo": (None, False), "best_of": (None, 1), "suffix": (None, ""),
+    "functions": (None, []), "function_call": (None, "none"),
+    "logit_bias": (None, {}), "best_of": (None, 1), "suffix": (None, ""),
     "modalities": (None, ["text"]),
 }
 EXAMPLE_DOCS = ["ACE inhibitors and thiazide diuretics are first-line treatments for hypertension.",
@@ -213,16 +214,35 @@ def build_schemas(limits: Limits, ask_top_k: int = 1, default_repeat_penalty: fl
                                                   f"the same): 1 = off; over the last {PENALTY_LAST_N} generated "
                                                   "tokens (default serve.repeat_penalty)")
 
+    token_ids = Annotated[list[Annotated[StrictInt, Field(ge=0)]], Field(min_length=1, max_length=limits.max_prompt_chars)]
+
     class CompletionRequest(OpenAISampling):
         model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
             {"model": "auto", "prompt": "Hypertension is", "max_tokens": 16, "temperature": 0}]})
-        prompt: prompt_str | Annotated[list[prompt_str], Field(min_length=1, max_length=limits.max_batch_size)]
-        max_tokens: tokens_int = min(16, limits.max_tokens_limit)
+        prompt: prompt_str | Annotated[list[prompt_str], Field(min_length=1, max_length=limits.max_batch_size)] \
+            | token_ids | Annotated[list[token_ids], Field(min_length=1, max_length=limits.max_batch_size)] = Field(
+                description="text, a list of texts, token ids (the model's own, GET /tokenize), or a list of those")
+        max_tokens: Annotated[int, Field(ge=0, le=limits.max_tokens_limit, description=(
+            f"new tokens to generate, at most {limits.max_tokens_limit}; 0 only with echo"))] = \
+            min(16, limits.max_tokens_limit)
+        logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS, description=(
+            "log-probability of each token and this many alternatives at each position"))
+        echo: StrictBool = Field(False, description="the prompt comes back before the completion (with logprobs: "
+                                                     "each prompt token's, as lm-evaluation-harness reads them)")
+
+        @property
+        def prompts(self) -> list:
+            one = isinstance(self.prompt, str) or (self.prompt and isinstance(self.prompt[0], int))
+            return [self.prompt] if one else self.prompt
 
         @model_validator(mode="after")
         def _fits_batch_budget(self):
-            if isinstance(self.prompt, list):
-                check_batch_tokens(len(self.prompt), self.max_tokens, limits)
+            if self.max_tokens == 0 and not self.echo:
+                raise ValueError("max_tokens: 0 is only meaningful with echo=true (the prompt's logprobs)")
+            if self.echo and self.stream:
+                raise ValueError("echo: not with stream=true; send a non-streamed request")
+            if len(self.prompts) > 1:
+                check_batch_tokens(len(self.prompts), self.max_tokens, limits)
             return self
 
     class JSONSchemaFormat(Request):
@@ -324,6 +344,15 @@ def build_schemas(limits: Limits, ask_top_k: int = 1, default_repeat_penalty: fl
                               "{name}}; required and a named function generate the call under a grammar")
         parallel_tool_calls: StrictBool | None = Field(None, description=f"default true: up to "
                                                                          f"{MAX_PARALLEL_CALLS} calls in one answer")
+        logprobs: StrictBool = Field(False, description="each generated token's log-probability")
+        top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS,
+                                         description="with logprobs: this many alternatives at each position")
+
+        @model_validator(mode="after")
+        def _top_logprobs_need_logprobs(self):
+            if self.top_logprobs and not self.logprobs:
+                raise ValueError("top_logprobs: needs logprobs=true")
+            return self
         retrieval: RetrievalOption | None = Field(
             None, description="domain-llm extension: answer from the indexed documents; the response then "
                               "carries `citations` (numbered passages) and `invalid_citations`")

@@ -52,7 +52,7 @@ def check_gguf_structure(path: Path) -> gguf.GGUFReader:
 
 
 def load_llama(path: Path, threads: int = 0, n_ctx: int = 512, logits_all: bool = False, f32_kv: bool = False,
-               vocab_only: bool = False, lora_path: str | None = None):
+               vocab_only: bool = False, lora_path: str | None = None, flash_attn: bool = False):
     """llama_cpp.Llama for `path`; StageError (saying what is wrong with the file) when llama.cpp refuses it.
 
     llama.cpp itself checks that every tensor lies inside the file; the slower GGUFReader walk only runs to
@@ -71,7 +71,8 @@ def load_llama(path: Path, threads: int = 0, n_ctx: int = 512, logits_all: bool 
     kv = {"type_k": 0, "type_v": 0} if f32_kv else {}  # 0 = GGML_TYPE_F32
     try:
         return Llama(str(path), n_ctx=n_ctx, n_threads=threads or None, n_threads_batch=threads or None,
-                     logits_all=logits_all, vocab_only=vocab_only, lora_path=lora_path, verbose=False, **kv)
+                     logits_all=logits_all, vocab_only=vocab_only, lora_path=lora_path, verbose=False,
+                     flash_attn=flash_attn, **kv)
     except (ValueError, RuntimeError):
         check_gguf_structure(path)  # raises the specific reason (truncated, unreadable header)
         raise StageError(f"{path}: llama.cpp could not load this GGUF (corrupt, truncated or unsupported); "

@@ -34,6 +34,7 @@ from stages.inference.adapters import AdapterFacts, read_adapter_facts
 from stages.inference.chat import ChatContract, llama_tokenizer
 from stages.inference.gguf import continuation_nll, load_llama, quantization_name
 from stages.inference.lanes import Lanes
+from stages.inference.logprobs import TokenLogprob, log_softmax, top_of
 from stages.inference.slots import FLASH_ATTN, SequenceRequest, SlotScheduler
 from stages.inference.types import ChatMixin, EngineClosed, Generation, SamplingParams, ShouldStop, TextStream
 from stages.manifest import served_model_facts
@@ -71,7 +72,8 @@ class GGUFEngine(ChatMixin):
         self.adapters: dict[str, AdapterFacts] = {name: read_adapter_facts(Path(file), name)
                                                   for name, file in (adapters or {}).items()}
         self.llm = load_llama(self.path, threads=threads, n_ctx=METADATA_CONTEXT)
-        self._scorers: dict[str | None, object] = {}
+        self._scorers: dict[tuple[str | None, bool], object] = {}  # (adapter, like_generation) -> Llama
+        self._score_lock = threading.Lock()
         self.contract = ChatContract.from_gguf(self.llm)
         # Prompts and raw text parse control tokens; message text inside a rendered chat never does (chat.py).
         self._tokenize, self._plain = llama_tokenizer(self.llm), llama_tokenizer(self.llm, control=False)
@@ -207,9 +209,9 @@ class GGUFEngine(ChatMixin):
                         lane.forget_adapter(name)
                     llama_cpp.llama_adapter_lora_free(self._loaded.pop(name))
             self._last_use.pop(name, None)
-            scorer = self._scorers.pop(name, None)
-            if scorer is not None:
-                scorer.close()
+            with self._score_lock:
+                for key in [k for k in self._scorers if k[0] == name]:
+                    self._scorers.pop(key).close()
         return facts
 
     def for_adapter(self, name: str | None):
@@ -247,6 +249,10 @@ class GGUFEngine(ChatMixin):
     def count_tokens(self, text: str) -> int:
         return len(self._tokenize(text))
 
+    def tokenize(self, text: str) -> list[int]:
+        """Raw text as ids, nothing added (control-token text is parsed, as in a raw prompt)."""
+        return self._tokenize(text)
+
     def is_end_of_turn(self, token: int) -> bool:
         return token in self._stop_ids or bool(self._is_eog(self._vocab, token))
 
@@ -255,7 +261,7 @@ class GGUFEngine(ChatMixin):
                  adapter: str | None = None) -> SequenceRequest:
         if not self._open:
             raise EngineClosed("the engine is closed")
-        ids = self.prompt_ids(prompt)
+        ids = self.checked_ids(prompt) if isinstance(prompt, list) else self.prompt_ids(prompt)
         if len(ids) + 1 > self.n_ctx:
             raise StageError(f"prompt has {len(ids)} tokens, more than the context window ({self.n_ctx}); "
                              "shorten it or raise n_ctx")
@@ -326,6 +332,59 @@ class GGUFEngine(ChatMixin):
                 raise value
 
     # -- likelihoods ----------------------------------------------------------------------------------------
+    def _scorer(self, adapter: str | None, like_generation: bool = False):
+        """A context with logits for every position, per adapter (made on first use). like_generation: with
+        the generating contexts' flash-attention setting, so prompt logprobs agree with generated ones to the
+        bit; `score` keeps llama.cpp's default (no flash attention), which the evaluate stage's perplexities
+        were measured with."""
+        key = (adapter, like_generation)
+        if key not in self._scorers:
+            lora = str(self.adapters[adapter].path) if adapter is not None else None
+            flash = like_generation and self.flash_attn != "off"
+            try:
+                llm = load_llama(self.path, threads=self.threads, n_ctx=self.n_ctx, logits_all=True,
+                                 lora_path=lora, flash_attn=flash)
+            except StageError:
+                if not flash:
+                    raise  # "auto" on a model without flash-attention support: as the generating contexts do
+                llm = load_llama(self.path, threads=self.threads, n_ctx=self.n_ctx, logits_all=True, lora_path=lora)
+            self._scorers[key] = llm
+        return self._scorers[key]
+
+    def checked_ids(self, ids: list[int]) -> list[int]:
+        """A prompt given as token ids, used as given (nothing added) once each is in the vocabulary."""
+        import llama_cpp
+
+        n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        bad = next((i for i, t in enumerate(ids) if not 0 <= t < n_vocab), None)
+        if bad is not None:
+            raise StageError(f"prompt[{bad}]: token id {ids[bad]} is not in the vocabulary (0..{n_vocab - 1})")
+        return list(ids)
+
+    def detokenize(self, token: int) -> bytes:
+        """A token's bytes, control tokens' text included (an echoed prompt shows its <|im_start|>)."""
+        return self.llm._model.detokenize([token], special=True)
+
+    def prompt_logprobs(self, ids: list[int], top_n: int, adapter: str | None = None) -> list[TokenLogprob]:
+        """Each prompt token's log-probability given the tokens before it (None for the first) and the top_n
+        alternatives at its position: OpenAI's `echo` with `logprobs`."""
+        if not ids:
+            return []
+        ids = self.checked_ids(ids)
+        if len(ids) > self.n_ctx:
+            raise StageError(f"prompt has {len(ids)} tokens, more than the context window ({self.n_ctx}); "
+                             "shorten it or raise n_ctx")
+        records = [TokenLogprob(ids[0], self.detokenize(ids[0]), None)]
+        with self._score_lock:
+            llm = self._scorer(adapter, like_generation=True)
+            llm.reset()
+            llm.eval(list(ids))
+            for i, token in enumerate(ids[1:]):  # the logits at position i predict token i + 1
+                row = log_softmax(llm.scores[i])
+                records.append(TokenLogprob(token, self.detokenize(token), float(row[token]),
+                                            top_of(row, top_n, self.detokenize)))
+        return records
+
     def score(self, prompt: str, continuation: str, close_turn: bool = False,
               adapter: str | None = None) -> tuple[float, int]:
         """Sum of -log p(continuation token | everything before it), in nats, and the number of tokens.
@@ -334,11 +393,8 @@ class GGUFEngine(ChatMixin):
                                                    self._plain)
         if not target:
             return 0.0, 0
-        if adapter not in self._scorers:  # a context with logits for every position, per adapter
-            lora = str(self.adapters[adapter].path) if adapter is not None else None
-            self._scorers[adapter] = load_llama(self.path, threads=self.threads, n_ctx=self.n_ctx,
-                                                logits_all=True, lora_path=lora)
-        return continuation_nll(self._scorers[adapter], context, target), len(target)
+        with self._score_lock:  # callers on several threads: one scoring context is not thread-safe
+            return continuation_nll(self._scorer(adapter), context, target), len(target)
 
     def info(self) -> dict:
         meta = self.llm.metadata
@@ -395,6 +451,12 @@ class AdapterEngine(ChatMixin):
 
     def score(self, prompt: str, continuation: str, close_turn: bool = False) -> tuple[float, int]:
         return self.engine.score(prompt, continuation, close_turn, adapter=self.adapter)
+
+    def prompt_logprobs(self, ids: list[int], top_n: int) -> list[TokenLogprob]:
+        return self.engine.prompt_logprobs(ids, top_n, adapter=self.adapter)
+
+    def detokenize(self, token: int) -> bytes:
+        return self.engine.detokenize(token)
 
     def prompt_ids(self, prompt: str) -> list[int]:
         return self.engine.prompt_ids(prompt)

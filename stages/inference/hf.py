@@ -128,6 +128,8 @@ class HFEngine(ChatMixin):
 
         if params.grammar:
             raise NotImplementedError("constrained output (response_format / grammar) needs serve.engine=gguf")
+        if params.logprobs is not None:
+            raise NotImplementedError("logprobs need serve.engine=gguf")
         sample = params.temperature > 0
         return GenerationConfig(
             max_new_tokens=params.max_new_tokens, do_sample=sample,

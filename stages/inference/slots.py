@@ -37,8 +37,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import llama_cpp
+import numpy as np
 
 from stages.errors import StageError
+from stages.inference.logprobs import Piece, TokenLogprob
 from stages.inference.sampler import build_sampler
 from stages.inference.sequence_request import SequenceRequest
 from stages.inference.types import EngineClosed, Generation, StopStringFilter
@@ -78,6 +80,8 @@ class Slot:
     decoder: codecs.IncrementalDecoder | None = None
     stop_filter: StopStringFilter | None = None
     logits_at: int = -1  # row of this step's batch whose logits this slot samples from
+    logprobs: list | None = None  # TokenLogprob of each generated token (params.logprobs set)
+    unsent: list = field(default_factory=list)  # of those, the ones no delivered piece carried yet
 
     @property
     def prefilling(self) -> bool:
@@ -117,6 +121,7 @@ class SlotScheduler:
         self.ctx = self.context.ctx
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.vocab = llama_cpp.llama_model_get_vocab(model.model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self.slots = [Slot(i) for i in range(parallel)]
         self._free_holders = [PrefixHolder(parallel + i) for i in range(n_holders)]
@@ -289,6 +294,7 @@ class SlotScheduler:
         self.stats["prefix_tokens_reused"] += reuse
         slot.request, slot.cached, slot.pending, slot.adapter = request, list(ids[:reuse]), None, request.adapter
         slot.budget, slot.n_completion, slot.text = budget, 0, ""
+        slot.logprobs, slot.unsent = ([] if request.params.logprobs is not None else None), []
         slot.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         slot.stop_filter = StopStringFilter(request.params.stop)
         self.stats["sequences"] += 1
@@ -390,6 +396,12 @@ class SlotScheduler:
             if self.is_end(token):
                 self._finish(slot, "stop")
                 continue
+            if slot.logprobs is not None:  # the raw logits row (the sampler chain works on a copy)
+                row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, slot.logits_at),
+                                            shape=(self.n_vocab,))
+                record = TokenLogprob.of(row, token, slot.request.params.logprobs, self.detokenize)
+                slot.logprobs.append(record)
+                slot.unsent.append(record)
             slot.n_completion += 1
             piece = slot.stop_filter.feed(slot.decoder.decode(self.detokenize(token)))
             if piece and not self._deliver(slot, piece):
@@ -446,6 +458,8 @@ class SlotScheduler:
     def _deliver(self, slot: Slot, piece: str) -> bool:
         """Hand a piece to its consumer; False if the consumer failed (its stream is then ended)."""
         slot.text += piece
+        if slot.unsent:
+            piece, slot.unsent = Piece(piece, slot.unsent), []
         try:
             slot.request.put_piece(piece)
         except Exception:  # e.g. a server's event loop already closed: never let it fail the other sequences
@@ -459,7 +473,7 @@ class SlotScheduler:
             tail = slot.stop_filter.flush()  # bytes of a character cut by the limit stay undecoded
             if tail:
                 self._deliver(slot, tail)
-        request.end(("done", Generation(slot.text, len(request.ids), slot.n_completion, reason)))
+        request.end(("done", Generation(slot.text, len(request.ids), slot.n_completion, reason, slot.logprobs)))
         self._free(slot, keep_kv=True)
 
     def _free(self, slot: Slot, keep_kv: bool = False) -> None:

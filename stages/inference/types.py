@@ -49,6 +49,9 @@ class SamplingParams:
     # Never end on the end of turn: decode exactly max_new_tokens (evaluate's fixed-length timing pass). An
     # engine that does not honour it ends as usual; Generation.completion_tokens says how many were decoded.
     ignore_eos: bool = False
+    # Record each generated token's log-probability and this many alternatives (0-20; None = off): the
+    # GGUF engine fills Generation.logprobs and gives streamed pieces as logprobs.Piece.
+    logprobs: int | None = None
 
 
 @dataclass
@@ -57,6 +60,7 @@ class Generation:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str  # "stop" (eos, end of turn, a stop string or cancelled) | "length"
+    logprobs: list | None = None  # logprobs.TokenLogprob per generated token, when params.logprobs was set
 
 
 class Engine(Protocol):

@@ -162,6 +162,8 @@ class OpenAIUpstreamEngine:
             body["seed"] = params.seed
         if params.grammar:
             raise NotImplementedError("constrained output (response_format) is not forwarded to an upstream server")
+        if params.logprobs is not None:
+            raise NotImplementedError("logprobs are not forwarded to an upstream server")
         for key in ("frequency_penalty", "presence_penalty"):
             if getattr(params, key):
                 body[key] = getattr(params, key)

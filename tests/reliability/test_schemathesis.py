@@ -37,7 +37,7 @@ SERVE_SETTINGS = ("serve.n_ctx=512", "serve.max_tokens_limit=8", "serve.max_prom
                   "serve.log_requests=false", "serve.embeddings=true")
 # health, model/info, generate, generate/batch, rerank, ask, shutdown, completions, chat, models, rerank,
 # embeddings, metrics, and the adapters list, load and unload (403 here: no admin token)
-OPERATIONS = 16
+OPERATIONS = 19
 
 
 @pytest.fixture(scope="module")

@@ -157,7 +157,6 @@ def test_one_model_mode_answers_its_own_ids(one_model):
 
 
 @pytest.mark.parametrize("field", [{"functions": [{"name": "f", "parameters": {}}]},  # legacy; `tools` is served
-                                   {"logprobs": True, "top_logprobs": 3},
                                    {"logit_bias": {"50": 100}},
                                    {"frobnicate": 1}])
 def test_a_field_we_do_not_honour_is_refused_naming_it(one_model, field):
