@@ -46,10 +46,11 @@ class ServerMetrics:
                                   buckets=LATENCY_BUCKETS, registry=r)
         self.prompt_tokens = Counter("domain_llm_prompt_tokens", "prompt tokens of generations", ["domain"], registry=r)
         self.completion_tokens = Counter("domain_llm_completion_tokens", "generated tokens", ["domain"], registry=r)
-        self.ttft = Histogram("domain_llm_time_to_first_token_seconds", "streamed answers: arrival to first piece",
-                              ["domain"], buckets=LATENCY_BUCKETS, registry=r)
-        self.tpot = Histogram("domain_llm_time_per_output_token_seconds", "streamed answers: per token after the "
-                              "first", ["domain"], buckets=TOKEN_BUCKETS, registry=r)
+        self.ttft = Histogram("domain_llm_time_to_first_token_seconds", "arrival to the first piece streamed, or "
+                              "to the first token sampled (non-streamed, GGUF engine)", ["domain"],
+                              buckets=LATENCY_BUCKETS, registry=r)
+        self.tpot = Histogram("domain_llm_time_per_output_token_seconds", "per token after the first",
+                              ["domain"], buckets=TOKEN_BUCKETS, registry=r)
         self.routed = Counter("domain_llm_routed", "`auto` routing choices", ["domain"], registry=r)
         self.retrieval = Histogram("domain_llm_retrieval_seconds", "retrieval (+ reranking) of /ask and chat "
                                    "`retrieval`", buckets=LATENCY_BUCKETS, registry=r)
@@ -64,14 +65,17 @@ class ServerMetrics:
 
     def generations(self, domain: str, generations: Iterable[Any], first_piece: float | None = None,
                     arrived: float | None = None, ended: float | None = None) -> None:
-        """Tokens of finished generations; a streamed one (first_piece set) also gives TTFT and per-token time."""
+        """Tokens of finished generations, and TTFT and per-token time: a streamed one's from its first piece
+        (first_piece), a non-streamed one's from the engine's own times (Generation.first_token_at, ended_at)."""
         for g in generations:
             self.prompt_tokens.labels(domain).inc(g.prompt_tokens)
             self.completion_tokens.labels(domain).inc(g.completion_tokens)
-            if first_piece is not None and arrived is not None:
-                self.ttft.labels(domain).observe(max(0.0, first_piece - arrived))
-                if g.completion_tokens > 1 and ended is not None:
-                    self.tpot.labels(domain).observe((ended - first_piece) / (g.completion_tokens - 1))
+            first = first_piece if first_piece is not None else getattr(g, "first_token_at", None)
+            end = ended if first_piece is not None else getattr(g, "ended_at", None)
+            if first is not None and arrived is not None:
+                self.ttft.labels(domain).observe(max(0.0, first - arrived))
+                if g.completion_tokens > 1 and end is not None:
+                    self.tpot.labels(domain).observe((end - first) / (g.completion_tokens - 1))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -32,6 +32,7 @@ import ctypes
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,6 +83,7 @@ class Slot:
     logits_at: int = -1  # row of this step's batch whose logits this slot samples from
     logprobs: list | None = None  # TokenLogprob of each generated token (params.logprobs set)
     unsent: list = field(default_factory=list)  # of those, the ones no delivered piece carried yet
+    first_token_at: float | None = None
 
     @property
     def prefilling(self) -> bool:
@@ -295,6 +297,7 @@ class SlotScheduler:
         slot.request, slot.cached, slot.pending, slot.adapter = request, list(ids[:reuse]), None, request.adapter
         slot.budget, slot.n_completion, slot.text = budget, 0, ""
         slot.logprobs, slot.unsent = ([] if request.params.logprobs is not None else None), []
+        slot.first_token_at = None
         slot.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         slot.stop_filter = StopStringFilter(request.params.stop)
         self.stats["sequences"] += 1
@@ -393,6 +396,8 @@ class SlotScheduler:
             if len(slot.cached) == len(slot.request.ids) and slot.n_completion == 0:
                 self._remember_prefix(slot)
             token = llama_cpp.llama_sampler_sample(slot.sampler, self.ctx, slot.logits_at)
+            if slot.first_token_at is None:
+                slot.first_token_at = time.monotonic()
             if self.is_end(token):
                 self._finish(slot, "stop")
                 continue
@@ -473,7 +478,8 @@ class SlotScheduler:
             tail = slot.stop_filter.flush()  # bytes of a character cut by the limit stay undecoded
             if tail:
                 self._deliver(slot, tail)
-        request.end(("done", Generation(slot.text, len(request.ids), slot.n_completion, reason, slot.logprobs)))
+        request.end(("done", Generation(slot.text, len(request.ids), slot.n_completion, reason, slot.logprobs,
+                                        slot.first_token_at, time.monotonic())))
         self._free(slot, keep_kv=True)
 
     def _free(self, slot: Slot, keep_kv: bool = False) -> None:

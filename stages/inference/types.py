@@ -61,6 +61,10 @@ class Generation:
     completion_tokens: int
     finish_reason: str  # "stop" (eos, end of turn, a stop string or cancelled) | "length"
     logprobs: list | None = None  # logprobs.TokenLogprob per generated token, when params.logprobs was set
+    # time.monotonic() when the first token was sampled and when the generation ended (GGUF engine): a
+    # server's time-to-first-token and per-token time of non-streamed answers too
+    first_token_at: float | None = None
+    ended_at: float | None = None
 
 
 class Engine(Protocol):
