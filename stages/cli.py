@@ -21,7 +21,7 @@ import sys
 from stages.errors import StageError
 
 # Stages that run once per domain (dvc.yaml foreach over `domains`), each with `--domain NAME`.
-PER_DOMAIN = {"prepare", "train", "evaluate", "adapter", "retrieval", "grounded", "headline"}
+PER_DOMAIN = {"prepare", "train", "evaluate", "adapter", "retrieval", "grounded", "lmeval", "headline"}
 # subcommand -> (module with `main(cfg)`, help)
 STAGES = {
     "prepare": ("stages.prepare.main", "build data/processed/<domain>/{train,validation,test,test_facts,validation_facts}.jsonl"),
@@ -34,6 +34,7 @@ STAGES = {
     "index": ("stages.index.main", "chunk and embed documents into models/index (BM25 + MiniLM)"),
     "retrieval": ("stages.index.evaluate", "recall@k and MRR of each retriever on the test questions"),
     "grounded": ("stages.evaluate.grounded", "served GGUF on unseen facts, alone vs with retrieved passages"),
+    "lmeval": ("stages.evaluate.lmeval", "lm-evaluation-harness on the served GGUF + adapter (our API) vs the merged model"),
     "routing": ("stages.routing", "metrics/routing.json: how often `model: auto` picks each question's own domain"),
     "headline": ("stages.headline", "metrics/<domain>/headline.json: the few metrics `dvc exp show` displays"),
     "serve": ("serving.main", "serve the model behind the REST / OpenAI-compatible API"),

@@ -29,7 +29,6 @@ MAX_HEADLINE = 20
 PICKS = (
     ("quality", "eval.json", "rougeL", "rougeL"),
     ("quality", "eval.json", "bleu", "bleu"),
-    ("quality", "eval.json", "exact_match", "exact_match"),
     ("quality", "eval.json", "semantic_similarity", "semantic_similarity"),
     ("quality", "eval.json", "perplexity", "perplexity"),
     ("quality", "eval.json", "stop_rate", "stop_rate"),
@@ -41,6 +40,11 @@ PICKS = (
 )
 # Answers to held-out facts by the served GGUF alone and with retrieved passages (metrics/grounded.json).
 GROUNDED_PICKS = (("closed_book", "rougeL", "rougeL_closed_book"), ("retrieval", "rougeL", "rougeL_with_retrieval"))
+# lm-evaluation-harness on what is served (metrics/<d>/lmeval.json): multiple-choice accuracy of the served GGUF +
+# adapter through the API, and its difference to the merged HF model in points. (Exact match, ~0.01 on free-text
+# answers, gave its column up for these; it stays in eval.json.)
+LMEVAL_PICKS = (("served", "mc_accuracy", "served_mc_accuracy"),
+                (None, "mc_accuracy_difference_points", "served_vs_merged_points"))
 # Chunk-level retrieval on the held-out-facts questions (metrics/retrieval.json: {retriever: {metric: value}}).
 RETRIEVAL_PICKS = (("hybrid", "mrr_at_10", "hybrid_mrr_at_10"), ("hybrid_rerank", "mrr_at_10", "rerank_mrr_at_10"))
 # What `domain-llm serve` runs for a domain by default: its adapter on the q4_k_m base (metrics/<d>/quantize.json
@@ -64,7 +68,7 @@ def headline_metrics(folder: Path) -> dict:
     its parent)."""
     files = {name: read_metrics(folder.parent if name in SHARED else folder, name)
              for name in {p[1] for p in PICKS} | {"model_comparison.json", "quantize.json", "retrieval.json",
-                                                    "grounded.json"}}
+                                                    "grounded.json", "lmeval.json"}}
     out: dict[str, dict] = {}
     for section, file, key, name in PICKS:
         value = files[file].get(key)
@@ -78,6 +82,10 @@ def headline_metrics(folder: Path) -> dict:
         value = (files["grounded.json"].get(condition) or {}).get(key)
         if isinstance(value, int | float):
             out.setdefault("grounded", {})[name] = round(value, 4)
+    for section, key, name in LMEVAL_PICKS:
+        value = (files["lmeval.json"].get(section) or {}).get(key) if section else files["lmeval.json"].get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out.setdefault("lm_eval", {})[name] = value
     # Fine-tuned minus base, both on the first split (model_comparison.json: deltas[split][pair][metric]).
     comparison = files["model_comparison.json"]
     first_split = next(iter(comparison.get("splits") or []), None)

@@ -1,7 +1,7 @@
 """Full-pipeline smoke test: every DVC stage on a tiny random model, two domains, in a real temp git+DVC repo.
 
 Shared: base, index, quantize (the base as GGUF), train_reranker. Per domain (foreach): prepare, train, evaluate,
-adapter (the domain's LoRA adapter as GGUF), retrieval, grounded, headline. Then: up to date; the server answers
+adapter (the domain's LoRA adapter as GGUF), retrieval, grounded, lmeval, headline. Then: up to date; the server answers
 each domain with its own adapter, as the merged model does; an experiment with `-S train.lora.r=8` reruns the
 per-domain training and what follows, not prepare, quantize or the reranker, and `dvc metrics diff` shows it.
 """
@@ -34,6 +34,10 @@ eval:
   max_new_tokens: 8
   bootstrap_samples: 50
   warmup_examples: 1
+  lmeval:
+    mc_limit: 6
+    gen_limit: 3
+    max_gen_toks: 8
 quantize:
   types: [q8_0]
   benchmark:
@@ -67,6 +71,7 @@ def test_every_stage_publishes_its_outputs(repo):
                   "models/merged/{d}/model.safetensors", "models/merged/{d}/README.md",
                   "models/adapters/{d}/adapter.gguf", "models/adapters/{d}/manifest.json",
                   "metrics/{d}/eval/predictions.jsonl", "metrics/{d}/retrieval.json", "metrics/{d}/grounded.json",
+                  "metrics/{d}/lmeval.json",
                   "metrics/{d}/eval.json", "metrics/{d}/quantize.json", "metrics/{d}/train.json",
                   "metrics/{d}/model_comparison.json")
     for path in (*shared, *(p.format(d=d) for p in per_domain for d in DOMAINS)):
