@@ -85,7 +85,8 @@ def test_every_stage_publishes_its_outputs(repo):
         assert sum(len(section) for section in headline.values()) <= 20, headline
         for section, key in (("quality", "rougeL"), ("quality", "perplexity"), ("quality", "stop_rate"),
                              ("training", "eval_loss"), ("gguf", "adapter_q8_0_dppl_pct"),
-                             ("gguf", "merged_q8_0_dppl_pct"), ("rerank", "mrr_at_10"),
+                             ("lm_eval", "served_mc_accuracy"), ("lm_eval", "served_vs_merged_points"),
+                             ("rerank", "mrr_at_10"),
                              ("retrieval", "hybrid_mrr_at_10"), ("grounded", "rougeL_with_retrieval")):
             assert isinstance(headline[section][key], int | float), (domain, section, key)
     routing = json.loads((repo / "metrics/routing.json").read_text())
@@ -241,16 +242,21 @@ def test_dashboard_shows_the_pipeline_and_its_experiments(repo, tmp_path):
             rows = page.locator("#experiments tbody tr")
             kinds = rows.locator("td:nth-child(3)").all_inner_texts()
             assert kinds.count("experiment") >= 2 and "commit" in kinds, kinds
-            assert "legal.quality.rougeL" in page.locator("#experiments th").all_inner_texts()
-            wait_until(lambda: page.locator("#loss-curve").evaluate("img => img.complete && img.naturalWidth") > 100)
+            # one section per domain: its metrics table (a row per metric) and its loss curves
+            assert page.locator("#metrics-legal tr[data-metric='legal.quality.rougeL']").count() == 1
+            wait_until(lambda: page.locator("#loss-legal svg.chart g.series").count() >= 1)
+            assert page.evaluate("document.documentElement.scrollWidth") <= 1280
             rows.nth(1).locator("input").check()            # the commit with the pipeline run
             rows.filter(has_text="experiment").first.locator("input").check()
             page.click("#compare-button")
-            compared = page.locator("#comparison tbody td:first-child").all_inner_texts()
-            assert "legal.quality.rougeL" in compared and "healthcare.training.eval_loss" in compared, compared
+            legal = page.locator("#comparison table[data-domain=legal] tbody td:first-child").all_inner_texts()
+            healthcare = page.locator("#comparison table[data-domain=healthcare] tbody td:first-child")
+            assert "quality.rougeL" in legal, legal
+            assert "training.eval_loss" in healthcare.all_inner_texts()
             assert page.locator("#param-diff tbody tr").count() >= 1
             entries = page.locator("#quantization tbody td:first-child").all_inner_texts()
-            assert "q8_0" in entries and "legal: adapter_q8_0" in entries, entries
+            assert "q8_0" in entries, entries
+            assert "adapter_q8_0" in page.locator("#quantization-legal tbody td:first-child").all_inner_texts()
             rankers = page.locator("#reranker tbody td:first-child").all_inner_texts()
             assert {"bm25", "biencoder", "trained"} <= set(rankers), rankers
             assert page.locator("details.doc summary", has_text="models/merged/legal/README.md").count() == 1

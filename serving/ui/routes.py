@@ -1,10 +1,12 @@
-"""The web UI at /ui: the playground (chat, rerank) over the served API, and the experiments dashboard.
+"""The web UI at /ui: the playground (chat, grounded ask, rerank) over the served API, and the experiments
+dashboard (grouped per domain).
 
     app.include_router(build_ui_router(settings, repo=Path("."), served=True))    # in create_app
     domain-llm ui                                                                 # the dashboard alone
 
 Pages are rendered on the server (Jinja2, autoescaped) with our own small script and stylesheet; charts are
-SVG drawn by matplotlib. Nothing is loaded from outside the server, and the Content-Security-Policy says so.
+SVG drawn on the server (charts.py) and inlined. Nothing is loaded from outside the server, and the
+Content-Security-Policy says so.
 The playground calls the same /v1 and /api/v1 endpoints as any client: same limits, same API key.
 """
 
@@ -17,14 +19,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, Undefined, select_autoescape
 from markdown_it import MarkdownIt
 from pydantic import BaseModel, Field
 
 from serving.security import UI_COOKIE, BearerCredentials, UISessions, authorised, token_matches
 from serving.settings import ServeSettings
 from serving.ui import experiments as exp
-from serving.ui.charts import loss_curves_svg
+from serving.ui.charts import line_chart, loss_lines
 
 HERE = Path(__file__).parent
 STATIC = {"ui.js": "text/javascript", "ui.css": "text/css"}
@@ -41,7 +43,9 @@ templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=
 # Markdown of model cards and the data report: raw HTML in it is escaped, never rendered.
 markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
 templates.filters["markdown"] = lambda text: markdown.render(text)
-templates.filters["num"] = lambda v: (f"{v:.4g}" if isinstance(v, float) else ("—" if v is None else str(v)))
+# A value a file does not have (None, or a key missing from it) shows as a dash, not as an empty cell.
+templates.filters["num"] = lambda v: (f"{v:.4g}" if isinstance(v, float) else
+                                      ("—" if v is None or isinstance(v, Undefined) else str(v)))
 templates.filters["signed"] = lambda v: "—" if v is None else f"{v:+.4g}"
 
 
@@ -117,38 +121,57 @@ def build_ui_router(settings: ServeSettings, repo: Path, served: bool,
     if served:  # `domain-llm ui` has no model behind it: no playground page at all
         @router.get("/playground", dependencies=guarded)
         async def playground() -> HTMLResponse:
+            # /api/v1/ask exists only when serve.index is set (serving/app.py): the Ask tab says so up front
             return page("playground.html", nav=nav, title="Playground", limits=settings.limits,
-                        rerank=settings.rerank)
+                        rerank=settings.rerank, ask=settings.index is not None, ask_top_k=settings.ask_top_k)
 
     @router.get("/experiments", dependencies=guarded)
     async def experiments(compare: Annotated[list[str], Query()] = []) -> HTMLResponse:  # noqa: B006
         try:
             rows = await experiment_rows()
         except Exception as e:  # no DVC repo, dvc failing: say so on the page rather than a bare 500
-            return page("experiments.html", status=503, nav=nav, title="Experiments", error=str(e), rows=[],
-                        params=[], metrics=[], comparison=None, selected=[], tables={}, docs={})
+            return page("experiments.html", status=503, nav=nav, title="Experiments", error=str(e))
         by_rev = {r.rev: r for r in rows}
         selected = [rev for rev in dict.fromkeys(compare) if rev in by_rev][:MAX_COMPARED]
         comparison = exp.compare_rows(by_rev[selected[0]], by_rev[selected[1]]) if len(selected) == 2 else None
-        tables = {"quantization": exp.quantization_table(repo), "reranker": exp.reranker_table(repo)}
+        curve_revs = [(r, by_rev[r].name) for r in (selected or ["workspace"]) if r in by_rev]
+        sections = await asyncio.to_thread(domain_sections, repo, rows, curve_revs)
+        shared = {"quantization": exp.quantization_table(repo), "reranker": exp.reranker_table(repo),
+                  "routing": exp.routing_table(repo), "index": exp.scalar_facts(repo, "metrics/index.json")}
         return page("experiments.html", nav=nav, title="Experiments", rows=rows, params=exp.changed_params(rows),
-                    metrics=exp.metric_names(rows), comparison=comparison, selected=selected, error=None,
-                    tables=tables, docs=exp.documents(repo), curve_revs=selected or ["workspace"])
+                    comparison=comparison, selected=selected, error=None, sections=sections, shared=shared,
+                    docs=exp.documents(repo))
 
     @router.get("/charts/loss.svg", dependencies=guarded)
     async def loss_chart(rev: Annotated[list[str], Query()] = ["workspace"]) -> Response:  # noqa: B006
+        """The page's curves as one standalone SVG file (every series of the given experiments)."""
         rows = {r.rev: r for r in await experiment_rows()}
         unknown = [r for r in rev if r not in rows]
         if unknown:
             raise HTTPException(404, f"no experiment or commit {unknown[0]!r} in `dvc exp show`")
         wanted = [(r, rows[r].name) for r in dict.fromkeys(rev)][:MAX_COMPARED]
         curves = await asyncio.to_thread(exp.loss_curves, repo, wanted)
-        svg = await asyncio.to_thread(loss_curves_svg, curves)
+        svg = line_chart(loss_lines(curves, prefix=None), standalone=True)
         return Response(svg, media_type="image/svg+xml",
-                        headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
-                                 "X-Content-Type-Options": "nosniff"})
+                        headers={"Content-Security-Policy": "default-src 'none'", "X-Content-Type-Options": "nosniff"})
 
     return router
+
+
+def domain_sections(repo: Path, rows: list[exp.ExperimentRow], curve_revs: list[tuple[str, str]]) -> list[dict]:
+    """One section per domain (its headline metrics by experiment, its loss curves, its quantized models), after
+    one for metrics/headline.json and metrics/train_live when the repository has that single-model layout."""
+    groups = {g.domain: g for g in exp.metric_groups(rows)}
+    curves = exp.loss_curves(repo, curve_revs)
+    single = loss_lines(curves)
+    sections = []
+    for domain in ([None] if None in groups or single else []) + exp.domains(repo, rows):
+        lines = loss_lines(curves, f"{domain} ") if domain else single
+        title = f"{domain}: loss per step" if domain else "loss per step"
+        sections.append({"domain": domain, "id": domain or "model", "group": groups.get(domain),
+                         "chart": line_chart(lines, title=title),
+                         "quantization": exp.quantization_table(repo, domain) if domain else []})
+    return sections
 
 
 def _bearer(key: str):

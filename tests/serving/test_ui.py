@@ -71,7 +71,9 @@ def test_loss_curves_are_svg_drawn_on_the_server(dashboard, repo):
     svg = httpx.get(f"{dashboard.url}/ui/charts/loss.svg", params=[("rev", rows["main"]), ("rev", rows["lora-r8"])],
                     timeout=60)
     assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
-    assert "<!-- main: train loss -->" in svg.text and "<!-- lora-r8: train loss -->" in svg.text  # legend
+    legend = re.findall(r'<g class="legend-item" data-label="([^"]+)">.*?stroke="(#[0-9a-f]{6})"', svg.text)
+    assert legend == [("main: train loss", "#1f77b4"), ("lora-r8: train loss", "#ff7f0e")], legend  # a colour each
+    assert svg.text.count('<path class="line"') == 2 and " style=" not in svg.text
     assert not re.search(r'(?:href|src)="(?!#)', svg.text), "the SVG refers to nothing outside itself"
     # A request cannot put an option or a ref expression on git's command line.
     assert httpx.get(f"{dashboard.url}/ui/charts/loss.svg", params={"rev": "--output=/tmp/x"}).status_code == 404
@@ -131,7 +133,12 @@ def test_served_app_has_the_ui_and_offline_docs(gguf_overrides):
         assert client.get("/v1/models").status_code == 401
         assert client.post("/ui/login", json={"api_key": "k3y"}).status_code == 204
         assert client.get("/v1/models").status_code == 200  # the playground's session cookie works on the API
-        assert client.get("/ui/playground").status_code == 200
+        playground = client.get("/ui/playground")
+        assert playground.status_code == 200
+        # No serve.index: no /api/v1/ask route, and the Ask tab says so up front instead of failing on submit.
+        assert client.post("/api/v1/ask", json={"question": "Who?"}).status_code == 404
+        assert 'data-tab="ask-tab"' in playground.text and "no document index" in playground.text
+        assert "<fieldset disabled>" in playground.text
     finally:
         server.stop()
 

@@ -4,13 +4,14 @@ included). Skips with one line when Chromium is not installed (tests/browser.py 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from serving.settings import ServeSettings
 from serving.ui.main import create_dashboard_app
-from tests.browser import offline_page, screenshot, wait_until
+from tests.browser import offline_page, screenshot
 from tests.serving.conftest import serve_in_thread, start_thread_server
 from tests.ui_repo import make_experiments_repo
 
@@ -24,6 +25,142 @@ def served(gguf_engine_shared):
     server.stop()
 
 
+FACT = "The Quenth observatory was founded in 1923 by the astronomer Ilsa Marrow on Mount Zorblax."
+# Markup in a document must reach the page as text: the index keeps it, /ask returns it as a passage.
+MARKUP = 'A telescope page once held <img src=x onerror="window.pwned=1"> in its text.'
+
+
+@pytest.fixture(scope="module")
+def ask_server(gguf_engine_shared, tmp_path_factory):
+    """The full app with a real index (the index stage over three small documents, as tests/serving/test_ask.py
+    builds one), so the playground's Ask tab has a real /api/v1/ask behind it."""
+    from stages.config import compose
+    from stages.index.main import main
+
+    root = tmp_path_factory.mktemp("ui_ask")
+    docs = root / "docs"
+    docs.mkdir()
+    (docs / "observatory.md").write_text(f"# Quenth observatory\n\n{FACT}")
+    (docs / "markup.md").write_text(f"# Telescope markup\n\n{MARKUP}")
+    (docs / "others.jsonl").write_text(json.dumps({"id": "violin", "title": "Violin", "text": "A violin has four "
+                                                   "strings tuned in fifths and is played with a bow."}) + "\n")
+    main(compose([f"index.docs_dir={docs}", f"paths.index={root / 'index'}", f"paths.metrics={root}"]))
+    server = start_thread_server(f"serve.model={gguf_engine_shared.path}", f"serve.index={root / 'index'}",
+                                 "serve.rerank=false", engine=gguf_engine_shared)
+    yield server
+    server.stop()
+
+
+def open_ask_tab(page, url: str) -> None:
+    page.goto(f"{url}/ui/playground")
+    page.wait_for_selector("#model-line[data-ready]")
+    page.click("button[data-tab=ask-tab]")
+
+
+def answering(status: int, body: dict):
+    """A Playwright route handler that answers in place of the server (the request never leaves the page)."""
+    return lambda route: route.fulfill(status=status, content_type="application/json", body=json.dumps(body))
+
+
+def crafted_answer() -> dict:
+    """An /ask response as the server sends one, with a citation the model made up: [4] was removed by the
+    server (invalid_citations), [5] is still in the text (flagged by the page itself), and markup everywhere."""
+    passages = [("observatory.md", "Quenth observatory", FACT), ("markup.md", "<b>Telescope</b> markup", MARKUP),
+                ("violin", "Violin", "A violin has four strings.")]
+    return {"answer": 'Ilsa Marrow founded it in 1923 [1]. See also [2][5]. <img src=x onerror="window.pwned=2">',
+            "citations": [{"number": n, "doc_id": d, "title": t, "chunk": c, "score": 0.03, "rerank_score": None}
+                          for n, (d, t, c) in enumerate(passages, start=1)],
+            "cited": [1, 2], "invalid_citations": [4], "finish_reason": "stop",
+            "usage": {"prompt_tokens": 190, "completion_tokens": 25, "total_tokens": 215},
+            "retrieval": {"mode": "hybrid", "reranked": False, "seconds": 0.01, "passages_dropped": 0},
+            "domain": "healthcare", "routing": None}
+
+
+def test_ask_tab_answers_from_the_index_with_its_passages(ask_server, tmp_path):
+    """The real /api/v1/ask: the answer, then the passages it was given with their sources, each revealed on
+    click (and every [n] the model wrote opens its passage); the passage with markup is shown as text."""
+    with offline_page() as (page, log):
+        open_ask_tab(page, ask_server.url)
+        assert page.locator("#ask-unavailable").is_hidden()
+        page.fill("#ask-question", "Who founded the Quenth observatory?")
+        page.fill("#ask-top-k", "3")
+        page.fill("#ask-max-tokens", "40")
+        page.click("#ask-button")
+        page.wait_for_selector("#ask-status[data-done]", timeout=60_000)
+        assert page.get_attribute("#ask-status", "data-done") == "answer", page.inner_text("#ask-status")
+        assert "Marrow" in page.inner_text("#ask-answer")  # only the document knows it
+        assert "3 passages" in page.inner_text("#ask-status")
+        assert page.locator("#ask-passages li").count() == 3
+        sources = page.locator("#ask-passages .source").all_inner_texts()
+        assert sources[0].startswith("observatory.md") and any(s.startswith("markup.md") for s in sources)
+        # The small model may or may not cite: whatever [n] it wrote opens passage n.
+        for i in range(page.locator("#ask-answer button.cite").count()):
+            button = page.locator("#ask-answer button.cite").nth(i)
+            button.click()
+            assert page.locator(f"#ask-passage-{button.get_attribute('data-n')} .passage").is_visible()
+        markup = page.locator("#ask-passages li", has_text="markup.md")
+        assert not markup.locator(".passage").is_visible()
+        markup.locator("summary").click()
+        assert markup.locator(".passage").inner_text().endswith(MARKUP.split("# ")[-1])  # shown as text
+        assert page.locator("#ask-tab img").count() == 0 and page.evaluate("window.pwned") is None
+        screenshot(page, "ui-ask.png", tmp_path)
+        log.assert_clean()
+
+
+def test_ask_tab_links_citations_and_flags_invalid_ones(ask_server, tmp_path):
+    """The page's rendering of an answer the test controls (the model's citations cannot be): /api/v1/ask is
+    answered by the test with a made-up citation and markup in the answer, a title and a passage."""
+    with offline_page() as (page, log):
+        page.route("**/api/v1/ask", answering(200, crafted_answer()))
+        open_ask_tab(page, ask_server.url)
+        page.fill("#ask-question", "Who founded the Quenth observatory?")
+        page.click("#ask-button")
+        page.wait_for_selector("#ask-status[data-done=answer]")
+        answer = page.locator("#ask-answer")
+        assert answer.inner_text().startswith("Ilsa Marrow founded it in 1923 [1]. See also [2][5]. <img src=x")
+        assert answer.locator("button.cite").all_inner_texts() == ["[1]", "[2]"]
+        assert answer.locator(".cite.invalid").all_inner_texts() == ["[5]"]  # no passage 5: not a link
+        note = page.locator("#ask-invalid")
+        assert note.is_visible() and note.inner_text() == (
+            "⚠ The model cited [4], [5] but only 3 passages were given; the server removed [4] from the answer.")
+        passage = page.locator("#ask-passage-2 .passage")
+        assert not passage.is_visible()
+        answer.locator("button.cite", has_text="[2]").click()
+        assert passage.is_visible() and passage.inner_text() == MARKUP  # markup as text, revealed by its [2]
+        assert "shown" in page.get_attribute("#ask-passage-2", "class")
+        assert page.locator("#ask-passage-2 .title").inner_text() == "[2] <b>Telescope</b> markup"
+        assert page.locator("#ask-passage-2 .source").inner_text().startswith("markup.md")
+        answer.locator("button.cite", has_text="[1]").click()
+        assert page.locator("#ask-passage-1 .passage").inner_text() == FACT
+        assert page.locator("#ask-tab img, #ask-tab b, #ask-tab script").count() == 0
+        assert page.evaluate("window.pwned") is None
+        screenshot(page, "ui-ask-citations.png", tmp_path)
+        log.assert_clean()
+
+
+def test_ask_tab_says_when_there_is_no_index(served, ask_server):
+    """No serve.index: the tab says so at once and cannot be submitted. An index that cannot be used (the route
+    answers 503) or a server without the route (404): the tab says so on asking, with the server's reason."""
+    with offline_page() as (page, log):
+        open_ask_tab(page, served.url)
+        assert "no document index" in page.inner_text("#ask-unavailable")
+        assert page.locator("#ask-button").is_disabled()
+        log.assert_clean()
+    for status, message, shown in [(503, "index: models/index is missing; run `dvc repro index`",
+                                    "not available right now: index: models/index is missing"),
+                                   (404, "Not Found", "no document index")]:
+        with offline_page() as (page, log):
+            page.route("**/api/v1/ask", answering(status, {"error": {"message": message, "code": status}}))
+            open_ask_tab(page, ask_server.url)
+            page.fill("#ask-question", "Who founded the Quenth observatory?")
+            page.click("#ask-button")
+            page.wait_for_selector("#ask-status[data-done=error]", state="attached")
+            assert page.locator("#ask-unavailable").is_visible() and shown in page.inner_text("#ask-unavailable")
+            assert page.locator("#ask-result").is_hidden()
+            # the browser logs the refused request itself; nothing else may fail
+            assert [e for e in log.console_errors if str(status) not in e] == [] and not log.blocked
+
+
 def test_dashboard_table_curve_and_comparison(tmp_path):
     repo = make_experiments_repo(tmp_path / "repo")
     server = serve_in_thread(create_dashboard_app(ServeSettings(), repo), healthy=False)
@@ -31,14 +168,16 @@ def test_dashboard_table_curve_and_comparison(tmp_path):
         with offline_page() as (page, log):
             page.goto(f"{server.url}/ui/experiments")
             assert page.locator("#experiments tbody tr").count() == 3
-            wait_until(lambda: page.locator("#loss-curve").evaluate("img => img.complete && img.naturalWidth") > 100)
+            # the curves are SVG in the page itself: the workspace's train loss, then both compared experiments'
+            assert page.locator("#loss-model svg.chart g.series").count() == 1
             page.locator("#experiments tr", has_text="main").locator("input[type=checkbox]").check()
             page.locator("#experiments tr", has_text="lora-r8").locator("input[type=checkbox]").check()
             page.click("#compare-button")
             delta = page.locator("#comparison tr", has_text="quality.rougeL").locator("td.delta")
             assert delta.inner_text() == "+0.1" and "better" in delta.get_attribute("class")
             assert page.locator("#param-diff", has_text="train.lora.r").count() == 1
-            wait_until(lambda: page.locator("#loss-curve").evaluate("img => img.complete && img.naturalWidth") > 100)
+            assert page.locator("#loss-model svg.chart g.series").count() == 2
+            assert page.locator("#loss-model svg.chart").bounding_box()["width"] > 500
             page.locator("details.doc summary", has_text="models/merged/README.md").click()
             assert page.evaluate("window.pwned") is None  # the hostile model card ran nothing
             screenshot(page, "ui-experiments.png", tmp_path)

@@ -1,5 +1,5 @@
 // domain-llm web UI: the playground talks to the same API as any client (/v1/chat/completions streamed,
-// /api/v1/rerank); model text is only ever set through textContent, never parsed as HTML.
+// /api/v1/ask, /api/v1/rerank); model text and passages are only ever set through textContent, never parsed as HTML.
 "use strict";
 
 function $(id) { return document.getElementById(id); }
@@ -46,13 +46,16 @@ async function loadModelInfo() {
   // One id per domain adapter besides the base: `auto` (the default) routes each question to its domain.
   const models = await fetch("/v1/models").then((r) => r.ok ? r.json() : { data: [] });
   const ids = (models.data || []).map((m) => m.id);
-  const select = $("model-select");
-  select.textContent = "";
-  for (const id of (ids.length > 1 ? ["auto", ...ids] : [modelId])) {
-    const option = document.createElement("option");
-    option.value = id;
-    option.textContent = id;
-    select.append(option);
+  // The chat's model and the Ask tab's (sent as `domain`, which takes the same ids) offer the same choices.
+  for (const select of [$("model-select"), $("ask-model")]) {
+    if (!select) continue;
+    select.textContent = "";
+    for (const id of (ids.length > 1 ? ["auto", ...ids] : [modelId])) {
+      const option = document.createElement("option");
+      option.value = id;
+      option.textContent = id;
+      select.append(option);
+    }
   }
   line.dataset.ready = "1";
   line.textContent = `Model ${info.model_id} · ${info.architecture || info.type || ""} ` +
@@ -186,6 +189,154 @@ function setUpChat() {
   });
 }
 
+// ---- ask: a grounded answer with numbered citations -------------------------------------------------------
+// The server removes citation numbers no passage has and lists them in invalid_citations; the page says so, and
+// flags any [n] still in the text without a passage (an older server, a proxy) the same way.
+const CITATION = /\[(\d{1,3})\]/g;
+let asking = false;
+
+// A new element whose text is set as text, never parsed as HTML.
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function citeButton(n) {
+  const button = element("button", "cite", `[${n}]`);
+  button.type = "button";
+  button.dataset.n = n;
+  button.title = `show passage ${n}`;
+  button.setAttribute("aria-controls", "ask-passage-" + n);
+  button.addEventListener("click", () => revealPassage(n));
+  return button;
+}
+
+function revealPassage(n) {
+  const item = $("ask-passage-" + n);
+  if (!item) return;
+  document.querySelectorAll("#ask-passages li.shown").forEach((li) => li.classList.remove("shown"));
+  item.classList.add("shown");
+  item.querySelector("details").open = true;
+  item.scrollIntoView({ block: "nearest" });
+}
+
+// The answer as text nodes and citation elements; returns the numbers it cites that no passage has.
+function renderAnswer(target, answer, numbers) {
+  target.textContent = "";
+  const missing = [];
+  let last = 0;
+  for (const match of answer.matchAll(CITATION)) {
+    target.append(answer.slice(last, match.index));
+    const n = Number(match[1]);
+    if (numbers.has(n)) {
+      target.append(citeButton(n));
+    } else {
+      const flagged = element("span", "cite invalid", match[0]);
+      flagged.title = `no passage ${n} was given`;
+      target.append(flagged);
+      missing.push(n);
+    }
+    last = match.index + match[0].length;
+  }
+  target.append(answer.slice(last));
+  return missing;
+}
+
+function passageItem(citation, cited) {
+  const item = element("li", cited ? "cited" : "");
+  item.id = "ask-passage-" + citation.number;
+  item.value = citation.number;
+  const reranked = typeof citation.rerank_score === "number" ? ` · reranker ${citation.rerank_score.toFixed(2)}` : "";
+  const summary = element("summary", "");
+  summary.append(element("span", "title", `[${citation.number}] ${citation.title}`), " ",
+    element("span", "source", `${citation.doc_id} · score ${Number(citation.score).toFixed(3)}${reranked}`));
+  if (cited) summary.append(" ", element("span", "badge", "cited"));
+  const details = element("details", "");
+  details.append(summary, element("p", "passage", citation.chunk));
+  item.append(details);
+  return item;
+}
+
+function showAnswer(body) {
+  const citations = body.citations || [];
+  const numbers = new Set(citations.map((c) => c.number));
+  const missing = renderAnswer($("ask-answer"), body.answer || "", numbers);
+  $("ask-passages").textContent = "";
+  const cited = new Set(body.cited || []);
+  for (const citation of citations) $("ask-passages").append(passageItem(citation, cited.has(citation.number)));
+  const removed = body.invalid_citations || [];
+  const invalid = [...new Set([...removed, ...missing])].sort((a, b) => a - b);
+  const brackets = (numbers) => numbers.map((n) => `[${n}]`).join(", ");
+  const note = $("ask-invalid");
+  note.hidden = invalid.length === 0;
+  note.textContent = "";
+  if (invalid.length) {
+    const given = citations.length === 1 ? "only 1 passage was given" : `only ${citations.length} passages were given`;
+    note.textContent = `⚠ The model cited ${brackets(invalid)} but ${given}` +
+      (removed.length ? `; the server removed ${brackets(removed)} from the answer.` : ".");
+  }
+  $("ask-answer").classList.toggle("has-invalid", invalid.length > 0);
+  const retrieval = body.retrieval || {};
+  const how = [retrieval.mode, retrieval.reranked ? "reranked" : "",
+    retrieval.passages_dropped ? `${retrieval.passages_dropped} dropped to fit the context` : ""].filter(Boolean);
+  $("ask-status").textContent = `${citations.length} passage${citations.length === 1 ? "" : "s"} ` +
+    `(${how.join(", ")}) · ${(body.usage || {}).completion_tokens} tokens · finish: ${body.finish_reason}` +
+    (body.domain ? ` · domain: ${body.domain}` : "");
+  $("ask-result").hidden = false;
+}
+
+// Why the tab cannot answer: no /ask route (no index configured: 404) or no usable index (503).
+function askUnavailable(status, message) {
+  const notice = $("ask-unavailable");
+  notice.hidden = false;
+  notice.textContent = status === 404
+    ? "Ask is not available: this server has no document index (serve.index), so /api/v1/ask is not served."
+    : "Ask is not available right now: " + message;
+}
+
+async function ask(event) {
+  event.preventDefault();
+  const question = $("ask-question").value.trim();
+  if (!question || asking) return;
+  asking = true;
+  $("ask-button").disabled = true;
+  $("ask-status").textContent = "retrieving and answering…";
+  delete $("ask-status").dataset.done;
+  $("ask-result").hidden = true;
+  const body = { question, top_k: numberOrNull("ask-top-k"), max_tokens: numberOrNull("ask-max-tokens"),
+    temperature: numberOrNull("ask-temperature") };
+  if ($("ask-model").value) body.domain = $("ask-model").value;
+  for (const key of Object.keys(body)) if (body[key] === null) delete body[key];
+  try {
+    const response = await fetch("/api/v1/ask", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    if (!response.ok) {
+      const message = await errorMessage(response);
+      // A 404 naming a field is a domain this server does not serve, not a missing route.
+      if (response.status === 503 || (response.status === 404 && !message.startsWith("domain"))) {
+        askUnavailable(response.status, message);
+        $("ask-status").textContent = "";
+      } else {
+        $("ask-status").textContent = "Error: " + message;
+      }
+      $("ask-status").dataset.done = "error";
+      return;
+    }
+    showAnswer(await response.json());
+    $("ask-unavailable").hidden = true;
+    $("ask-status").dataset.done = "answer";
+  } catch (e) {
+    $("ask-status").textContent = "Error: " + e.message;
+    $("ask-status").dataset.done = "error";
+  } finally {
+    asking = false;
+    $("ask-button").disabled = false;
+  }
+}
+
 // ---- rerank -----------------------------------------------------------------------------------------
 async function rerank(event) {
   event.preventDefault();
@@ -232,6 +383,12 @@ async function signOut(event) {
 document.addEventListener("DOMContentLoaded", () => {
   setUpTabs();
   setUpChat();
+  if ($("ask-form")) {
+    $("ask-form").addEventListener("submit", ask);
+    $("ask-question").addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("ask-form").requestSubmit(); }
+    });
+  }
   if ($("rerank-form")) $("rerank-form").addEventListener("submit", rerank);
   if ($("login-form")) $("login-form").addEventListener("submit", signIn);
   if ($("sign-out")) $("sign-out").addEventListener("click", signOut);
