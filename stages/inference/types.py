@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -63,8 +63,8 @@ class Generation:
     logprobs: list | None = None  # logprobs.TokenLogprob per generated token, when params.logprobs was set
     # time.monotonic() when the first token was sampled and when the generation ended (GGUF engine): a
     # server's time-to-first-token and per-token time of non-streamed answers too
-    first_token_at: float | None = None
-    ended_at: float | None = None
+    first_token_at: float | None = field(default=None, compare=False)  # two runs of one answer are equal
+    ended_at: float | None = field(default=None, compare=False)
 
 
 class Engine(Protocol):

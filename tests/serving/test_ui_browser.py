@@ -247,7 +247,7 @@ def test_api_docs_render_offline(served, path, rendered):
 
 def test_screenshots_are_linked_from_the_readme():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    for name in ("ui-experiments.png", "ui-playground.png", "ui-rerank.png"):
+    for name in ("ui-experiments-domains.png", "ui-playground.png", "ui-ask-citations.png", "ui-rerank.png"):
         assert f"docs/{name}" in readme and (Path(__file__).resolve().parents[2] / "docs" / name).is_file(), name
 
 
