@@ -99,7 +99,10 @@ class ToolCallStream:
     def feed(self, piece: str) -> list[dict]:
         self.text += piece
         deltas = []
+        names = {f["name"] for f in self.plan.functions}
         for i, (name, arguments) in enumerate(self._partial_calls()):
+            if name not in names:  # not a call of an offered function: nothing goes out as a call
+                break
             if i == len(self.calls):
                 self.calls.append(ToolCall(name, ""))
                 self._sent.append(0)

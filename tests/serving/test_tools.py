@@ -204,6 +204,10 @@ def test_a_template_that_writes_tool_call_tags_gets_the_tools_and_the_hermes_syn
     assert [c.id for c in streamed] == [d["id"] for d in deltas if "id" in d]
     rebuilt = ["".join(d["function"]["arguments"] for d in deltas if d["index"] == i) for i in (0, 1)]
     assert [json.loads(a) for a in rebuilt] == [json.loads(c.arguments) for c in calls]
+    # an `auto` answer that looks like a call of a function nobody offered streams no call, and is text
+    other = plan_tools(HERMES_TEMPLATE, [WEATHER], "auto", True).stream()
+    assert other.feed('<tool_call>\n{"name": "rm_rf", "arguments": {"path": "/"}}\n</tool_call>') == []
+    assert other.finish() is None
 
 
 def test_langchain_bind_tools_and_structured_output(served, base):
