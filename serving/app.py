@@ -30,6 +30,7 @@ from serving.docs import add_offline_docs
 from serving.domains import resolve_adapters
 from serving.routes_adapters import build_adapters_router
 from serving.routes_api import build_api_routers
+from serving.routes_feedback import build_feedback_router
 from serving.routes_openai import build_openai_router
 from serving.routes_tokenize import build_tokenize_router
 from serving.schemas import UNSUPPORTED_FIELD, build_schemas
@@ -45,7 +46,8 @@ DESCRIPTION = """
 The domain model behind two APIs:
 
 * **Seed API** under `/api/v1`: `GET /health`, `GET /model/info`, `POST /generate`, `POST /generate/batch`,
-  `POST /rerank`, `POST /shutdown` (admin token).
+  `POST /rerank`, `POST /feedback` (a verdict on an answer, kept for preference tuning), `POST /shutdown`
+  (admin token).
 * **OpenAI-compatible** under `/v1`: `completions`, `chat/completions` (`stream: true` gives SSE ending with
   `data: [DONE]`), `models`, and `rerank` in the Cohere/Jina shape.
 
@@ -239,7 +241,7 @@ def create_app(cfg: DictConfig | ServeSettings, engine: Any = None) -> FastAPI:
     app.state.request_shutdown = lambda: os.kill(os.getpid(), signal.SIGTERM)
     add_error_handlers(app)
     for router in (*build_api_routers(ctx), build_openai_router(ctx), build_adapters_router(ctx),
-                   build_tokenize_router(ctx)):
+                   build_tokenize_router(ctx), build_feedback_router(ctx)):
         app.include_router(router)
     if embeddings is not None:
         from serving.embeddings import build_embeddings_router

@@ -17,7 +17,7 @@ ADAPTER_ENGINES = ("gguf", "openai_upstream")
 # What /api/v1/health reports; serve.require names the ones that must be ready for a 200.
 COMPONENTS = ("model", "adapters", "router", "reranker", "index")
 # serve.* keys holding a file or folder: relative ones resolve against the project root, never the cwd.
-PATH_KEYS = ("model", "adapter", "adapter_dir", "reranker", "index", "embedding_model")
+PATH_KEYS = ("model", "adapter", "adapter_dir", "reranker", "index", "embedding_model", "feedback_dir")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
@@ -32,6 +32,7 @@ class Limits:
     max_documents: int = 256
     max_document_chars: int = 8000
     max_body_bytes: int = 1_048_576
+    feedback_max_chars: int = 8000  # each text field of POST /api/v1/feedback
 
 
 @dataclass
@@ -82,6 +83,8 @@ class ServeSettings:
     allow_open: bool = False  # bind a non-loopback address without an API key
     ui_session_hours: float = 12.0  # lifetime of the web UI's sign-in cookie
     rerank_below_biencoder: bool = False  # serve a trained reranker that measured below its bi-encoder
+    feedback_dir: str | None = "data/feedback"  # POST /api/v1/feedback appends <domain>.jsonl here; None = off
+    feedback_max_file_mb: float = 64.0  # a domain's feedback file stops growing here (507)
     limits: Limits = field(default_factory=Limits)
     # The folder relative paths resolve against: the project root (the folder holding the composed config).
     root: Path = field(default_factory=Path.cwd)
@@ -172,6 +175,9 @@ class ServeSettings:
         unknown = sorted(set(self.require or ()) - set(COMPONENTS))
         if unknown:
             raise StageError(f"serve.require: unknown component {unknown[0]!r}; use any of {', '.join(COMPONENTS)}")
+        if self.feedback_max_file_mb <= 0 or self.limits.feedback_max_chars < 1:
+            raise StageError(f"serve.feedback_max_file_mb={self.feedback_max_file_mb}, serve.feedback_max_chars="
+                             f"{self.limits.feedback_max_chars}: both must be > 0")
         if self.ui_session_hours <= 0:
             raise StageError(f"serve.ui_session_hours={self.ui_session_hours}: must be > 0")
         if self.allowed_hosts is not None and not self.allowed_hosts:

@@ -7,7 +7,8 @@ dashboard (grouped per domain).
 Pages are rendered on the server (Jinja2, autoescaped) with our own small script and stylesheet; charts are
 SVG drawn on the server (charts.py) and inlined. Nothing is loaded from outside the server, and the
 Content-Security-Policy says so.
-The playground calls the same /v1 and /api/v1 endpoints as any client: same limits, same API key.
+The playground calls the same /v1 and /api/v1 endpoints as any client: same limits, same API key (its 👍/👎 under
+each chat answer post to /api/v1/feedback, shown only when serve.feedback_dir is set).
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ def build_ui_router(settings: ServeSettings, repo: Path, served: bool,
         async def playground() -> HTMLResponse:
             # /api/v1/ask exists only when serve.index is set (serving/app.py): the Ask tab says so up front
             return page("playground.html", nav=nav, title="Playground", limits=settings.limits,
-                        rerank=settings.rerank, ask=settings.index is not None, ask_top_k=settings.ask_top_k)
+                        rerank=settings.rerank, ask=settings.index is not None, ask_top_k=settings.ask_top_k,
+                        feedback=settings.feedback_dir is not None)
 
     @router.get("/experiments", dependencies=guarded)
     async def experiments(compare: Annotated[list[str], Query()] = []) -> HTMLResponse:  # noqa: B006

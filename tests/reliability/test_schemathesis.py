@@ -36,8 +36,8 @@ SERVE_SETTINGS = ("serve.n_ctx=512", "serve.max_tokens_limit=8", "serve.max_prom
                   "serve.queue_size=64", "serve.request_timeout_s=60", "serve.reranker=null",
                   "serve.log_requests=false", "serve.embeddings=true")
 # health, model/info, generate, generate/batch, rerank, ask, shutdown, completions, chat, models, rerank,
-# embeddings, metrics, and the adapters list, load and unload (403 here: no admin token)
-OPERATIONS = 19
+# embeddings, metrics, the adapters list, load and unload (403 here: no admin token), and feedback
+OPERATIONS = 20
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,7 @@ def fuzzed_server(gguf_model, tmp_path_factory):
     build_index(compose(["domains=[healthcare]", f"index.docs_dir={root / 'no-docs'}", f"paths.index={root / 'index'}",
                          f"paths.metrics={root}"]))
     running = start_server_process(gguf_model, *SERVE_SETTINGS, f"serve.index={root / 'index'}",
+                                   f"serve.feedback_dir={root / 'feedback'}", "serve.feedback_max_chars=300",
                                    env={"DOMAIN_LLM_API_KEY": API_KEY, "DOMAIN_LLM_ADMIN_TOKEN": ADMIN_TOKEN})
     # The reranker (bundled MiniLM fallback) loads in the background; rerank cases must not meet a 503.
     wait_for(lambda: health(running.url)["reranker"] == "ready", timeout_s=120, interval_s=0.5)

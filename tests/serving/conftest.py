@@ -68,8 +68,10 @@ class ServerProcess:
 
 # A clean checkout has no pipeline outputs (models/index, models/adapters, models/reranker): a test server names
 # what it serves, since a configured component that is missing now keeps /health at 503 (serving/components.py).
-# /v1/embeddings is off too unless a test turns it on: its worker would load MiniLM in every test server.
-ABSENT_IN_TESTS = ("serve.index=null", "serve.adapters={}", "serve.reranker=null", "serve.embeddings=false")
+# /v1/embeddings is off too unless a test turns it on: its worker would load MiniLM in every test server. Feedback
+# is off unless a test gives it a folder of its own: no test server appends to the checkout's data/feedback.
+ABSENT_IN_TESTS = ("serve.index=null", "serve.adapters={}", "serve.reranker=null", "serve.embeddings=false",
+                   "serve.feedback_dir=null")
 
 
 def with_test_defaults(overrides: tuple[str, ...] | list[str]) -> list[str]:

@@ -41,7 +41,7 @@ def fact_sheet_index(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def doc_server(smollm2_gguf, fact_sheet_index):
+def doc_server(smollm2_gguf, fact_sheet_index, tmp_path_factory):
     overrides = []
     for override in start_command():
         key = override.split("=", 1)[0]
@@ -50,8 +50,10 @@ def doc_server(smollm2_gguf, fact_sheet_index):
         overrides.append(override)
     assert overrides == [] or all("=" in o for o in overrides)
     # serve.embeddings as the default config has it (the test defaults turn it off)
+    # feedback in a folder of the test's, not the checkout's data/feedback
     running = start_server_process(f"serve.model={smollm2_gguf}", f"serve.index={fact_sheet_index}",
-                                   "serve.embeddings=true", *overrides)
+                                   "serve.embeddings=true", f"serve.feedback_dir={tmp_path_factory.mktemp('feedback')}",
+                                   *overrides)
     wait_for(lambda: httpx.get(f"{running.url}/api/v1/model/info").json()["reranker"]["state"] == "ready",
              timeout_s=120, interval_s=0.5)
     yield running

@@ -205,6 +205,7 @@ def test_playground_streams_a_chat_and_reranks(served, tmp_path):
         assert "finish: stop" in stats or "finish: length" in stats, stats
         assert stats.endswith("domain: healthcare")  # the served model's, from its manifest
         assert "tokens/s" in page.locator("#stats").inner_text()
+        assert page.locator(".msg.assistant .feedback").count() == 0  # serve.feedback_dir is null here
         screenshot(page, "ui-playground.png", tmp_path)
 
         page.click("button[data-tab=rerank-tab]")
@@ -216,6 +217,38 @@ def test_playground_streams_a_chat_and_reranks(served, tmp_path):
         ranked = page.locator("#ranked li .document").all_inner_texts()
         assert ranked[0].startswith("Hypertension") and len(ranked) == 2, ranked
         screenshot(page, "ui-rerank.png", tmp_path)
+        log.assert_clean()
+
+
+@pytest.fixture()
+def feedback_server(gguf_engine_shared, tmp_path):
+    server = start_thread_server(f"serve.model={gguf_engine_shared.path}", "serve.rerank=false",
+                                 f"serve.feedback_dir={tmp_path / 'feedback'}", engine=gguf_engine_shared)
+    yield server
+    server.stop()
+
+
+def test_thumbs_up_keeps_the_answer_for_preference_tuning(feedback_server, tmp_path):
+    """👍 under a chat answer posts it to /api/v1/feedback: the line the server appends holds the question, the
+    answer as shown, the domain that answered and the system prompt sent; the buttons then say thanks."""
+    with offline_page() as (page, log):
+        page.goto(f"{feedback_server.url}/ui/playground")
+        page.wait_for_selector("#model-line[data-ready]")
+        page.fill("#temperature", "0")
+        page.fill("#max-tokens", "16")
+        page.fill("#message", "What is asthma?")
+        page.click("#send")
+        page.wait_for_selector("#stats[data-finish]", timeout=60_000)
+        page.click(".msg.assistant button.vote[data-label=good]")
+        page.wait_for_selector(".msg.assistant .feedback[data-sent]")
+        bar = page.locator(".msg.assistant .feedback")
+        assert bar.get_attribute("data-sent") == "good" and bar.locator(".feedback-status").inner_text() == "Thanks!"
+        assert bar.locator("button.vote[disabled]").count() == 2 and bar.locator("button.chosen").count() == 1
+        [line] = (tmp_path / "feedback" / "healthcare.jsonl").read_text(encoding="utf-8").splitlines()
+        record = json.loads(line)
+        assert (record["question"], record["label"], record["domain"]) == ("What is asthma?", True, "healthcare")
+        assert record["answer"] == page.locator(".msg.assistant .text").text_content() != ""
+        assert record["system"] == page.input_value("#system-prompt").strip() and "medical" in record["system"]
         log.assert_clean()
 
 

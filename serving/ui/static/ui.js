@@ -1,5 +1,5 @@
 // domain-llm web UI: the playground talks to the same API as any client (/v1/chat/completions streamed,
-// /api/v1/ask, /api/v1/rerank); model text and passages are only ever set through textContent, never parsed as HTML.
+// /api/v1/ask, /api/v1/rerank, /api/v1/feedback); model text and passages are only ever set through textContent, never parsed as HTML.
 "use strict";
 
 function $(id) { return document.getElementById(id); }
@@ -137,10 +137,11 @@ async function sendChat(event) {
   delete $("stats").dataset.finish;
   const started = performance.now();
   let firstToken = null, finish = null, usage = null, chunks = 0, answer = "", domain = null;
+  const body = requestBody();
   try {
     const response = await fetch("/v1/chat/completions", {
       method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(requestBody()), signal: controller.signal,
+      body: JSON.stringify(body), signal: controller.signal,
     });
     if (!response.ok) throw new Error(await errorMessage(response));
     await readEvents(response, (chunk) => {
@@ -158,6 +159,10 @@ async function sendChat(event) {
       }
     });
     history.push({ role: "assistant", content: answer });
+    if ($("transcript").dataset.feedback) {
+      out.parentElement.append(feedbackBar({ question: text, answer, domain: domain || "base",
+        system: (body.messages[0].role === "system" && body.messages[0].content) || null }));
+    }
     const tokens = usage ? usage.completion_tokens : chunks;
     const seconds = (performance.now() - (firstToken || started)) / 1000;
     $("stats").textContent = `${tokens} tokens · ${(tokens / Math.max(seconds, 1e-3)).toFixed(1)} tokens/s · ` +
@@ -175,6 +180,44 @@ async function sendChat(event) {
     controller = null;
     $("send").disabled = false;
     $("stop").disabled = true;
+  }
+}
+
+// ---- feedback: 👍/👎 under each answer, kept by the server for preference tuning (POST /api/v1/feedback) -------
+// `feedback`: the user's message, the answer as shown, the domain that answered (the stream's `domain`; `base` for
+// the base model) and the system prompt sent (null: the server's default).
+function feedbackBar(feedback) {
+  const bar = element("div", "feedback");
+  const status = element("span", "feedback-status muted");
+  // The words too: a browser without an emoji font still shows what each button means.
+  const buttons = [[true, "👍 Good", "good answer"], [false, "👎 Bad", "bad answer"]].map(([label, text, name]) => {
+    const button = element("button", "vote", text);
+    button.type = "button";
+    button.title = name;
+    button.setAttribute("aria-label", name);
+    button.dataset.label = label ? "good" : "bad";
+    button.addEventListener("click", () => sendFeedback(bar, buttons, button, status, { ...feedback, label }));
+    return button;
+  });
+  bar.append(...buttons, status);
+  return bar;
+}
+
+async function sendFeedback(bar, buttons, chosen, status, feedback) {
+  buttons.forEach((b) => { b.disabled = true; });
+  status.textContent = "…";
+  try {
+    const response = await fetch("/api/v1/feedback", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(feedback),
+    });
+    if (!response.ok) throw new Error(await errorMessage(response));
+    chosen.classList.add("chosen");
+    status.textContent = "Thanks!";
+    bar.dataset.sent = chosen.dataset.label;
+  } catch (e) {
+    buttons.forEach((b) => { b.disabled = false; });
+    status.textContent = "Not saved: " + e.message;
+    bar.dataset.sent = "error";
   }
 }
 
