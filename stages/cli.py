@@ -21,12 +21,13 @@ import sys
 from stages.errors import StageError
 
 # Stages that run once per domain (dvc.yaml foreach over `domains`), each with `--domain NAME`.
-PER_DOMAIN = {"prepare", "train", "evaluate", "adapter", "retrieval", "grounded", "lmeval", "headline"}
+PER_DOMAIN = {"prepare", "train", "align", "evaluate", "adapter", "retrieval", "grounded", "lmeval", "headline"}
 # subcommand -> (module with `main(cfg)`, help)
 STAGES = {
     "prepare": ("stages.prepare.main", "build data/processed/<domain>/{train,validation,test,test_facts,validation_facts}.jsonl"),
     "base": ("stages.base.main", "materialise the base model into models/base"),
     "train": ("stages.train.main", "LoRA/QLoRA fine-tune, merge into models/merged"),
+    "align": ("stages.align.main", "preference tuning (DPO/ORPO/KTO/GRPO) of the SFT adapter -> models/aligned"),
     "evaluate": ("stages.evaluate.main", "metrics of fine-tuned vs base on the test split"),
     "quantize": ("stages.quantize.main", "base HF model -> GGUF, quantize, benchmark"),
     "adapter": ("stages.quantize.adapter", "one domain's LoRA adapter -> GGUF, measured on the quantized base"),

@@ -122,7 +122,7 @@ def for_domain(cfg: DictConfig, name: str | None = None) -> DictConfig:
 
     check_domain_name(name, "domain.name")
     metrics_root, live = str(cfg.paths.metrics), str(cfg.train.live_dir)
-    for key in ("adapter", "merged", "adapter_gguf", "metrics"):
+    for key in ("adapter", "merged", "aligned", "adapter_gguf", "metrics"):
         cfg.paths[key] = f"{cfg.paths[key]}/{name}"
     cfg.train.checkpoint_dir = f"{cfg.train.checkpoint_dir}/{name}"
     # curves inside the metrics folder move into the domain's (metrics/<name>/train_live), others get a subfolder

@@ -178,7 +178,9 @@ def main(cfg: DictConfig) -> dict:
     data_dir = Path(str(cfg.paths.processed)) / domain
     model = Path(str(settings.model))
     adapter = Path(str(cfg.paths.adapter_gguf)) / ADAPTER_FILE  # paths.* are the domain's own under --domain
-    merged = Path(str(cfg.paths.merged))
+    from stages.align.resolve import trained_model
+
+    merged = trained_model(cfg)[1]  # align@'s merged model when it tuned one (the adapter GGUF is made from it)
     for path, what in ((model, "the served base GGUF"), (adapter, f"{domain}'s adapter GGUF"),
                        (merged, f"{domain}'s merged HF model")):
         if not path.exists():

@@ -108,7 +108,9 @@ class SplitResult:
 
 
 def models_to_evaluate(cfg: DictConfig, args: EvalArgs) -> list[ModelSpec]:
-    specs = [ModelSpec(FINETUNED, "hf", Path(cfg.paths.merged))]
+    from stages.align.resolve import trained_model
+
+    specs = [ModelSpec(FINETUNED, "hf", trained_model(cfg)[1])]  # align@'s merged model when it tuned one
     if args.compare_base:
         specs.append(ModelSpec("base", "hf", Path(cfg.paths.base_model)))
     specs += [ModelSpec(f"gguf:{Path(f).stem}", "gguf", Path(f)) for f in args.gguf_files]

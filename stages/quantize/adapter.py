@@ -49,7 +49,10 @@ def routing_examples(records: list[dict], n: int, seed: int) -> list[str]:
 def main(cfg: DictConfig) -> dict:
     domain = str(cfg.domain.name)
     q = cfg.quantize
-    adapter_dir, merged_dir, base_dir = Path(cfg.paths.adapter), Path(cfg.paths.merged), Path(cfg.paths.base_model)
+    from stages.align.resolve import trained_model
+
+    adapter_dir, merged_dir, _ = trained_model(cfg)  # align@'s when it tuned one, else train's
+    base_dir = Path(cfg.paths.base_model)
     for folder, what in ((adapter_dir, "adapter_config.json"), (merged_dir, "config.json")):
         if not (folder / what).is_file():
             raise StageError(f"{folder}: no {what}; run `dvc repro train@{domain}` first")
