@@ -132,6 +132,20 @@ def local_rows(cfg: DictConfig, method: str, domain: str) -> tuple[list[dict], d
     return rows, counts
 
 
+class DropEmptyLogs:
+    """A Trainer callback, first in the list: removes the None values GRPO logs for a reward that applied to no
+    completion of the step (DVCLive refuses them); the callbacks after it see the same dict."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("on_"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+    def on_log(self, args, state, control, logs=None, **kwargs) -> None:
+        for key in [k for k, v in (logs or {}).items() if v is None]:
+            del logs[key]
+
+
 def digest(rows: list[dict]) -> str:
     return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -162,6 +176,11 @@ def main(cfg: DictConfig) -> dict:
     records = read_jsonl(train_path)
     if not records:
         raise StageError(f"{train_path}: no rows; run prepare@{domain} first")
+    if method == "grpo":  # only questions a reward can check
+        records = [r for r in records if r.get("numeric_answer") is not None or (is_grounded(r) and gold_passages(r))]
+        if not records:
+            raise StageError(f"{train_path}: no question with a numeric_answer or numbered passages holding the "
+                             "answer; GRPO's rewards (align.grpo.rewards) cannot check any; use dpo, orpo or kto")
     chosen_records = random.Random(f"{seed}:align").sample(records, min(len(records), int(settings.questions)))
 
     from transformers import AutoTokenizer
@@ -199,7 +218,7 @@ def main(cfg: DictConfig) -> dict:
     from dvclive.huggingface import DVCLiveCallback
 
     live_dir = metrics_dir / "align_live"
-    callbacks = [DVCLiveCallback(dir=str(live_dir), save_dvc_exp=False, resume=resume is not None)]
+    callbacks = [DropEmptyLogs(), DVCLiveCallback(dir=str(live_dir), save_dvc_exp=False, resume=resume is not None)]
     reward_funcs = None
     if method == "grpo":
         from stages.align.rewards import REWARDS

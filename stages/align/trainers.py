@@ -59,8 +59,7 @@ def build_trainer(method: str, policy, tokenizer, rows: list[dict], settings: Di
     if method == "orpo":
         from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-        args = ORPOConfig(**common, beta=float(settings.orpo_beta), max_length=max_length,
-                          max_prompt_length=max_length - 64)
+        args = ORPOConfig(**common, beta=float(settings.orpo_beta), max_length=max_length)
         return ORPOTrainer(model=policy, args=args, train_dataset=data, processing_class=tokenizer,
                            callbacks=callbacks)
     if method == "kto":
