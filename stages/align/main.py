@@ -257,10 +257,10 @@ def main(cfg: DictConfig) -> dict:
 
 
 def _cpu_bf16(cfg: DictConfig) -> bool:
-    """bf16 autocast on CPU exactly where `train` uses it (train.cpu_bf16; auto = native bf16 CPUs)."""
+    """bf16 autocast on CPU: align.cpu_bf16 (auto = where the CPU computes bf16 natively, like train's)."""
     from stages.train.settings import native_cpu_bf16
 
-    value = cfg.train.cpu_bf16
+    value = cfg.align.cpu_bf16
     return native_cpu_bf16() if str(value) == "auto" else bool(value)
 
 
