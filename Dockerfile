@@ -44,13 +44,15 @@ COPY --chown=domain-llm .dvc/config .dvc/config
 COPY --chown=domain-llm docs docs
 COPY --chown=domain-llm metrics metrics
 COPY --chown=domain-llm deploy/entrypoint.sh /usr/local/bin/domain-llm-entrypoint
-RUN mkdir -p models && chown domain-llm models .dvc  # dvc pull writes both
+# dvc pull writes models/ and .dvc/; POST /api/v1/feedback appends to data/feedback/<domain>.jsonl
+RUN mkdir -p models data/feedback && chown domain-llm models .dvc data/feedback
 ENV PATH=/opt/venv/bin:$PATH HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 USER domain-llm
 EXPOSE 8000
 # models/ is a volume: the GGUF, the adapters, the index and the reranker that `dvc repro` made (or `dvc pull` at
 # start when DOMAIN_LLM_DVC_PULL=1 and the project's DVC remote is reachable from the container).
-VOLUME ["/app/models"]
+# data/feedback is one too: what users said of the answers (👍/👎) outlives the container, for align@ (KTO).
+VOLUME ["/app/models", "/app/data/feedback"]
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
     CMD python3 -c "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/api/v1/health', timeout=4).status != 200)"
 ENTRYPOINT ["domain-llm-entrypoint"]

@@ -34,8 +34,8 @@ def make_pipeline_repo(dest: Path, extra_conf: str = TINY_OVERRIDES, domains: tu
                        ) -> Path:
     """Copy conf/, stages/, dvc.yaml into `dest`, default model tiny-random, the pipeline over `domains`, then
     git+dvc init and commit."""
-    for name in ("conf", "stages", "serving", "data/docs"):
-        shutil.copytree(REPO_ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("conf", "stages", "serving", "data/docs", "data/feedback"):
+        shutil.copytree(REPO_ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.jsonl"))
     for name in ("dvc.yaml", ".gitignore"):
         shutil.copy2(REPO_ROOT / name, dest / name)
     config = dest / "conf" / "config.yaml"

@@ -56,6 +56,13 @@ try:
         answer = json.load(r)
     result.update(chat_status=r.status, domain=answer.get("domain"),
                   completion_tokens=answer["usage"]["completion_tokens"], user=os.getuid())
+    body = json.dumps({"domain": "legal", "question": "Is a verbal agreement binding?", "label": True,
+                       "answer": answer["choices"][0]["message"]["content"] or "-"}).encode()
+    request = urllib.request.Request("http://127.0.0.1:8000/api/v1/feedback", body, {
+        "Content-Type": "application/json", "Authorization": "Bearer image-test-key"})
+    with urllib.request.urlopen(request, timeout=30) as r:  # the image's user can write the feedback volume
+        result.update(feedback_status=r.status,
+                      feedback_lines=len(open("/app/data/feedback/legal.jsonl").read().splitlines()))
 finally:
     server.terminate()  # a server left running would outlive the build step
     server.wait(60)
@@ -152,3 +159,4 @@ def test_the_image_builds_and_its_entry_point_serves(tiny_adapters, tiny_model_d
         assert found[f"{mode}_health"] == 200 and found[f"{mode}_chat_status"] == 200, mode
         assert found[f"{mode}_domain"] == "legal" and 1 <= found[f"{mode}_completion_tokens"] <= 8, mode
         assert found[f"{mode}_user"] != 0  # the server runs as the image's own user, not root
+        assert found[f"{mode}_feedback_status"] == 201 and found[f"{mode}_feedback_lines"] == 1, mode
