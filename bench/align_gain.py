@@ -40,7 +40,9 @@ TARGETED = {"dpo": ("grounded.cites_a_passage", "grounded.answer_in_cited_chunk"
 
 
 def resolve(rev: str) -> str:
-    """A git revision, or a DVC experiment's name (refs/exps/.../<name>)."""
+    """A git revision, or a DVC experiment's name (refs/exps/.../<name>); "dir:<folder>" stays as it is."""
+    if rev.startswith("dir:"):
+        return rev
     refs = subprocess.run(["git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps"], cwd=ROOT,
                           capture_output=True, text=True, check=True).stdout.split("\n")
     named = [line.split()[0] for line in refs if line.endswith(f"/{rev}")]
@@ -51,6 +53,13 @@ def resolve(rev: str) -> str:
 
 
 def read(rev: str, path: str) -> str:
+    """`path` at a git revision, or under a folder laid out like metrics/ when rev is "dir:<folder>" (a run of the
+    stages with paths.metrics=<folder>: `domain-llm align/adapter/grounded/evaluate --domain d ...`)."""
+    if rev.startswith("dir:"):
+        file = Path(rev[4:]) / Path(path).relative_to("metrics") if path.startswith("metrics/") else Path(rev[4:]) / path
+        if not file.is_file():
+            raise SystemExit(f"{file}: missing; run the stages with paths.metrics={rev[4:]} first")
+        return file.read_text(encoding="utf-8")
     out = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"{rev}:{path}: not in git ({out.stderr.strip()}); run the experiment first")
@@ -106,13 +115,13 @@ def main() -> None:
     parser.add_argument("--baseline", default="HEAD", help="git revision with alignment off (default HEAD)")
     parser.add_argument("--domains", nargs="*", default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default=None, help="results file name (default align_<candidate>)")
     args = parser.parse_args()
     record = run_record()
     base_rev, cand_rev = resolve(args.baseline), resolve(args.candidate)
     import yaml
 
-    params = yaml.safe_load(read(cand_rev, "params.yaml"))
-    domains = args.domains or list(params["domains"])
+    domains = args.domains or list(yaml.safe_load(read(base_rev, "params.yaml"))["domains"])
     results = {}
     for domain in domains:
         base_align = json.loads(read(base_rev, f"metrics/{domain}/align.json"))
@@ -128,14 +137,13 @@ def main() -> None:
                                                  "improves"],
                            "falls": [m for m, r in rows.items() if r["verdict"] == "falls"],
                            "stop_rate": rows.get("eval.stop_rate", {}).get("aligned"),
-                           "headline": {"sft": json.loads(read(base_rev, f"metrics/{domain}/headline.json")),
-                                        "aligned": json.loads(read(cand_rev, f"metrics/{domain}/headline.json"))}}
+                           }
         print(f"{domain} ({method}): targeted improves {results[domain]['targeted_improves']}, "
               f"falls {results[domain]['falls']}, stop rate {results[domain]['stop_rate']}, "
               f"align {cand_align.get('wall_seconds')} s")
     record.update({"baseline": args.baseline, "baseline_rev": base_rev, "candidate": args.candidate,
                    "candidate_rev": cand_rev, "domains": results})
-    name = f"align_{args.candidate}".replace("/", "_")
+    name = args.name or f"align_{args.candidate}".replace("/", "_")
     write_json(RESULTS_DIR / f"{name}.json", finish_record(record))
     write_text(RESULTS_DIR / f"{name}.md", report(args, record, results))
 

@@ -34,6 +34,7 @@ from stages.align.preferences import (
     load_feedback,
     load_preference_file,
     numbered_passages,
+    one_passage_variant,
 )
 from stages.align.resolve import ALIGNMENT_FILE
 from stages.align.trainers import METHODS, build_trainer
@@ -156,7 +157,8 @@ def main(cfg: DictConfig) -> dict:
     out_dir, metrics_dir = Path(str(cfg.paths.aligned)), Path(str(cfg.paths.metrics))
     checkpoints = Path(str(settings.checkpoint_dir)) / domain
     if method == "none":  # the later stages keep train's adapter
-        checkpoints.mkdir(parents=True, exist_ok=True)  # a declared (persisted) output, empty when off
+        checkpoints.mkdir(parents=True, exist_ok=True)  # declared (persisted) outputs, empty when off
+        (metrics_dir / "align_live" / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
         with atomic_dir(out_dir) as tmp:
             write_json(tmp / ALIGNMENT_FILE, {"method": "none", "domain": domain})
         metrics = {"method": "none"}
@@ -181,7 +183,10 @@ def main(cfg: DictConfig) -> dict:
         if not records:
             raise StageError(f"{train_path}: no question with a numeric_answer or numbered passages holding the "
                              "answer; GRPO's rewards (align.grpo.rewards) cannot check any; use dpo, orpo or kto")
-    chosen_records = random.Random(f"{seed}:align").sample(records, min(len(records), int(settings.questions)))
+    wanted = int(settings.grpo.questions if method == "grpo" else settings.questions)
+    chosen_records = random.Random(f"{seed}:align").sample(records, min(len(records), wanted))
+    if bool(settings.one_passage_variants):  # grounded questions also asked with their one passage, as [1]
+        chosen_records += [v for r in chosen_records if (v := one_passage_variant(r)) is not None]
 
     from transformers import AutoTokenizer
 
@@ -215,10 +220,13 @@ def main(cfg: DictConfig) -> dict:
     fingerprint = {"method": method, "settings": OmegaConf.to_container(settings, resolve=True), "rows": digest(rows),
                    "sft_adapter": digest([p.name for p in sorted(sft_adapter.iterdir())])}
     resume = prepare_checkpoint_dir(checkpoints, fingerprint)
+    from dvclive import Live
     from dvclive.huggingface import DVCLiveCallback
 
-    live_dir = metrics_dir / "align_live"
-    callbacks = [DropEmptyLogs(), DVCLiveCallback(dir=str(live_dir), save_dvc_exp=False, resume=resume is not None)]
+    # dvcyaml=None: dvc.yaml declares these plots itself; by default DVCLive rewrites dvc.yaml with its own entries
+    live = Live(dir=str(metrics_dir / "align_live"), resume=resume is not None, save_dvc_exp=False, dvcyaml=None,
+                report=None)
+    callbacks = [DropEmptyLogs(), DVCLiveCallback(live=live)]
     reward_funcs = None
     if method == "grpo":
         from stages.align.rewards import REWARDS
@@ -242,9 +250,13 @@ def main(cfg: DictConfig) -> dict:
         from stages.train.merge import merge_adapter_into_base
 
         merge_adapter_into_base(base, tmp / "adapter", tmp / "merged", bool(cfg.model.trust_remote_code))
-        for extra in ("manifest.json",):
-            if (sft_merged / extra).is_file():
-                (tmp / "merged" / extra).write_bytes((sft_merged / extra).read_bytes())
+        if (sft_merged / "manifest.json").is_file():  # train's facts (served system prompt, its params) + align's
+            manifest = json.loads((sft_merged / "manifest.json").read_text(encoding="utf-8"))
+            manifest.setdefault("source_model", {}).update({"adapter": str(out_dir / "adapter"),
+                                                            "sft_adapter": str(sft_adapter)})
+            manifest.setdefault("params", {})["align"] = {"method": method, "beta": float(settings.beta),
+                                                          "lr": float(settings.lr), "steps": metrics["steps"]}
+            write_json(tmp / "merged" / "manifest.json", manifest)
         card = (sft_merged / "README.md").read_text(encoding="utf-8") if (sft_merged / "README.md").is_file() else ""
         write_text(tmp / "merged" / "README.md", card + alignment_card(method, report, metrics, settings))
         metrics["wall_seconds"] = round(time.perf_counter() - started, 1)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from stages.errors import StageError
 from stages.evaluate import metrics as m
-from stages.inference.grounding import CITATION, GROUNDING, check_citations
+from stages.inference.grounding import CITATION, GROUNDING, Passage, check_citations, grounded_messages
 
 REASONS = ("no_stop", "wrong_number", "no_citation", "wrong_citation", "wrong_fact")
 PASSAGE = re.compile(r"^\[(\d{1,3})\] (.*)$", re.MULTILINE)
@@ -79,8 +79,34 @@ def judge(answer: str, stopped: bool, record: dict, rules: Judge = Judge()) -> s
     return None
 
 
+def one_passage_variant(record: dict) -> dict | None:
+    """The grounded record asked with only the passage that holds its answer, numbered [1], and its answer citing
+    [1]; None for other records. Training prompts carry 3 passages and the answer's number is where retrieval put
+    it; the server often gives fewer (`serve.ask_top_k`, grounded@'s top_k 1). Preferences on 3-passage prompts
+    alone taught DPO to cite [2] or [3] whatever was given (bench/results/align_align-dpo.md: legal's answers
+    citing a passage fell from 0.96 to 0.29)."""
+    gold = gold_passages(record) if is_grounded(record) else []
+    if not gold:
+        return None
+    messages = record["messages"]
+    system = next((t["content"] for t in messages if t["role"] == "system"), "")
+    question = [t["content"] for t in messages if t["role"] == "user"][-1].split("\n\nQuestion: ", 1)[-1]
+    title, _, text = numbered_passages(record)[gold[0]].partition(": ")
+    plain_system = system.replace(f"\n\n{GROUNDING}", "").replace(GROUNDING, "").strip()
+    prompt = grounded_messages(([{"role": "system", "content": plain_system}] if plain_system else []) +
+                               [{"role": "user", "content": question}], [Passage(title, text)])
+    answer = re.sub(r"(\[1\])+", "[1]", CITATION.sub("[1]", messages[-1]["content"].strip()))
+    return {**record, "id": f"{record.get('id', '')}#one-passage", "messages": [*prompt, {"role": "assistant",
+                                                                                         "content": answer}]}
+
+
 def reference_answer(record: dict) -> str:
-    """The reference as the model should say it: with the citation of its passage on a grounded prompt."""
+    """The reference as the model should say it: the answer `train` supervised (on grounded prompts prepare
+    already cites the passage there), else the output with the citation of the passage that holds it."""
+    trained = (record.get("messages") or [{}])[-1]
+    if trained.get("role") == "assistant" and trained.get("content", "").strip():
+        if judge(trained["content"].strip(), True, record) is None:
+            return trained["content"].strip()
     answer = record["output"].strip()
     gold = gold_passages(record) if is_grounded(record) else []
     if gold and not CITATION.search(answer):

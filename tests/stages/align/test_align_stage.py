@@ -105,10 +105,16 @@ def test_trl_tokenises_exactly_what_train_supervises(sft, tiny_model_dir):
 
 
 def test_dpo_tunes_the_sft_adapter_and_the_later_stages_take_it(sft, tiny_model_dir):
+    from stages import REPO_ROOT
+
+    dvc_yaml = (REPO_ROOT / "dvc.yaml").read_text()
     metrics, cfg = run_method(sft, tiny_model_dir, "dpo")
+    assert (REPO_ROOT / "dvc.yaml").read_text() == dvc_yaml  # DVCLive must not rewrite the project's map
+    assert (Path(cfg.paths.metrics) / "align_live" / "plots" / "metrics" / "train" / "loss.tsv").is_file()
     check_published(cfg, metrics, "dpo")
     report = metrics["preferences"]
-    assert report["questions"] == 8 and report["samples"] == 8
+    # 8 questions, and each grounded one of them again with its one passage as [1]
+    assert 8 < report["questions"] <= 12 and report["samples"] == report["questions"]
     assert sum(report["wrong_by_reason"].values()) == report["pairs"] == metrics["rows"]
     # off again: the marker alone, and the later stages are back on train's adapter
     main(align_cfg(sft, tiny_model_dir, "align.method=none"))
@@ -139,7 +145,8 @@ def test_grpo_learns_from_verifiable_rewards(sft, tiny_model_dir):
     # so only that it trained on the checkable questions with the rewards is checked here; the real run's
     # gain is measured in bench/align_gain.py.
     check_published(cfg, metrics, "grpo", tuned_expected=False)
-    assert metrics["preferences"]["questions"] == 8  # the numeric and grounded records, no plain chat
+    # the 4 numeric and 4 grounded records (no plain chat), and the grounded ones again with their one passage
+    assert metrics["preferences"]["questions"] == 12
     assert "rewards/stop_reward/mean" in metrics["final"], metrics["final"]  # applies to every completion
 
 

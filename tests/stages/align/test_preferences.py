@@ -141,3 +141,18 @@ def test_feedback_lines_become_unpaired_rows(tmp_path):
     write(path, [{"question": "q", "answer": "a", "label": "bad"}])
     with pytest.raises(StageError, match=r"legal.jsonl:1: field 'label'"):
         load_feedback(path, None)
+
+
+def test_one_passage_variant_asks_with_the_answer_passage_alone_as_1():
+    from stages.align.preferences import one_passage_variant
+
+    record = grounded_record()
+    record["messages"][-1]["content"] = reference_answer(record)  # cites [2], as prepare writes it
+    variant = one_passage_variant(record)
+    system, user, answer = variant["messages"]
+    assert system["content"].count(GROUNDING) == 1 and system["content"].startswith(SYSTEM)
+    assert user["content"] == ("Context:\n[1] Balance sheet: " + record["output"] + "\n\nQuestion: "
+                               + record["instruction"])
+    assert answer["content"].endswith("time [1].") and judge(answer["content"], True, variant) is None
+    assert judge(record["messages"][-1]["content"], True, variant) == "no_citation"  # [2] does not exist there
+    assert one_passage_variant(text_record()) is None and one_passage_variant(numeric_record()) is None
