@@ -146,6 +146,26 @@ def test_one_server_answers_each_domain_with_its_adapter_like_the_merged_model(r
     assert abs(likelihood["healthcare"] - likelihood["legal"]) > 1e-3, likelihood
 
 
+def test_feedback_reruns_align_and_nothing_after_it_while_alignment_is_off(repo):
+    """A 👍/👎 line is a changed dependency of align@<d>: it reruns (cheap while align.method is none) and, its
+    output unchanged, nothing downstream does."""
+    feedback = repo / "data/feedback/legal.jsonl"
+    feedback.write_text(json.dumps({"question": "What is a tort?", "answer": "A civil wrong.", "label": True,
+                                    "domain": "legal", "system": None, "adapter_sha256": None, "model": "m",
+                                    "created": "2026-12-05T00:00:00Z"}) + "\n")
+    try:
+        status = run(["dvc", "status"], repo).stdout
+        assert "align@legal" in status and "data/feedback" in status and "align@healthcare" in status, status
+        out = run(["dvc", "repro"], repo, timeout=600).stdout
+        assert "Running stage 'align@legal'" in out
+        for stage in ("train@legal", "evaluate@legal", "adapter@legal", "grounded@legal"):
+            assert f"Running stage '{stage}'" not in out, stage
+    finally:
+        feedback.unlink()
+        run(["dvc", "repro"], repo, timeout=600)
+    assert json.loads((repo / "models/aligned/legal/alignment.json").read_text())["method"] == "none"
+
+
 def test_forced_rerun_resumes_and_keeps_the_curves(repo):
     curve = repo / "metrics/legal/train_live/plots/metrics/train/loss.tsv"
     before = curve.read_text()
@@ -183,6 +203,25 @@ def test_experiment_sets_a_quantization_recipe(repo):
     assert q8["tensor_type_overrides"] == {"ffn_down": "q4_0"} and q8["tensor_types"]["Q4_0"] == 2
 
 
+@pytest.mark.slow
+def test_alignment_on_reruns_align_and_what_uses_its_adapter(repo):
+    """`-S align.method=dpo`: align@legal tunes the SFT adapter; evaluate@, adapter@ (so grounded@) and lmeval@
+    take it; train@ and the shared stages do not rerun."""
+    manifest = repo / "models/adapters/legal/manifest.json"
+    sft_adapter = json.loads(manifest.read_text())["adapter"]["sha256"]
+    out = run(["dvc", "exp", "run", "headline@legal", "-S", "align.method=dpo", "-S", "align.questions=4",
+               "-S", "align.samples_per_question=1", "-S", "align.max_new_tokens=8", "-S", "align.max_steps=2",
+               "-S", "align.batch_size=2"], repo, timeout=1200).stdout
+    for stage in ("align@legal", "evaluate@legal", "adapter@legal", "grounded@legal", "lmeval@legal"):
+        assert f"Running stage '{stage}'" in out, stage
+    for stage in ("train@legal", "quantize", "prepare@legal", "train_reranker"):
+        assert f"Running stage '{stage}'" not in out, stage
+    align = json.loads((repo / "metrics/legal/align.json").read_text())
+    assert align["method"] == "dpo" and align["steps"] == 2
+    assert json.loads(manifest.read_text())["adapter"]["sha256"] != sft_adapter  # the server gets the tuned one
+    run("git checkout -- . && dvc checkout --force", repo, timeout=600)  # the later tests start from the run's state
+
+
 def test_a_qwen2_model_goes_through_the_whole_pipeline(repo):
     """Another family's architecture (tiny random Qwen2: q/k/v biases, NEOX rope) from base to a served GGUF."""
     from stages.inference import SamplingParams, load_engine
@@ -210,44 +249,6 @@ def test_a_qwen2_model_goes_through_the_whole_pipeline(repo):
     finally:
         engine.close()
     assert json.loads((repo / "metrics/legal/eval.json").read_text())["stop_rate"] > 0
-
-
-def test_feedback_reruns_align_and_nothing_after_it_while_alignment_is_off(repo):
-    """A 👍/👎 line is a changed dependency of align@<d>: it reruns (cheap while align.method is none) and, its
-    output unchanged, nothing downstream does."""
-    feedback = repo / "data/feedback/legal.jsonl"
-    feedback.write_text(json.dumps({"question": "What is a tort?", "answer": "A civil wrong.", "label": True,
-                                    "domain": "legal", "system": None, "adapter_sha256": None, "model": "m",
-                                    "created": "2026-12-05T00:00:00Z"}) + "\n")
-    try:
-        status = run(["dvc", "status"], repo).stdout
-        assert "align@legal" in status and "data/feedback" in status and "align@healthcare" in status, status
-        out = run(["dvc", "repro"], repo, timeout=600).stdout
-        assert "Running stage 'align@legal'" in out
-        for stage in ("train@legal", "evaluate@legal", "adapter@legal", "grounded@legal"):
-            assert f"Running stage '{stage}'" not in out, stage
-    finally:
-        feedback.unlink()
-        run(["dvc", "repro"], repo, timeout=600)
-    assert json.loads((repo / "models/aligned/legal/alignment.json").read_text())["method"] == "none"
-
-
-@pytest.mark.slow
-def test_alignment_on_reruns_align_and_what_uses_its_adapter(repo):
-    """`-S align.method=dpo`: align@legal tunes the SFT adapter; evaluate@, adapter@ (so grounded@) and lmeval@
-    take it; train@ and the shared stages do not rerun."""
-    manifest = repo / "models/adapters/legal/manifest.json"
-    sft_adapter = json.loads(manifest.read_text())["adapter"]["sha256"]
-    out = run(["dvc", "exp", "run", "headline@legal", "-S", "align.method=dpo", "-S", "align.questions=4",
-               "-S", "align.samples_per_question=1", "-S", "align.max_new_tokens=8", "-S", "align.max_steps=2",
-               "-S", "align.batch_size=2"], repo, timeout=1200).stdout
-    for stage in ("align@legal", "evaluate@legal", "adapter@legal", "grounded@legal", "lmeval@legal"):
-        assert f"Running stage '{stage}'" in out, stage
-    for stage in ("train@legal", "quantize", "prepare@legal", "train_reranker"):
-        assert f"Running stage '{stage}'" not in out, stage
-    align = json.loads((repo / "metrics/legal/align.json").read_text())
-    assert align["method"] == "dpo" and align["steps"] == 2
-    assert json.loads(manifest.read_text())["adapter"]["sha256"] != sft_adapter  # the server gets the tuned one
 
 
 def test_exp_show_is_readable_after_the_experiments(repo):
