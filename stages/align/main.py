@@ -40,7 +40,7 @@ from stages.align.resolve import ALIGNMENT_FILE
 from stages.align.trainers import METHODS, build_trainer
 from stages.errors import StageError
 from stages.fileio import atomic_dir, read_jsonl, write_json, write_text
-from stages.train.checkpoints import checkpoint_step, prepare_checkpoint_dir
+from stages.train.checkpoints import checkpoint_step, file_digest, prepare_checkpoint_dir
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def main(cfg: DictConfig) -> dict:
     model = load_base_model(base, "lora", None, on_cuda, bool(cfg.model.trust_remote_code))
     policy = PeftModel.from_pretrained(model, sft_adapter, is_trainable=True)
     fingerprint = {"method": method, "settings": OmegaConf.to_container(settings, resolve=True), "rows": digest(rows),
-                   "sft_adapter": digest([p.name for p in sorted(sft_adapter.iterdir())])}
+                   "sft_adapter": {p.name: file_digest(p) for p in sorted(sft_adapter.glob("*.safetensors"))}}
     resume = prepare_checkpoint_dir(checkpoints, fingerprint)
     from dvclive import Live
     from dvclive.huggingface import DVCLiveCallback
@@ -243,7 +243,8 @@ def main(cfg: DictConfig) -> dict:
                "final": {k: round(float(v), 4) for k, v in last.items() if isinstance(v, (int, float))},
                "train_seconds": round(float(result.metrics.get("train_runtime", 0.0)), 1)}
     with atomic_dir(out_dir) as tmp:
-        trainer.model.save_pretrained(tmp / "adapter", safe_serialization=True)
+        # only the tuned adapter: TRL added the frozen reference copy as a second one ("ref")
+        trainer.model.save_pretrained(tmp / "adapter", safe_serialization=True, selected_adapters=["default"])
         tokenizer.save_pretrained(tmp / "adapter")
         del trainer, policy, model
         gc.collect()

@@ -66,6 +66,7 @@ def run_method(root: Path, base: Path, method: str, *extra: str) -> tuple[dict, 
 def check_published(cfg, metrics: dict, method: str, tuned_expected: bool = True) -> None:
     adapter, merged, used = trained_model(cfg)
     assert used == method and adapter == Path(cfg.paths.aligned) / "adapter"
+    assert not (adapter / "ref").exists()  # TRL's frozen reference copy is not published
     assert (merged / "model.safetensors").is_file() and not list(merged.glob("*.bin"))
     assert f"({method.upper()}, TRL)" in (merged / "README.md").read_text()
     assert metrics["method"] == method and metrics["steps"] == 2 and metrics["rows"] > 0
