@@ -234,10 +234,13 @@ def main(cfg: DictConfig) -> dict:
         reward_funcs = [REWARDS[name] for name in settings.grpo.rewards]
     trainer = build_trainer(method, policy, tokenizer, rows, settings, str(checkpoints), callbacks, on_cuda,
                             bf16=_cpu_bf16(cfg) and not on_cuda, reward_funcs=reward_funcs)
+    objective = getattr(trainer.args, "loss_type", None) or method  # the losses as TRL took them (DPO: a list)
+    objective = [objective] if isinstance(objective, str) else [str(x) for x in objective]
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     history = [h for h in trainer.state.log_history if "loss" in h]
     last = history[-1] if history else {}
-    metrics = {"method": method, "rows": len(rows), "preferences": report, "steps": trainer.state.global_step,
+    metrics = {"method": method, "objective": objective, "rows": len(rows), "preferences": report,
+               "steps": trainer.state.global_step,
                "resumed_from_step": checkpoint_step(resume) if resume else None,
                "train_loss": round(float(result.training_loss), 4),
                "final": {k: round(float(v), 4) for k, v in last.items() if isinstance(v, (int, float))},
@@ -286,5 +289,6 @@ def alignment_card(method: str, report: dict, metrics: dict, settings: DictConfi
         lines.append(" (rejected for: " + ", ".join(f"{k} {v}" for k, v in reasons.items() if v) + ")")
     if report.get("local_rows"):
         lines.append("; plus " + ", ".join(f"`{k}` ({v} rows)" for k, v in report["local_rows"].items()))
-    lines.append(f". beta {settings.beta}, lr {settings.lr}, {metrics['steps']} steps.\n")
+    lines.append(f". Loss {' + '.join(metrics.get('objective') or [method])}, beta {settings.beta}, lr {settings.lr}, "
+                 f"{metrics['steps']} steps.\n")
     return "".join(lines)

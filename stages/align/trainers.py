@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from stages.errors import StageError
 
@@ -52,8 +52,13 @@ def build_trainer(method: str, policy, tokenizer, rows: list[dict], settings: Di
     if method == "dpo":
         from trl import DPOConfig, DPOTrainer
 
-        args = DPOConfig(**common, beta=float(settings.beta), max_length=max_length,
-                         loss_type=str(settings.dpo_loss))
+        # A list combines TRL's losses: [sigmoid, sft] adds the chosen answers' NLL (RPO), which keeps the
+        # policy near the references on prompts the pairs do not cover.
+        losses = settings.dpo_loss
+        loss_type = [str(x) for x in losses] if isinstance(losses, (list, ListConfig)) else [str(losses)]
+        weights = settings.get("dpo_loss_weights")
+        args = DPOConfig(**common, beta=float(settings.beta), max_length=max_length, loss_type=loss_type,
+                         loss_weights=[float(w) for w in weights] if weights else None)
         return DPOTrainer(model=policy, args=args, train_dataset=data, processing_class=tokenizer,
                           callbacks=callbacks)
     if method == "orpo":

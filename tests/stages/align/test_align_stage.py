@@ -96,6 +96,7 @@ def test_trl_tokenises_exactly_what_train_supervises(sft, tiny_model_dir):
                                        is_trainable=True)
     trainer = build_trainer("dpo", policy, tokenizer, paired_rows(contract, pairs, []), cfg.align,
                             str(sft / "tok_check"), [])
+    assert trainer.args.loss_type == ["sigmoid"] and trainer.args.loss_weights is None
     plain = hf_tokenizer(tokenizer, control=False)
     for record, row in zip(records, trainer.train_dataset, strict=True):
         ids, labels = tokenize_chat(contract, tokenize, record["messages"], plain)
@@ -109,10 +110,14 @@ def test_dpo_tunes_the_sft_adapter_and_the_later_stages_take_it(sft, tiny_model_
     from stages import REPO_ROOT
 
     dvc_yaml = (REPO_ROOT / "dvc.yaml").read_text()
-    metrics, cfg = run_method(sft, tiny_model_dir, "dpo")
+    # TRL's combined loss (RPO: DPO's sigmoid plus the chosen answers' NLL); the plain one is the tokenisation test's
+    metrics, cfg = run_method(sft, tiny_model_dir, "dpo", "align.dpo_loss=[sigmoid,sft]",
+                              "align.dpo_loss_weights=[1.0,0.5]")
     assert (REPO_ROOT / "dvc.yaml").read_text() == dvc_yaml  # DVCLive must not rewrite the project's map
     assert (Path(cfg.paths.metrics) / "align_live" / "plots" / "metrics" / "train" / "loss.tsv").is_file()
     check_published(cfg, metrics, "dpo")
+    assert metrics["objective"] == ["sigmoid", "sft"]
+    assert "Loss sigmoid + sft" in (Path(cfg.paths.aligned) / "merged" / "README.md").read_text()
     report = metrics["preferences"]
     # 8 questions, and each grounded one of them again with its one passage as [1]
     assert 8 < report["questions"] <= 12 and report["samples"] == report["questions"]
