@@ -174,6 +174,11 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
 
 def read_jsonl(path: str | Path) -> list[dict]:
     """Read a JSONL file; any bad line raises StageError naming file and line."""
+    return [obj for _, obj in read_jsonl_numbered(path)]
+
+
+def read_jsonl_numbered(path: str | Path) -> list[tuple[int, dict]]:
+    """read_jsonl's objects with their 1-based line numbers, for checks that name the line of a bad field."""
     path = Path(path)
     if not path.is_file():
         raise StageError(f"{path}: file not found")
@@ -189,7 +194,7 @@ def read_jsonl(path: str | Path) -> list[dict]:
                     raise StageError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
                 if not isinstance(obj, dict):
                     raise StageError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-                records.append(obj)
+                records.append((lineno, obj))
     except UnicodeDecodeError as e:
         raise StageError(f"{path}: not valid UTF-8 (byte offset {e.start}); re-encode the file as UTF-8") from None
     return records

@@ -17,7 +17,6 @@ the reference gets the citation of the passage holding it, as the grounding inst
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from stages.errors import StageError
 from stages.evaluate import metrics as m
+from stages.fileio import read_jsonl_numbered
 from stages.inference.grounding import CITATION, GROUNDING, Passage, check_citations, grounded_messages
 
 REASONS = ("no_stop", "wrong_number", "no_citation", "wrong_citation", "wrong_fact")
@@ -162,20 +162,8 @@ def load_preference_file(path: Path) -> list[dict]:
     """Rows {"messages": prompt chat, "chosen", "rejected"} or {"messages", "completion", "label"}; one format per
     file. Errors name the file, the line and the field."""
     rows, kind = [], None
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise StageError(f"{path}: cannot be read as UTF-8 text ({err}); give a JSONL file") from None
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for n, row in read_jsonl_numbered(path):
         where = f"{path}:{n}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise StageError(f"{where}: not valid JSON ({err.msg}); one JSON object per line") from None
-        if not isinstance(row, dict):
-            raise StageError(f"{where}: not a JSON object; one object per line")
         this = PAIRED if "chosen" in row or "rejected" in row else UNPAIRED
         if kind is None:
             kind = this
@@ -209,14 +197,8 @@ def load_feedback(path: Path, system: str | None) -> list[dict]:
     """data/feedback/<domain>.jsonl (the server's POST /api/v1/feedback) as unpaired rows; a line the server
     could not have written is an error naming it."""
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for n, row in read_jsonl_numbered(path):
         where = f"{path}:{n}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise StageError(f"{where}: not valid JSON ({err.msg}); fix or delete the line") from None
         for field, kind in (("question", str), ("answer", str), ("label", bool)):
             if not isinstance(row.get(field), kind):
                 raise StageError(f"{where}: field '{field}' missing or not a {kind.__name__}; fix or delete the line")

@@ -111,14 +111,14 @@ def test_local_files_paired_and_unpaired(tmp_path):
 
 
 @pytest.mark.parametrize(("lines", "message"), [
-    (["{not json"], "p.jsonl:1: not valid JSON"),
+    (["{not json"], "p.jsonl:1: malformed JSON"),
     ([{"prompt": "q", "chosen": "a"}], "p.jsonl:1: field 'rejected' missing"),
     ([{"prompt": "q", "chosen": "a", "rejected": "b"}, {"prompt": "q", "completion": "a", "label": True}],
      "p.jsonl:2: mixes formats"),
     ([{"prompt": "q", "completion": "a", "label": "yes"}], "p.jsonl:1: field 'label' must be true"),
     ([{"prompt": "", "chosen": "a", "rejected": "b"}], "p.jsonl:1: field 'prompt' must be"),
     ([{"prompt": "q", "chosen": "same", "rejected": "same "}], "p.jsonl:1: fields 'chosen' and 'rejected' are the same"),
-    ([[1, 2]], "p.jsonl:1: not a JSON object"),
+    ([[1, 2]], "p.jsonl:1: expected a JSON object"),
     ([""], "p.jsonl: no rows"),
 ])
 def test_bad_preference_files_are_one_line_errors(tmp_path, lines, message):
@@ -140,6 +140,12 @@ def test_feedback_lines_become_unpaired_rows(tmp_path):
     assert rows[1]["messages"][0]["content"] == "Be brief." and rows[1]["label"] is False
     write(path, [{"question": "q", "answer": "a", "label": "bad"}])
     with pytest.raises(StageError, match=r"legal.jsonl:1: field 'label'"):
+        load_feedback(path, None)
+    path.write_text('{"question": "q", "answer": "a", "label": true}\n["not", "a", "row"]\n')
+    with pytest.raises(StageError, match=r"legal.jsonl:2: expected a JSON object"):
+        load_feedback(path, None)
+    path.write_bytes(b'{"question": "\xff"}\n')
+    with pytest.raises(StageError, match=r"legal.jsonl: not valid UTF-8"):
         load_feedback(path, None)
 
 
