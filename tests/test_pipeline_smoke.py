@@ -201,6 +201,8 @@ def test_experiment_sets_a_quantization_recipe(repo):
     files = json.loads((repo / "models/gguf/manifest.json").read_text())["files"]
     q8 = next(f for f in files if f["type"] == "q8_0")
     assert q8["tensor_type_overrides"] == {"ffn_down": "q4_0"} and q8["tensor_types"]["Q4_0"] == 2
+    # the later tests start from the run's state (an experiment's params and outputs stay in the workspace)
+    run("git checkout -- . && dvc checkout --force", repo, timeout=600)
 
 
 @pytest.mark.slow
