@@ -89,6 +89,14 @@ def per_question(rev: str, domain: str) -> dict[str, dict[str, float | None]]:
     return out
 
 
+def splits(rev: str, domain: str) -> dict[str, str]:
+    """Which splits the two files answered (test and test_facts in the pipeline; validation ones when choosing)."""
+    evaluated = {row["split"] for row in jsonl(rev, f"metrics/{domain}/eval/predictions.jsonl")
+                 if row["model"] == "finetuned"}
+    grounded = json.loads(read(rev, f"metrics/{domain}/grounded.json")).get("split", "test_facts")
+    return {"eval": ",".join(sorted(evaluated)), "grounded": grounded}
+
+
 def compare(base: dict, cand: dict, seed: int) -> dict:
     rows = {}
     for metric in base:
@@ -129,9 +137,12 @@ def main() -> None:
         if base_align.get("method") != "none" or cand_align.get("method") in (None, "none"):
             raise SystemExit(f"{domain}: the baseline must run with align.method none and the candidate with a "
                              f"method (got {base_align.get('method')} and {cand_align.get('method')})")
+        answered = splits(base_rev, domain)
+        if splits(cand_rev, domain) != answered:
+            raise SystemExit(f"{domain}: the baseline answered {answered}, the candidate {splits(cand_rev, domain)}")
         rows = compare(per_question(base_rev, domain), per_question(cand_rev, domain), args.seed)
         method = cand_align["method"]
-        results[domain] = {"method": method, "align": cand_align, "metrics": rows,
+        results[domain] = {"method": method, "align": cand_align, "splits": answered, "metrics": rows,
                            "targeted": list(TARGETED[method]),
                            "targeted_improves": [m for m in TARGETED[method] if rows.get(m, {}).get("verdict") ==
                                                  "improves"],
@@ -153,11 +164,12 @@ def report(args, record: dict, results: dict) -> str:
              " ".join(["python", "bench/align_gain.py", *sys.argv[1:]]), "```", "",
              f"Candidate {record['candidate_rev'][:12]}, baseline {record['baseline_rev'][:12]}. Per question on "
              "the same splits; in brackets the paired bootstrap 95% interval of (aligned - SFT). `eval.*`: the "
-             "merged model on the test split (evaluate@); `grounded.*`: the served GGUF + adapter on test_facts "
-             "with retrieved passages (grounded@).", ""]
+             "merged model (evaluate@); `grounded.*`: the served GGUF + adapter, alone and with retrieved passages "
+             "(grounded@).", ""]
     for domain, r in results.items():
         a = r["align"]
-        lines += [f"## {domain}: {r['method']}", "",
+        lines += [f"## {domain}: {r['method']} ({' + '.join(a.get('objective') or [r['method']])})", "",
+                  f"Splits: eval.* on {r['splits']['eval']}, grounded.* on {r['splits']['grounded']}.", "",
                   f"{a['rows']} rows ({json.dumps(a['preferences'].get('wrong_by_reason', {}))}), {a['steps']} "
                   f"steps, {a.get('wall_seconds')} s (sampling {a['preferences'].get('sampling_seconds')} s).", "",
                   "| metric | n | SFT | aligned | difference [95% CI] | |", "|---|---:|---:|---:|---|---|"]
