@@ -37,6 +37,7 @@ from stages.align.preferences import (
     one_passage_variant,
 )
 from stages.align.resolve import ALIGNMENT_FILE
+from stages.align.rewards import REWARDS
 from stages.align.trainers import METHODS, build_trainer
 from stages.errors import StageError
 from stages.fileio import atomic_dir, read_jsonl, write_json, write_text
@@ -166,6 +167,8 @@ def main(cfg: DictConfig) -> dict:
         return metrics
     if method not in METHODS:
         raise StageError(f"align.method={method}: use none, {', '.join(METHODS)}")
+    if method == "grpo" and (not settings.grpo.rewards or any(n not in REWARDS for n in settings.grpo.rewards)):
+        raise StageError(f"align.grpo.rewards={list(settings.grpo.rewards)}: name one or more of {', '.join(REWARDS)}")
     started = time.perf_counter()
     base, sft_adapter, sft_merged = Path(cfg.paths.base_model), Path(cfg.paths.adapter), Path(cfg.paths.merged)
     for path, what in ((sft_adapter, "the SFT adapter"), (sft_merged, "the SFT merged model")):
@@ -229,8 +232,6 @@ def main(cfg: DictConfig) -> dict:
     callbacks = [DropEmptyLogs(), DVCLiveCallback(live=live)]
     reward_funcs = None
     if method == "grpo":
-        from stages.align.rewards import REWARDS
-
         reward_funcs = [REWARDS[name] for name in settings.grpo.rewards]
     trainer = build_trainer(method, policy, tokenizer, rows, settings, str(checkpoints), callbacks, on_cuda,
                             bf16=_cpu_bf16(cfg) and not on_cuda, reward_funcs=reward_funcs)

@@ -3,6 +3,7 @@ record, in TRL's reward-function form (`f(prompts, completions, completion_ids, 
 None where a reward does not apply, which TRL leaves out of that function's mean).
 
     numeric_reward(prompts, completions, numeric_answer=[106702.42, None])   # -> [1.0, None] when the first holds it
+    numeric_close_reward(prompts, completions, numeric_answer=[200.0])       # "... = 150" -> 0.75
     citation_reward(prompts, completions, gold_passages=[[3], []], n_passages=[3, 0])
     stop_reward(prompts, completions, completion_ids=ids, end_of_turn_id=[2, 2])
 
@@ -36,6 +37,26 @@ def numeric_reward(prompts: Sequence, completions: Sequence, numeric_answer: Seq
             for c, want in zip(completions, answers, strict=True)]
 
 
+def numeric_close_reward(prompts: Sequence, completions: Sequence,
+                         numeric_answer: Sequence[float | None] | None = None, **_) -> list[float | None]:
+    """Partial credit for the result: 1 - relative error of the answer's last number (its result, after the
+    formula), floored at 0; 0 without a number. The exact reward gives no gradient while no sample of a
+    question is right (a small model guesses the result of a formula it sets up correctly); this one does."""
+    answers = numeric_answer or [None] * len(completions)
+    out: list[float | None] = []
+    for c, want in zip(completions, answers, strict=True):
+        if want is None:
+            out.append(None)
+            continue
+        numbers = m.extract_numbers(_text(c))
+        if not numbers:
+            out.append(0.0)
+            continue
+        error = abs(numbers[-1] - float(want)) / max(abs(float(want)), NUMERIC_ABS_TOL)
+        out.append(max(0.0, 1.0 - error))
+    return out
+
+
 def citation_reward(prompts: Sequence, completions: Sequence, gold_passages: Sequence[list[int]] | None = None,
                     n_passages: Sequence[int] | None = None, **_) -> list[float | None]:
     """On grounded prompts: 1 when the answer cites a passage that holds the reference answer; 0 when it cites
@@ -61,4 +82,5 @@ def stop_reward(prompts: Sequence, completions: Sequence, completion_ids: Sequen
                                                                               strict=True)]
 
 
-REWARDS = {"numeric": numeric_reward, "citation": citation_reward, "stop": stop_reward}
+REWARDS = {"numeric": numeric_reward, "numeric_close": numeric_close_reward, "citation": citation_reward,
+           "stop": stop_reward}

@@ -159,6 +159,8 @@ def test_grpo_learns_from_verifiable_rewards(sft, tiny_model_dir):
 def test_bad_method_and_unpaired_file_for_dpo_are_one_line_errors(sft, tiny_model_dir, tmp_path):
     with pytest.raises(StageError, match="align.method=ppo: use none, dpo, orpo, kto, grpo"):
         main(align_cfg(sft, tiny_model_dir, "align.method=ppo"))
+    with pytest.raises(StageError, match=r"align.grpo.rewards=\['numeric', 'exact'\]: name one or more of numeric, "):
+        main(align_cfg(sft, tiny_model_dir, "align.method=grpo", "align.grpo.rewards=[numeric,exact]"))
     unpaired = tmp_path / "u.jsonl"
     write_jsonl(unpaired, [{"prompt": "q", "completion": "a", "label": True}])
     with pytest.raises(StageError, match="use align.method=kto for those"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stages.align.rewards import citation_reward, numeric_reward, stop_reward
+from stages.align.rewards import citation_reward, numeric_close_reward, numeric_reward, stop_reward
 
 
 def test_numeric_reward_checks_the_exact_number_and_skips_other_questions():
@@ -10,6 +10,14 @@ def test_numeric_reward_checks_the_exact_number_and_skips_other_questions():
                    [{"role": "assistant", "content": "It is 106702.42 dollars."}]]
     wanted = [106702.42, 106702.42, None, 106702.42]
     assert numeric_reward(["p"] * 4, completions, numeric_answer=wanted) == [1.0, 0.0, None, 1.0]
+
+
+def test_numeric_close_reward_gives_partial_credit_for_the_last_number():
+    completions = ["ROI = ($300 - $100) / $100 x 100 = 200%.", "ROI = ($300 - $100) / $100 x 100 = 150%.",
+                   "ROI = 100 / 100 x 100 = 600%.", "It grew a lot.", "A bond is a loan."]
+    wanted = [200.0, 200.0, 200.0, 200.0, None]
+    # the last number is the result: the inputs written before it (300, 100) earn nothing
+    assert numeric_close_reward(["p"] * 5, completions, numeric_answer=wanted) == [1.0, 0.75, 0.0, 0.0, None]
 
 
 def test_citation_reward_needs_a_passage_holding_the_answer():
