@@ -3,7 +3,8 @@
 Shared: base, index, quantize (the base as GGUF), train_reranker. Per domain (foreach): prepare, train, evaluate,
 adapter (the domain's LoRA adapter as GGUF), retrieval, grounded, lmeval, headline. Then: up to date; the server answers
 each domain with its own adapter, as the merged model does; an experiment with `-S train.lora.r=8` reruns the
-per-domain training and what follows, not prepare, quantize or the reranker, and `dvc metrics diff` shows it.
+domain's training and what follows, not prepare, quantize, the reranker or the other domain, and `dvc metrics
+diff` shows it.
 """
 
 from __future__ import annotations
@@ -177,11 +178,12 @@ def test_forced_rerun_resumes_and_keeps_the_curves(repo):
 
 
 def test_experiment_reruns_train_and_downstream_only(repo):
-    out = run(["dvc", "exp", "run", "-S", "train.lora.r=8"], repo, timeout=1200).stdout
-    for domain in DOMAINS:
-        for stage in ("train", "evaluate", "adapter", "grounded"):
-            assert f"Running stage '{stage}@{domain}'" in out, (stage, domain)
-    for stage in ("base", "prepare@healthcare", "prepare@legal", "quantize", "train_reranker"):
+    # One domain's headline asked for: its training and what follows rerun, the shared stages and the other
+    # domain do not (both domains took twice as long and showed nothing more).
+    out = run(["dvc", "exp", "run", "headline@legal", "-S", "train.lora.r=8"], repo, timeout=1200).stdout
+    for stage in ("train", "evaluate", "adapter", "grounded"):
+        assert f"Running stage '{stage}@legal'" in out, stage
+    for stage in ("base", "prepare@legal", "quantize", "train_reranker", "train@healthcare", "adapter@healthcare"):
         assert f"Running stage '{stage}'" not in out, stage
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo).stdout)
     changed = diff.get("metrics/legal/headline.json", {})
