@@ -137,9 +137,9 @@ def main() -> None:
         if base_align.get("method") != "none" or cand_align.get("method") in (None, "none"):
             raise SystemExit(f"{domain}: the baseline must run with align.method none and the candidate with a "
                              f"method (got {base_align.get('method')} and {cand_align.get('method')})")
-        answered = splits(base_rev, domain)
-        if splits(cand_rev, domain) != answered:
-            raise SystemExit(f"{domain}: the baseline answered {answered}, the candidate {splits(cand_rev, domain)}")
+        answered, cand_answered = splits(base_rev, domain), splits(cand_rev, domain)
+        if cand_answered != answered:
+            raise SystemExit(f"{domain}: the baseline answered {answered}, the candidate {cand_answered}")
         rows = compare(per_question(base_rev, domain), per_question(cand_rev, domain), args.seed)
         method = cand_align["method"]
         results[domain] = {"method": method, "align": cand_align, "splits": answered, "metrics": rows,
